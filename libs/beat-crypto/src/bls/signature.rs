@@ -1,0 +1,167 @@
+//! Signature shares, their verification and (optimistic) combination.
+
+use std::{collections::BTreeMap, fmt};
+
+use beat_types::NodeId;
+
+use super::{
+    BlsError, PublicKeySet, SecretKeyShare,
+    field::{Fr, lagrange_at_zero},
+    group::{G1, pairing_check},
+};
+use crate::{encoding::serde_via_bytes, threshold::Combined};
+
+/// A message hashed to G1, computed once and reused for signing and every verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashedMessage(pub(super) G1);
+
+impl HashedMessage {
+    /// Hashes `message` to G1 under the domain-separation tag `dst`.
+    pub fn new(dst: &[u8], message: &[u8]) -> Self {
+        Self(G1::hash_to(message, dst))
+    }
+}
+
+/// One replica's signature share on a message (a point of G1, 48 bytes compressed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SignatureShare(pub(super) G1);
+
+/// A combined threshold signature: the unique BLS signature on the message under the group key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature(pub(super) G1);
+
+macro_rules! point_encoding {
+    ($ty:ident, $what:literal) => {
+        impl $ty {
+            /// Length of the compressed encoding.
+            pub const LEN: usize = G1::COMPRESSED_LEN;
+
+            /// The canonical compressed encoding.
+            pub fn to_bytes(&self) -> [u8; Self::LEN] {
+                self.0.to_compressed()
+            }
+
+            /// Parses a compressed point, rejecting invalid, out-of-subgroup and identity
+            /// encodings.
+            pub fn from_bytes(bytes: &[u8; Self::LEN]) -> Result<Self, BlsError> {
+                G1::from_compressed(bytes)
+                    .map(Self)
+                    .ok_or(BlsError::InvalidEncoding($what))
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "{}({}…)",
+                    stringify!($ty),
+                    &hex::encode(self.to_bytes())[..16]
+                )
+            }
+        }
+
+        serde_via_bytes!($ty, G1::COMPRESSED_LEN);
+    };
+}
+
+point_encoding!(SignatureShare, "signature share");
+point_encoding!(Signature, "signature");
+
+impl SecretKeyShare {
+    /// Signs a hashed message with this share.
+    pub fn sign(&self, message: &HashedMessage) -> SignatureShare {
+        SignatureShare(message.0.mul(&self.scalar))
+    }
+}
+
+impl PublicKeySet {
+    /// Checks one share against its holder's public key share (one pairing check).
+    pub fn verify_share(
+        &self,
+        holder: NodeId,
+        message: &HashedMessage,
+        share: &SignatureShare,
+    ) -> bool {
+        self.share(holder)
+            .is_some_and(|pk| pairing_check(&share.0, &message.0, &pk.0))
+    }
+
+    /// Checks a combined signature against the group key (one pairing check).
+    pub fn verify(&self, message: &HashedMessage, signature: &Signature) -> bool {
+        pairing_check(&signature.0, &message.0, &self.public_key().0)
+    }
+
+    /// Combines exactly `threshold + 1` shares by Lagrange interpolation in the exponent,
+    /// without verifying anything. Shares beyond the first `threshold + 1` (in holder order) are
+    /// ignored.
+    pub fn combine_unchecked(
+        &self,
+        shares: &BTreeMap<NodeId, SignatureShare>,
+    ) -> Result<Signature, BlsError> {
+        let needed = self.threshold() + 1;
+        if shares.len() < needed {
+            return Err(BlsError::NotEnoughShares {
+                have: shares.len(),
+                need: needed,
+            });
+        }
+        let chosen: Vec<(&NodeId, &SignatureShare)> = shares.iter().take(needed).collect();
+        let mut xs = Vec::with_capacity(needed);
+        for (holder, _) in &chosen {
+            if holder.index() >= self.n() {
+                return Err(BlsError::UnknownHolder(**holder));
+            }
+            xs.push(holder.index() as u64 + 1);
+        }
+        let lambdas: Vec<Fr> = lagrange_at_zero(&xs).ok_or(BlsError::DegenerateKey)?;
+        let points: Vec<G1> = chosen.iter().map(|(_, s)| s.0).collect();
+        Ok(Signature(G1::multi_mul(&points, &lambdas)))
+    }
+
+    /// Combines shares optimistically (protocol reference, "share verification" decision):
+    /// interpolate from the first `threshold + 1` shares and verify the result with one pairing
+    /// check; only if that fails, verify every share individually, report the invalid ones and
+    /// retry with the valid ones.
+    ///
+    /// Because BLS signatures are unique, every set of `threshold + 1` valid shares yields the
+    /// same signature, so all honest replicas derive the same coin whichever shares reach them
+    /// first.
+    pub fn combine_optimistic(
+        &self,
+        message: &HashedMessage,
+        shares: &BTreeMap<NodeId, SignatureShare>,
+    ) -> Combined<Signature> {
+        let unknown: Vec<NodeId> = shares
+            .keys()
+            .copied()
+            .filter(|h| h.index() >= self.n())
+            .collect();
+        if unknown.is_empty()
+            && let Ok(sig) = self.combine_unchecked(shares)
+            && self.verify(message, &sig)
+        {
+            return Combined::ok(sig);
+        }
+        if shares.len() < self.threshold() + 1 && unknown.is_empty() {
+            return Combined {
+                value: None,
+                invalid_shares: Vec::new(),
+            };
+        }
+        // Slow path: verify each share.
+        let (valid, invalid): (BTreeMap<_, _>, BTreeMap<_, _>) = shares
+            .iter()
+            .map(|(h, s)| (*h, *s))
+            .partition(|(h, s)| self.verify_share(*h, message, s));
+        let invalid_shares: Vec<NodeId> = invalid.into_keys().collect();
+        let value = self
+            .combine_unchecked(&valid)
+            .ok()
+            .filter(|sig| self.verify(message, sig));
+        Combined {
+            value,
+            invalid_shares,
+        }
+    }
+}

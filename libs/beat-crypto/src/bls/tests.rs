@@ -1,0 +1,218 @@
+use std::collections::BTreeMap;
+
+use beat_types::NodeId;
+use proptest::prelude::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use super::*;
+use crate::dst;
+
+fn keys(n: usize, t: usize, seed: u64) -> (PublicKeySet, Vec<SecretKeyShare>) {
+    deal(n, t, &mut ChaCha20Rng::seed_from_u64(seed)).unwrap()
+}
+
+fn msg(m: &[u8]) -> HashedMessage {
+    HashedMessage::new(dst::COIN_HASH_TO_G1, m)
+}
+
+fn shares_of(
+    secrets: &[SecretKeyShare],
+    holders: &[usize],
+    m: &HashedMessage,
+) -> BTreeMap<NodeId, SignatureShare> {
+    holders
+        .iter()
+        .map(|&i| (NodeId::from_index(i), secrets[i].sign(m)))
+        .collect()
+}
+
+/// Picks a subset of `0..n` of size `k` from a bitmask-like seed.
+fn subset(n: usize, k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut all: Vec<usize> = (0..n).collect();
+    for i in (1..all.len()).rev() {
+        let j = (rand_core::Rng::next_u64(&mut rng) % (i as u64 + 1)) as usize;
+        all.swap(i, j);
+    }
+    all.truncate(k);
+    all
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any t+1 shares combine to the same signature, which verifies under the group key.
+    #[test]
+    fn any_t_plus_1_shares_give_the_same_signature(n in 1usize..12, s1: u64, s2: u64) {
+        let t = (n - 1) / 3;
+        let (pks, sks) = keys(n, t, 7);
+        let m = msg(b"coin 1/2/3");
+        let a = pks.combine_unchecked(&shares_of(&sks, &subset(n, t + 1, s1), &m)).unwrap();
+        let b = pks.combine_unchecked(&shares_of(&sks, &subset(n, t + 1, s2), &m)).unwrap();
+        prop_assert_eq!(a, b);
+        prop_assert!(pks.verify(&m, &a));
+    }
+
+    /// t shares interpolated as if they were enough give a signature that does not verify.
+    #[test]
+    fn t_shares_do_not_give_the_signature(n in 4usize..12, s: u64) {
+        let t = (n - 1) / 3;
+        let (pks, sks) = keys(n, t, 8);
+        let m = msg(b"coin");
+        let holders = subset(n, t, s);
+        let shares = shares_of(&sks, &holders, &m);
+        let weaker = PublicKeySet::new(t - 1, *pks.public_key(), (0..n)
+            .map(|i| *pks.share(NodeId::from_index(i)).unwrap()).collect()).unwrap();
+        let sig = weaker.combine_unchecked(&shares).unwrap();
+        prop_assert!(!pks.verify(&m, &sig));
+        prop_assert!(pks.combine_unchecked(&shares).is_err());
+    }
+}
+
+#[test]
+fn every_share_verifies_against_its_own_key_only() {
+    let (pks, sks) = keys(4, 1, 1);
+    let m = msg(b"m");
+    for (i, sk) in sks.iter().enumerate() {
+        let share = sk.sign(&m);
+        for j in 0..4 {
+            assert_eq!(pks.verify_share(NodeId::from_index(j), &m, &share), i == j);
+        }
+        assert!(!pks.verify_share(NodeId::from_index(i), &msg(b"other"), &share));
+        assert!(!pks.verify_share(NodeId(99), &m, &share));
+    }
+}
+
+#[test]
+fn optimistic_combine_names_wrong_duplicated_and_foreign_shares() {
+    let n = 7;
+    let (pks, sks) = keys(n, 2, 2);
+    let (_, foreign) = keys(n, 2, 3);
+    let m = msg(b"coin");
+    let honest = pks
+        .combine_unchecked(&shares_of(&sks, &[0, 1, 2], &m))
+        .unwrap();
+
+    let mut shares = shares_of(&sks, &[3, 4, 5, 6], &m);
+    // Wrong: node 0 signs a different message.
+    shares.insert(NodeId(0), sks[0].sign(&msg(b"other coin")));
+    // Duplicated: node 1 replays node 3's valid share as its own.
+    let dup = shares[&NodeId(3)];
+    shares.insert(NodeId(1), dup);
+    // Foreign: node 2 signs with a key from another key set.
+    shares.insert(NodeId(2), foreign[2].sign(&m));
+
+    let out = pks.combine_optimistic(&m, &shares);
+    assert_eq!(out.value, Some(honest));
+    assert_eq!(out.invalid_shares, vec![NodeId(0), NodeId(1), NodeId(2)]);
+}
+
+#[test]
+fn optimistic_combine_waits_when_too_few_valid_shares() {
+    let (pks, sks) = keys(4, 1, 4);
+    let m = msg(b"coin");
+    let mut shares = shares_of(&sks, &[0], &m);
+    assert_eq!(pks.combine_optimistic(&m, &shares).value, None);
+    shares.insert(NodeId(1), sks[1].sign(&msg(b"x")));
+    let out = pks.combine_optimistic(&m, &shares);
+    assert_eq!(out.value, None);
+    assert_eq!(out.invalid_shares, vec![NodeId(1)]);
+    shares.remove(&NodeId(1));
+    shares.insert(NodeId(3), sks[3].sign(&m));
+    let out = pks.combine_optimistic(&m, &shares);
+    assert!(out.value.is_some());
+    assert!(out.invalid_shares.is_empty());
+}
+
+#[test]
+fn optimistic_combine_reports_shares_from_unknown_holders() {
+    let (pks, sks) = keys(4, 1, 5);
+    let m = msg(b"coin");
+    let mut shares = shares_of(&sks, &[0, 1], &m);
+    shares.insert(NodeId(9), sks[2].sign(&m));
+    let out = pks.combine_optimistic(&m, &shares);
+    assert!(out.value.is_some());
+    assert_eq!(out.invalid_shares, vec![NodeId(9)]);
+}
+
+#[test]
+fn single_replica_committee_signs_alone() {
+    let (pks, sks) = keys(1, 0, 6);
+    let m = msg(b"solo");
+    let out = pks.combine_optimistic(&m, &shares_of(&sks, &[0], &m));
+    assert!(pks.verify(&m, &out.value.unwrap()));
+}
+
+#[test]
+fn deal_rejects_bad_thresholds() {
+    let mut rng = ChaCha20Rng::seed_from_u64(0);
+    assert!(deal(0, 0, &mut rng).is_err());
+    assert!(deal(4, 4, &mut rng).is_err());
+}
+
+#[test]
+fn coin_is_deterministic_per_name_and_differs_across_names() {
+    let (pks, sks) = keys(4, 1, 9);
+    let coin = |name: &[u8], holders: &[usize]| {
+        let m = coin_message(name);
+        coin_bit(
+            &pks.combine_optimistic(&m, &shares_of(&sks, holders, &m))
+                .value
+                .unwrap(),
+        )
+    };
+    assert_eq!(coin(b"e1/i0/r2", &[0, 1]), coin(b"e1/i0/r2", &[2, 3]));
+    let bits: Vec<bool> = (0..64)
+        .map(|i| coin(format!("n{i}").as_bytes(), &[0, 3]))
+        .collect();
+    assert!(bits.iter().any(|b| *b) && bits.iter().any(|b| !*b));
+}
+
+/// Statistical fairness: 2000 coins; the number of ones is Binomial(2000, 1/2) with standard
+/// deviation ≈ 22.4. Accepting 1000 ± 120 (≈ 5.4σ) fails a fair coin with probability < 1e-7
+/// and a coin biased by 6% or more with overwhelming probability. The keys are fixed, so the
+/// test is deterministic.
+#[test]
+fn coin_is_statistically_fair() {
+    let (pks, sks) = keys(4, 1, 10);
+    let ones = (0..2000u32)
+        .filter(|i| {
+            let m = coin_message(&i.to_le_bytes());
+            let sig = pks
+                .combine_unchecked(&shares_of(&sks, &[1, 2], &m))
+                .unwrap();
+            coin_bit(&sig)
+        })
+        .count();
+    assert!((880..=1120).contains(&ones), "ones = {ones}");
+}
+
+#[test]
+fn encodings_round_trip_and_reject_tampering() {
+    let (pks, sks) = keys(4, 1, 11);
+    let m = msg(b"m");
+    let share = sks[0].sign(&m);
+    assert_eq!(
+        SignatureShare::from_bytes(&share.to_bytes()).unwrap(),
+        share
+    );
+    let mut bad = share.to_bytes();
+    bad[5] ^= 1;
+    // Either not a point, or a different point that fails verification.
+    if let Ok(s) = SignatureShare::from_bytes(&bad) {
+        assert!(!pks.verify_share(NodeId(0), &m, &s));
+    }
+
+    let json = serde_json::to_string(&pks).unwrap();
+    let back: PublicKeySet = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, pks);
+    let bin = postcard::to_allocvec(&share).unwrap();
+    assert_eq!(postcard::from_bytes::<SignatureShare>(&bin).unwrap(), share);
+    assert!(postcard::from_bytes::<SignatureShare>(&[48, 0, 1]).is_err());
+
+    let secret_json = serde_json::to_string(&sks[1]).unwrap();
+    let secret_back: SecretKeyShare = serde_json::from_str(&secret_json).unwrap();
+    assert_eq!(secret_back, sks[1]);
+    assert!(!format!("{:?}", sks[1]).contains(&secret_json[20..40]));
+}
