@@ -1,0 +1,192 @@
+//! Protocol parameters and the public key material a replica needs.
+
+use std::{fmt, sync::Arc};
+
+use beat_crypto::{bls, tdh2};
+use beat_types::{Committee, NodeId, Variant};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The public halves of the threshold keys: enough to verify every share and to encrypt.
+#[derive(Clone)]
+pub struct PublicKeys {
+    /// Threshold BLS key set for the common coin.
+    pub coin: Arc<bls::PublicKeySet>,
+    /// TDH2 public key for threshold encryption.
+    pub encryption: Arc<tdh2::PublicKey>,
+}
+
+impl fmt::Debug for PublicKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKeys")
+            .field("coin_threshold", &self.coin.threshold())
+            .field("encryption_threshold", &self.encryption.threshold())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How BEAT3/BEAT4 deliver an epoch to the replica's application.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// After agreement, replicas exchange their verified fragments and every replica decodes
+    /// every contribution, so the application sees full batches (as with BEAT0–2).
+    #[default]
+    Full,
+    /// Replicas output only the agreed commitments and keep their own verified fragments;
+    /// clients retrieve and verify data from the replicas (BFT storage, BEAT paper §6–7).
+    CommitmentsOnly,
+}
+
+/// Tunable protocol parameters. [`Params::default`] is a sensible production setting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// The BEAT variant.
+    pub variant: Variant,
+    /// `B`: the target number of transactions per epoch; each replica proposes a random
+    /// sample of `⌈B/n⌉` from the first `B` of its buffer.
+    pub batch_size: usize,
+    /// Largest transaction accepted, in bytes.
+    pub max_transaction_bytes: usize,
+    /// Largest contribution (one replica's proposal before encryption), in bytes.
+    pub max_contribution_bytes: usize,
+    /// Most transactions held in the buffer.
+    pub buffer_capacity: usize,
+    /// How many epochs ahead of its own a replica accepts messages for.
+    pub max_future_epochs: u64,
+    /// How many rounds ahead of its own a binary agreement accepts messages for.
+    pub max_future_rounds: u32,
+    /// For how many epochs committed transactions are remembered to suppress duplicates.
+    pub dedup_window_epochs: u64,
+    /// Request catch-up when f+1 peers are at least this many epochs ahead.
+    pub catch_up_lag: u64,
+    /// Most epochs requested or served in one catch-up exchange.
+    pub catch_up_max_epochs: u32,
+    /// BEAT3/BEAT4: full batches or commitments only.
+    pub delivery: Delivery,
+    /// BEAT3/BEAT4: threshold-encrypt contributions before dispersal (censorship resilience).
+    pub encrypt_storage: bool,
+    /// BEAT4: number of data groups of the pyramid code.
+    pub pyramid_groups: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            variant: Variant::Beat0,
+            batch_size: 1000,
+            max_transaction_bytes: 64 * 1024,
+            max_contribution_bytes: 8 * 1024 * 1024,
+            buffer_capacity: 1_000_000,
+            max_future_epochs: 3,
+            max_future_rounds: 256,
+            dedup_window_epochs: 64,
+            catch_up_lag: 3,
+            catch_up_max_epochs: 32,
+            delivery: Delivery::Full,
+            encrypt_storage: false,
+            pyramid_groups: 2,
+        }
+    }
+}
+
+impl Params {
+    /// The number of transactions a replica proposes per epoch: `⌈B/n⌉`.
+    pub fn proposal_size(&self, committee: Committee) -> usize {
+        self.batch_size.div_ceil(committee.n()).max(1)
+    }
+
+    /// Whether contributions are threshold-encrypted by the replicas (BEAT0, BEAT1, and BEAT3/4
+    /// with `encrypt_storage`).
+    pub fn encrypts_contributions(&self) -> bool {
+        match self.variant {
+            Variant::Beat0 | Variant::Beat1 => true,
+            Variant::Beat2 => false,
+            Variant::Beat3 | Variant::Beat4 => self.encrypt_storage,
+        }
+    }
+
+    /// The largest broadcast value: a contribution plus encryption overhead.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_contribution_bytes + tdh2::CIPHERTEXT_OVERHEAD + 64
+    }
+
+    /// Checks the parameters for consistency.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |s: &str| Err(Error::InvalidConfig(s.to_owned()));
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1");
+        }
+        if self.max_transaction_bytes == 0
+            || self.max_transaction_bytes > self.max_contribution_bytes
+        {
+            return bad("max_transaction_bytes must be in 1..=max_contribution_bytes");
+        }
+        if self.buffer_capacity == 0 {
+            return bad("buffer_capacity must be at least 1");
+        }
+        if self.max_future_epochs == 0 || self.max_future_epochs > 1024 {
+            return bad("max_future_epochs must be in 1..=1024");
+        }
+        if self.max_future_rounds == 0 {
+            return bad("max_future_rounds must be at least 1");
+        }
+        if self.catch_up_lag == 0 || self.catch_up_max_epochs == 0 {
+            return bad("catch_up_lag and catch_up_max_epochs must be at least 1");
+        }
+        if self.pyramid_groups == 0 {
+            return bad("pyramid_groups must be at least 1");
+        }
+        if self.variant.is_storage()
+            && self.encrypt_storage
+            && self.delivery == Delivery::CommitmentsOnly
+        {
+            return bad(
+                "encrypt_storage requires delivery = full (replicas decrypt after retrieval)",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Everything a replica's protocol instance is configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This replica.
+    pub our_id: NodeId,
+    /// The committee.
+    pub committee: Committee,
+    /// Public key material.
+    pub keys: PublicKeys,
+    /// Protocol parameters.
+    pub params: Params,
+}
+
+impl Config {
+    /// Checks the configuration: membership, parameters, and that the key material matches
+    /// the committee (thresholds f, one key share per replica).
+    pub fn validate(&self) -> Result<(), Error> {
+        if !self.committee.contains(self.our_id) {
+            return Err(Error::NotAMember(self.our_id));
+        }
+        self.params.validate()?;
+        let (n, f) = (self.committee.n(), self.committee.f());
+        if self.keys.coin.n() != n || self.keys.coin.threshold() != f {
+            return Err(Error::InvalidConfig(format!(
+                "coin keys are for n = {}, t = {}; the committee has n = {n}, f = {f}",
+                self.keys.coin.n(),
+                self.keys.coin.threshold()
+            )));
+        }
+        if self.keys.encryption.n() != n || self.keys.encryption.threshold() != f {
+            return Err(Error::InvalidConfig(format!(
+                "encryption keys are for n = {}, t = {}; the committee has n = {n}, f = {f}",
+                self.keys.encryption.n(),
+                self.keys.encryption.threshold()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! One epoch: the common subset of the replicas' proposals, then (where the variant encrypts)
+//! threshold decryption of the agreed ciphertexts.
+//!
+//! # Algorithm (BEAT paper §4, HoneyBadgerBFT Fig. 1)
+//!
+//! ```text
+//! E1  propose: BEAT0/1 encrypt the sampled transactions under label (epoch, me);
+//!     BEAT2 propose client ciphertexts as they are; BEAT3/4 disperse (optionally encrypted)
+//! E2  run the common subset on the proposals → S = {(j, v_j)}, |S| ≥ n − f
+//! E3  once every earlier epoch is committed, for each j ∈ S in order:
+//!       BEAT0/1: v_j must parse as a ciphertext that verifies under label (epoch, j);
+//!                otherwise j is faulty and contributes nothing (every honest replica agrees)
+//!       BEAT2:   v_j must decode as at most ⌈B/n⌉ client ciphertexts with client labels; each
+//!                one that verifies and whose label was not ordered before is a slot
+//! E4  threshold-decrypt every slot (module `decrypt`)
+//! E5  decode the plaintexts; the contributions in proposer order are the epoch's outcome
+//! ```
+//!
+//! E3 waits for the previous epoch because BEAT2's duplicate suppression depends on what was
+//! committed before.
+//!
+//! BEAT3/BEAT4 deliver either commitments only (each replica keeps its verified fragments; the
+//! batch carries the agreed commitments) or full batches, retrieved after agreement:
+//!
+//! ```text
+//! R1  multicast my verified fragments of every agreed dispersal
+//! R2  accept a fragment only from its holder, for an agreed dispersal, if it verifies against
+//!     the agreed cross-checksum (otherwise the sender is faulty)
+//! R3  decode each dispersal from k verified fragments; a dispersal whose data does not decode
+//!     to a canonically padded value is rejected identically everywhere
+//! ```
+
+mod message;
+mod retrieval;
+mod state;
+
+pub use message::EpochMessage;
+pub use state::StoredFragments;
+pub(crate) use state::{EpochOutcome, EpochState, label_key, verified_client_ciphertext};

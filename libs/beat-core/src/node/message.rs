@@ -1,0 +1,42 @@
+//! Replica-to-replica messages.
+
+use beat_types::Epoch;
+use serde::{Deserialize, Serialize};
+
+use crate::{Batch, epoch::EpochMessage};
+
+/// A message between replicas. This is the whole node-to-node protocol; its postcard encoding
+/// is the payload the gateway carries (see `docs/wire.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A message of one epoch.
+    Epoch {
+        /// The epoch.
+        epoch: Epoch,
+        /// The message.
+        message: EpochMessage,
+    },
+    /// The sender entered this epoch. Sender-side queues use it to release messages they held
+    /// back; catch-up uses it to notice that a replica fell behind.
+    EpochStarted(Epoch),
+    /// Asks for committed batches from `from` on.
+    CatchUpRequest {
+        /// First epoch wanted.
+        from: Epoch,
+        /// Most epochs wanted.
+        count: u32,
+    },
+    /// Committed batches, in epoch order.
+    CatchUpResponse(Vec<Batch>),
+}
+
+impl Message {
+    /// The epoch an epoch message belongs to; `None` for control messages, which are never held
+    /// back.
+    pub fn epoch(&self) -> Option<Epoch> {
+        match self {
+            Self::Epoch { epoch, .. } => Some(*epoch),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! The replica state machine.
+
+use std::{collections::BTreeMap, fmt, sync::Arc};
+
+use beat_crypto::{Digest, hash::hash_parts};
+use beat_types::{Epoch, NodeId, Transaction, Variant};
+use bytes::Bytes;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use super::{Message, catch_up::CatchUp, window::CommittedWindow};
+use crate::{
+    Batch, Error, Fault, Reply, Request, Step,
+    batch::Content,
+    broadcast::BroadcastConfig,
+    buffer::{TransactionBuffer, TransactionError, transaction_digest},
+    codec::{encode_transactions, epoch_label},
+    config::Config,
+    epoch::{EpochMessage, EpochOutcome, EpochState},
+};
+
+/// A local input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    /// Transactions submitted by clients of this replica.
+    Submit(Vec<Transaction>),
+}
+
+/// An output of the replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// An epoch was committed. Batches are output in epoch order, each exactly once.
+    Committed(Batch),
+    /// BEAT3/BEAT4 with commitments-only delivery: this replica's verified fragments of the
+    /// epoch's agreed dispersals, to store and serve to readers. Output just before the
+    /// epoch's `Committed`.
+    Stored {
+        /// The epoch.
+        epoch: Epoch,
+        /// Fragments per agreed dispersal.
+        fragments: Vec<crate::epoch::StoredFragments>,
+    },
+    /// The replica entered a new epoch; this is its complete state at that moment. Restoring it
+    /// with [`BeatNode::from_checkpoint`] and calling [`BeatNode::resume`], then replaying every
+    /// later event in order, reproduces the replica exactly — including every message it sent,
+    /// so a restarted replica never equivocates.
+    Checkpoint(Box<Checkpoint>),
+}
+
+/// The step type of [`BeatNode`].
+pub type NodeStep = Step<Message, Output>;
+
+/// The secret seed from which each epoch's proposal randomness is derived (transaction
+/// sampling and the encryption randomness of the proposal). It must be secret — it determines
+/// the encryption randomness of this replica's proposals — and it must be the same after a
+/// restart, so that a replayed proposal is identical to the one sent before the crash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalSeed(pub [u8; 32]);
+
+impl Drop for ProposalSeed {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for ProposalSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProposalSeed(<redacted>)")
+    }
+}
+
+/// A replica's state at the moment it entered an epoch (see [`Output::Checkpoint`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The epoch just entered.
+    pub epoch: Epoch,
+    buffer: Vec<(Digest, Transaction)>,
+    window: Vec<(Epoch, Vec<Digest>)>,
+    peer_epochs: BTreeMap<NodeId, Epoch>,
+    catch_up: CatchUp,
+    future: BTreeMap<Epoch, FutureEpoch>,
+}
+
+/// Messages for an epoch the replica has not reached yet, in arrival order, with per-sender
+/// accounting so that no sender can fill the queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct FutureEpoch {
+    messages: Vec<(NodeId, EpochMessage)>,
+    per_sender: BTreeMap<NodeId, (usize, usize)>,
+}
+
+/// One BEAT replica's protocol state.
+pub struct BeatNode {
+    config: Arc<Config>,
+    broadcast: BroadcastConfig,
+    seed: ProposalSeed,
+    epoch: Epoch,
+    current: Option<EpochState>,
+    future: BTreeMap<Epoch, FutureEpoch>,
+    buffer: TransactionBuffer,
+    window: CommittedWindow,
+    peer_epochs: BTreeMap<NodeId, Epoch>,
+    catch_up: CatchUp,
+}
+
+impl fmt::Debug for BeatNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BeatNode")
+            .field("our_id", &self.config.our_id)
+            .field("epoch", &self.epoch)
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BeatNode {
+    /// Creates a replica at epoch 0 with an empty buffer.
+    pub fn new(config: Config, seed: ProposalSeed) -> Result<Self, Error> {
+        config.validate()?;
+        let window = CommittedWindow::new(config.params.dedup_window_epochs);
+        let broadcast = BroadcastConfig::new(config.committee, &config.params);
+        Ok(Self {
+            config: Arc::new(config),
+            broadcast,
+            seed,
+            epoch: Epoch::ZERO,
+            current: None,
+            future: BTreeMap::new(),
+            buffer: TransactionBuffer::default(),
+            window,
+            peer_epochs: BTreeMap::new(),
+            catch_up: CatchUp::default(),
+        })
+    }
+
+    /// Restores a replica from a checkpoint. Call [`Self::resume`] next, then replay the events
+    /// that followed the checkpoint.
+    pub fn from_checkpoint(
+        config: Config,
+        seed: ProposalSeed,
+        checkpoint: Checkpoint,
+    ) -> Result<Self, Error> {
+        let mut node = Self::new(config, seed)?;
+        let bad = |reason: &str| Error::BadCheckpoint {
+            epoch: checkpoint.epoch,
+            reason: reason.to_owned(),
+        };
+        if checkpoint.future.keys().any(|e| *e < checkpoint.epoch) {
+            return Err(bad("queued messages for past epochs"));
+        }
+        node.epoch = checkpoint.epoch;
+        for (key, tx) in checkpoint.buffer {
+            node.buffer.push(key, tx);
+        }
+        for (epoch, keys) in checkpoint.window {
+            node.window.insert(epoch, keys);
+        }
+        node.peer_epochs = checkpoint.peer_epochs;
+        node.catch_up = checkpoint.catch_up;
+        node.future = checkpoint.future;
+        Ok(node)
+    }
+
+    /// Completes entering the checkpoint's epoch, exactly as the replica did when it took the
+    /// checkpoint.
+    pub fn resume(&mut self) -> NodeStep {
+        let mut step = Step::default();
+        self.enter_epoch(&mut step);
+        self.process(&mut step);
+        step
+    }
+
+    /// This replica's identifier.
+    pub fn our_id(&self) -> NodeId {
+        self.config.our_id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The lowest epoch not yet committed.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Pending transactions.
+    pub fn buffer_len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Messages queued for future epochs.
+    pub fn queued_future_messages(&self) -> usize {
+        self.future.values().map(|f| f.messages.len()).sum()
+    }
+
+    /// Epochs with queued messages beyond the current one; bounded by `max_future_epochs`
+    /// whatever peers send.
+    pub fn future_epochs_queued(&self) -> usize {
+        self.future.len()
+    }
+
+    /// The epoch each peer last announced.
+    pub fn peer_epochs(&self) -> &BTreeMap<NodeId, Epoch> {
+        &self.peer_epochs
+    }
+
+    /// Keystore requests whose replies have not arrived (to re-issue after a restart).
+    pub fn pending_requests(&self) -> Vec<Request> {
+        self.current
+            .as_ref()
+            .map(EpochState::pending_requests)
+            .unwrap_or_default()
+    }
+
+    /// Checks a transaction before it is accepted from a client and returns its
+    /// duplicate-suppression key. In BEAT2 the transaction must be a valid client ciphertext
+    /// (TDH2 under a client label), and the key is its label: one request, one slot.
+    pub fn validate_transaction(&self, tx: &Transaction) -> Result<Digest, TransactionError> {
+        let max = self.config.params.max_transaction_bytes;
+        if tx.is_empty() {
+            return Err(TransactionError::Empty);
+        }
+        if tx.len() > max {
+            return Err(TransactionError::TooLarge {
+                size: tx.len(),
+                max,
+            });
+        }
+        if self.config.params.variant == Variant::Beat2 {
+            let ct =
+                crate::epoch::verified_client_ciphertext(&self.config, tx).ok_or_else(|| {
+                    TransactionError::InvalidCiphertext(
+                        "expected a valid TDH2 ciphertext under a client label".to_owned(),
+                    )
+                })?;
+            return Ok(crate::epoch::label_key(ct.label()));
+        }
+        Ok(transaction_digest(tx))
+    }
+
+    /// Returns `true` if a transaction with this key is pending or was committed recently.
+    pub fn is_known(&self, key: &Digest) -> bool {
+        self.buffer.contains(key) || self.window.contains(key)
+    }
+
+    /// Handles a local input. Submitting is all-or-nothing: an invalid transaction or a full
+    /// buffer rejects the whole input.
+    pub fn handle_input(&mut self, input: Input) -> Result<NodeStep, Error> {
+        let mut step = Step::default();
+        match input {
+            Input::Submit(txs) => {
+                let mut keyed = Vec::with_capacity(txs.len());
+                for tx in txs {
+                    keyed.push((self.validate_transaction(&tx)?, tx));
+                }
+                let new = keyed.iter().filter(|(k, _)| !self.is_known(k)).count();
+                let capacity = self.config.params.buffer_capacity;
+                if self.buffer.len() + new > capacity {
+                    return Err(Error::BufferFull { capacity });
+                }
+                for (key, tx) in keyed {
+                    if !self.window.contains(&key) {
+                        self.buffer.push(key, tx);
+                    }
+                }
+            }
+        }
+        self.maybe_propose(&mut step);
+        self.process(&mut step);
+        Ok(step)
+    }
+
+    /// Handles a message from replica `sender` (authenticated by the transport).
+    pub fn handle_message(&mut self, sender: NodeId, message: Message) -> Result<NodeStep, Error> {
+        let mut step = Step::default();
+        if !self.config.committee.contains(sender) || sender == self.config.our_id {
+            return Ok(step);
+        }
+        match message {
+            Message::Epoch { epoch, message } => {
+                if epoch == self.epoch {
+                    let state = self.current_state();
+                    let sub = state.handle_message(sender, message);
+                    absorb_epoch(&mut step, epoch, sub);
+                    self.maybe_propose(&mut step);
+                    self.process(&mut step);
+                } else if epoch > self.epoch
+                    && epoch.distance_from(self.epoch) <= self.config.params.max_future_epochs
+                {
+                    self.queue_future(sender, epoch, message);
+                }
+            }
+            Message::EpochStarted(e) => {
+                let known = self.peer_epochs.entry(sender).or_insert(e);
+                *known = (*known).max(e);
+                self.maybe_request_catch_up(&mut step);
+            }
+            Message::CatchUpRequest { from, count } => {
+                if from < self.epoch {
+                    let max = u64::from(self.config.params.catch_up_max_epochs);
+                    let count = self
+                        .epoch
+                        .distance_from(from)
+                        .min(u64::from(count))
+                        .min(max);
+                    step.request(Request::ReadCommitted {
+                        peer: sender,
+                        from,
+                        count: count as u32,
+                    });
+                }
+            }
+            Message::CatchUpResponse(batches) => {
+                let horizon = u64::from(self.config.params.catch_up_max_epochs);
+                for fault in self
+                    .catch_up
+                    .on_response(sender, batches, self.epoch, horizon)
+                {
+                    step.fault(fault);
+                }
+                self.process(&mut step);
+            }
+        }
+        Ok(step)
+    }
+
+    /// Handles the reply to a [`Request`] this replica emitted. Replies for epochs that are
+    /// over are ignored.
+    pub fn handle_reply(&mut self, reply: Reply) -> Result<NodeStep, Error> {
+        let mut step = Step::default();
+        let epoch = self.epoch;
+        match reply {
+            Reply::CoinShare { id, share } => {
+                if id.epoch == epoch
+                    && let Some(state) = self.current.as_mut()
+                {
+                    let sub = state.handle_coin_share(id.instance, id.round, share);
+                    absorb_epoch(&mut step, epoch, sub);
+                }
+            }
+            Reply::DecryptionShares { epoch: e, shares } => {
+                if e == epoch
+                    && let Some(state) = self.current.as_mut()
+                {
+                    let sub = state.handle_own_shares(shares);
+                    absorb_epoch(&mut step, epoch, sub);
+                }
+            }
+            Reply::Committed { peer, batches } => {
+                if !batches.is_empty() {
+                    step.send(peer, Message::CatchUpResponse(batches));
+                }
+            }
+        }
+        self.process(&mut step);
+        Ok(step)
+    }
+
+    fn current_state(&mut self) -> &mut EpochState {
+        let (epoch, config, broadcast) = (self.epoch, self.config.clone(), &self.broadcast);
+        self.current
+            .get_or_insert_with(|| EpochState::new(config, broadcast, epoch))
+    }
+
+    /// N3: queues a message for a future epoch, bounded per sender.
+    fn queue_future(&mut self, sender: NodeId, epoch: Epoch, message: EpochMessage) {
+        let n = self.config.committee.n();
+        let max_messages = 64 * n + 1024;
+        let max_bytes = (n + 2) * self.config.params.max_value_bytes();
+        let weight = message.weight();
+        let queue = self.future.entry(epoch).or_default();
+        let (count, bytes) = queue.per_sender.entry(sender).or_default();
+        if *count < max_messages && *bytes + weight <= max_bytes {
+            *count += 1;
+            *bytes += weight;
+            queue.messages.push((sender, message));
+        }
+    }
+
+    /// The randomness of this replica's proposal in `epoch`: a function of the secret seed and
+    /// the epoch only, so that a replayed proposal is the one sent before a crash.
+    fn proposal_rng(&self, epoch: Epoch) -> ChaCha20Rng {
+        let digest = hash_parts(
+            b"_BEAT_CORE_PROPOSAL_RNG",
+            &[&self.seed.0, &epoch.0.to_le_bytes()],
+        );
+        ChaCha20Rng::from_seed(digest.0)
+    }
+
+    /// N2: proposes in the current epoch if there is a reason to.
+    fn maybe_propose(&mut self, step: &mut NodeStep) {
+        let epoch = self.epoch;
+        let mut rng = self.proposal_rng(epoch);
+        let config = self.config.clone();
+        let buffer_empty = self.buffer.is_empty();
+        let state = self.current_state();
+        if state.has_proposed() || (buffer_empty && !state.seen_message) {
+            return;
+        }
+        let params = &config.params;
+        let sample = self.buffer.sample(
+            params.batch_size,
+            params.proposal_size(config.committee),
+            params.max_contribution_bytes.saturating_sub(64),
+            &mut rng,
+        );
+        let plaintext = encode_transactions(&sample);
+        let value = if params.encrypts_contributions() {
+            let label = epoch_label(epoch, config.our_id);
+            match config.keys.encryption.encrypt(&label, &plaintext, &mut rng) {
+                Ok(ct) => Bytes::from(ct.to_bytes()),
+                // The label is short and the plaintext bounded, so encryption cannot fail;
+                // propose an empty contribution rather than stall the epoch if it ever did.
+                Err(_) => Bytes::from(encode_transactions(&[])),
+            }
+        } else {
+            Bytes::from(plaintext)
+        };
+        let sub = self.current_state().propose(value);
+        absorb_epoch(step, epoch, sub);
+    }
+
+    /// N4/N5: commits every epoch that is ready, in order.
+    fn process(&mut self, step: &mut NodeStep) {
+        loop {
+            let f1 = self.config.committee.f_plus_one();
+            if let Some(batch) = self.catch_up.take_ready(self.epoch, f1) {
+                self.commit_batch(batch, step);
+                self.advance(step);
+                continue;
+            }
+            let Some(state) = self.current.as_mut() else {
+                return;
+            };
+            if state.is_ready_to_finalize() {
+                let window = &self.window;
+                let sub = state.finalize(&|k| window.contains(k));
+                absorb_epoch(step, self.epoch, sub);
+            }
+            let Some(outcome) = state.take_outcome() else {
+                return;
+            };
+            if !outcome.stored.is_empty() {
+                step.output(Output::Stored {
+                    epoch: self.epoch,
+                    fragments: outcome.stored.clone(),
+                });
+            }
+            let batch = self.assemble(outcome);
+            self.commit_batch(batch, step);
+            self.advance(step);
+        }
+    }
+
+    /// N4: builds the batch, suppressing duplicates within it and against recent epochs.
+    fn assemble(&self, outcome: EpochOutcome) -> Batch {
+        let beat2 = self.config.params.variant == Variant::Beat2;
+        let mut seen = std::collections::HashSet::new();
+        let contributions = outcome
+            .contributions
+            .into_iter()
+            .map(|mut c| {
+                if !beat2 && let Content::Transactions(txs) = &mut c.content {
+                    txs.retain(|tx| {
+                        let key = transaction_digest(tx);
+                        !self.window.contains(&key) && seen.insert(key)
+                    });
+                }
+                c
+            })
+            .collect();
+        Batch {
+            epoch: self.epoch,
+            contributions,
+            ordered_labels: outcome.ordered_labels,
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Batch, step: &mut NodeStep) {
+        let keys: Vec<Digest> = if self.config.params.variant == Variant::Beat2 {
+            batch.ordered_labels.clone()
+        } else {
+            batch.transactions().map(transaction_digest).collect()
+        };
+        for key in &keys {
+            self.buffer.remove(key);
+        }
+        self.window.insert(batch.epoch, keys);
+        step.output(Output::Committed(batch));
+    }
+
+    /// Moves to the next epoch: checkpoint, then enter it.
+    fn advance(&mut self, step: &mut NodeStep) {
+        self.current = None;
+        self.epoch = self.epoch.next();
+        self.future = self.future.split_off(&self.epoch);
+        step.output(Output::Checkpoint(Box::new(self.checkpoint())));
+        self.enter_epoch(step);
+    }
+
+    /// Announces the epoch, handles the messages queued for it in arrival order, proposes if
+    /// there is a reason to, and asks for catch-up if peers are far ahead.
+    fn enter_epoch(&mut self, step: &mut NodeStep) {
+        step.broadcast(Message::EpochStarted(self.epoch));
+        if let Some(queued) = self.future.remove(&self.epoch) {
+            let epoch = self.epoch;
+            for (sender, message) in queued.messages {
+                let sub = self.current_state().handle_message(sender, message);
+                absorb_epoch(step, epoch, sub);
+            }
+        }
+        self.maybe_propose(step);
+        self.maybe_request_catch_up(step);
+    }
+
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            epoch: self.epoch,
+            buffer: self.buffer.entries().cloned().collect(),
+            window: self.window.epochs(),
+            peer_epochs: self.peer_epochs.clone(),
+            catch_up: self.catch_up.clone(),
+            future: self.future.clone(),
+        }
+    }
+
+    /// N5: asks each peer that is far enough ahead, once per own epoch.
+    fn maybe_request_catch_up(&mut self, step: &mut NodeStep) {
+        let lag = self.config.params.catch_up_lag;
+        let ahead: Vec<NodeId> = self
+            .peer_epochs
+            .iter()
+            .filter(|(_, e)| e.distance_from(self.epoch) >= lag)
+            .map(|(p, _)| *p)
+            .collect();
+        if ahead.len() < self.config.committee.f_plus_one() {
+            return;
+        }
+        for peer in ahead {
+            if self.catch_up.should_ask(peer, self.epoch) {
+                self.catch_up.mark_asked(peer, self.epoch);
+                step.send(
+                    peer,
+                    Message::CatchUpRequest {
+                        from: self.epoch,
+                        count: self.config.params.catch_up_max_epochs,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Wraps an epoch's step into the node's, tagging faults with the epoch.
+fn absorb_epoch(step: &mut NodeStep, epoch: Epoch, sub: Step<EpochMessage, ()>) {
+    let first_fault = step.faults.len();
+    let _: Vec<()> = sub.absorb_into(step, |message| Message::Epoch { epoch, message });
+    for fault in &mut step.faults[first_fault..] {
+        let Fault { epoch: e, .. } = fault;
+        e.get_or_insert(epoch);
+    }
+}
