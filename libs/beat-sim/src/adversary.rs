@@ -1,0 +1,139 @@
+//! The adversary model, and the trait every named adversary implements.
+//!
+//! # Adversary model
+//!
+//! The simulated network is asynchronous and adversarial, exactly as the BEAT and
+//! HoneyBadgerBFT papers assume. The adversary
+//!
+//! * **controls the schedule**: it chooses which in-flight message is delivered next, so it may
+//!   reorder messages arbitrarily and delay any of them — but only finitely: a message between
+//!   two honest replicas that has been in flight for more than `max_delay` deliveries is
+//!   delivered next, whatever the adversary prefers (eventual delivery);
+//! * **eavesdrops**: it sees every message in flight, including its contents;
+//! * **fully controls the faulty replicas** (at most `f`): it knows their secret key shares,
+//!   can make them send anything to anyone, drop or rewrite their messages, replay what they
+//!   received, or stay silent;
+//! * **may not** forge messages from honest replicas (links are authenticated), drop messages
+//!   between honest replicas, or corrupt honest replicas' state.
+//!
+//! Faulty replicas run the honest protocol code by default, so that an adversary can deviate in
+//! one specific way while looking honest otherwise (hbbft's approach); each named adversary
+//! overrides only what it needs.
+
+use std::collections::BTreeSet;
+
+use beat_core::{Config, Message, PublicKeys};
+
+use beat_crypto::{bls, tdh2};
+use beat_types::{Committee, NodeId};
+use rand_chacha::ChaCha20Rng;
+
+/// A message in flight.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    /// Sender.
+    pub from: NodeId,
+    /// Recipient.
+    pub to: NodeId,
+    /// The message.
+    pub message: Message,
+    /// The crank at which it was sent.
+    pub sent_at: u64,
+}
+
+/// What the adversary knows and holds when it acts for the faulty replicas.
+pub struct Ctx<'a> {
+    /// The committee.
+    pub committee: Committee,
+    /// The faulty replicas.
+    pub faulty: &'a BTreeSet<NodeId>,
+    /// Public keys.
+    pub keys: &'a PublicKeys,
+    /// The faulty replicas' coin key shares, by replica.
+    pub coin_secrets: &'a [(NodeId, bls::SecretKeyShare)],
+    /// The faulty replicas' decryption key shares, by replica.
+    pub decryption_secrets: &'a [(NodeId, tdh2::SecretKeyShare)],
+    /// A faulty replica's configuration (for building protocol messages).
+    pub config: &'a Config,
+    /// The adversary's randomness (seeded).
+    pub rng: &'a mut ChaCha20Rng,
+    /// The current crank.
+    pub crank: u64,
+    /// The highest epoch any honest replica is in.
+    pub honest_epoch: beat_types::Epoch,
+    /// Every message in flight (the adversary eavesdrops).
+    pub in_flight: &'a [Envelope],
+}
+
+impl Ctx<'_> {
+    /// Honest replicas, in order.
+    pub fn honest(&self) -> Vec<NodeId> {
+        self.committee
+            .members()
+            .filter(|id| !self.faulty.contains(id))
+            .collect()
+    }
+}
+
+/// A named adversary.
+pub trait Adversary {
+    /// The adversary's name, as used on the command line.
+    fn name(&self) -> &'static str;
+
+    /// Chooses the next message to deliver: an index into `ctx.in_flight` (non-empty). The
+    /// network overrides the choice when an honest-to-honest message exceeds the delay bound.
+    fn pick(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        random_pick(ctx.in_flight.len(), ctx.rng)
+    }
+
+    /// Rewrites one message a faulty replica's protocol code is about to send to `to`:
+    /// returns what is actually sent (possibly nothing, possibly several messages).
+    fn tamper(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        message: Message,
+        _ctx: &mut Ctx<'_>,
+    ) -> Vec<(NodeId, Message)> {
+        let _ = from;
+        vec![(to, message)]
+    }
+
+    /// Extra messages faulty replicas inject before a delivery: `(from, to, message)` with a
+    /// faulty `from`.
+    fn inject(&mut self, _ctx: &mut Ctx<'_>) -> Vec<(NodeId, NodeId, Message)> {
+        Vec::new()
+    }
+
+    /// Restarts an honest replica before the next delivery, as a crash and recovery from its
+    /// write-ahead log would (crash-recovery is not a Byzantine fault: a correctly recovered
+    /// replica is indistinguishable from a slow one).
+    fn restart(&mut self, _ctx: &mut Ctx<'_>) -> Option<NodeId> {
+        None
+    }
+
+    /// Whether faulty replicas receive client transactions (and so propose them).
+    fn faulty_get_inputs(&self) -> bool {
+        true
+    }
+
+    /// Whether the faulty replicas should be the lowest-numbered ones. Optimistic share
+    /// combination uses the lowest-numbered shares first, so share-corrupting adversaries pick
+    /// low ids to make sure their shares are actually used (and so detected).
+    fn wants_low_ids(&self) -> bool {
+        false
+    }
+
+    /// Whether this adversary's deviation is one an honest replica can detect and attribute,
+    /// so that a suite of runs must record at least one fault against a faulty replica (FLT-2).
+    fn detectable(&self, params: &beat_core::Params) -> bool {
+        let _ = params;
+        false
+    }
+}
+
+/// Picks uniformly at random among `len` messages (the default schedule).
+pub fn random_pick(len: usize, rng: &mut ChaCha20Rng) -> usize {
+    use rand_core::Rng;
+    (rng.next_u64() % len.max(1) as u64) as usize
+}

@@ -1,0 +1,284 @@
+//! Invariants with stable identifiers, checked after every delivery.
+//!
+//! | ID | property |
+//! |---|---|
+//! | `AGR-1` | agreement: honest replicas commit identical batches for every epoch |
+//! | `ORD-1` | total order: each honest replica commits epochs 0, 1, 2, … once each, without gaps |
+//! | `VAL-1` | validity: an honest proposer's contribution is never rejected, and contains only transactions clients submitted |
+//! | `DUP-1` | no replica commits the same transaction twice |
+//! | `CEN-1` | censorship resilience: a transaction given to every honest replica is committed within a bounded number of epochs |
+//! | `LIV-1` | liveness: the workload is committed everywhere within the delivery budget |
+//! | `FLT-1` | no honest replica is ever reported faulty by an honest replica |
+//! | `FLT-2` | where the adversary's deviation is detectable, faulty replicas are reported (checked over a suite of seeds) |
+//! | `MEM-1` | bounded memory: an honest replica queues messages for at most `max_future_epochs` future epochs |
+//! | `ERR-1` | no entry point of an honest replica returns an error |
+//! | `RST-1` | a restarted replica, rebuilt from its checkpoint and write-ahead log, sends nothing it had not sent before (it cannot equivocate) |
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use beat_core::{Batch, Content, Fault, Params, buffer::transaction_digest};
+use beat_crypto::Digest;
+use beat_types::{Committee, Epoch, NodeId, Transaction};
+
+use crate::net::SimNode;
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The invariant's identifier.
+    pub invariant: &'static str,
+    /// The delivery after which it was detected.
+    pub crank: u64,
+    /// What happened.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (after delivery {}): {}",
+            self.invariant, self.crank, self.detail
+        )
+    }
+}
+
+/// Tracks the run and records violations.
+pub struct Checker {
+    committee: Committee,
+    faulty: BTreeSet<NodeId>,
+    params: Params,
+    reference: BTreeMap<Epoch, Digest>,
+    next_epoch: BTreeMap<NodeId, Epoch>,
+    committed: BTreeMap<NodeId, HashSet<Digest>>,
+    /// Expected transactions (in committed form) and the honest epoch when they were given to
+    /// every honest replica.
+    workload: HashMap<Digest, Epoch>,
+    remaining: BTreeMap<NodeId, usize>,
+    first_committed_in: HashMap<Digest, Epoch>,
+    /// Violations so far.
+    pub violations: Vec<Violation>,
+    /// Faults honest replicas attributed to faulty ones.
+    pub detections: u64,
+    /// The most epochs any honest replica held in memory.
+    pub max_epochs_in_memory: usize,
+}
+
+impl Checker {
+    /// A checker for a committee with the given faulty replicas.
+    pub fn new(committee: Committee, faulty: BTreeSet<NodeId>, params: Params) -> Self {
+        let next_epoch = committee
+            .members()
+            .filter(|id| !faulty.contains(id))
+            .map(|id| (id, Epoch::ZERO))
+            .collect();
+        Self {
+            committee,
+            faulty,
+            params,
+            reference: BTreeMap::new(),
+            next_epoch,
+            committed: BTreeMap::new(),
+            workload: HashMap::new(),
+            remaining: BTreeMap::new(),
+            first_committed_in: HashMap::new(),
+            violations: Vec::new(),
+            detections: 0,
+            max_epochs_in_memory: 0,
+        }
+    }
+
+    fn violate(&mut self, invariant: &'static str, crank: u64, detail: String) {
+        self.violations.push(Violation {
+            invariant,
+            crank,
+            detail,
+        });
+    }
+
+    /// Registers a transaction (in the form it will be committed) given to every honest
+    /// replica while the most advanced honest replica was in `epoch`.
+    pub fn expect(&mut self, committed_form: &Transaction, epoch: Epoch) {
+        let key = transaction_digest(committed_form);
+        if self.workload.insert(key, epoch).is_none() {
+            for id in self.next_epoch.keys() {
+                *self.remaining.entry(*id).or_default() += 1;
+            }
+        }
+    }
+
+    /// Returns `true` once every honest replica committed every expected transaction.
+    pub fn workload_done(&self) -> bool {
+        self.remaining.values().all(|r| *r == 0)
+    }
+
+    /// The lowest number of epochs committed by an honest replica.
+    pub fn min_epochs(&self) -> u64 {
+        self.next_epoch.values().map(|e| e.0).min().unwrap_or(0)
+    }
+
+    /// Checks a batch an honest replica committed.
+    pub fn on_commit(&mut self, node: NodeId, batch: &Batch, crank: u64) {
+        let expected = self.next_epoch.get(&node).copied().unwrap_or_default();
+        if batch.epoch != expected {
+            self.violate(
+                "ORD-1",
+                crank,
+                format!(
+                    "node {node} committed epoch {} after {}",
+                    batch.epoch,
+                    expected.0.wrapping_sub(1)
+                ),
+            );
+        }
+        self.next_epoch.insert(node, batch.epoch.next());
+        let digest = batch.digest();
+        match self.reference.get(&batch.epoch) {
+            Some(d) if *d != digest => self.violate(
+                "AGR-1",
+                crank,
+                format!(
+                    "node {node} committed a different batch for epoch {}",
+                    batch.epoch
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                self.reference.insert(batch.epoch, digest);
+            }
+        }
+        for c in &batch.contributions {
+            if self.faulty.contains(&c.proposer) {
+                continue;
+            }
+            match &c.content {
+                Content::Rejected(kind) => self.violate(
+                    "VAL-1",
+                    crank,
+                    format!(
+                        "honest proposer {}'s contribution rejected in epoch {}: {kind:?}",
+                        c.proposer, batch.epoch
+                    ),
+                ),
+                Content::Transactions(txs) => {
+                    for tx in txs {
+                        if !self.workload.contains_key(&transaction_digest(tx)) {
+                            self.violate(
+                                "VAL-1",
+                                crank,
+                                format!(
+                                    "honest proposer {} committed an unknown transaction {tx:?}",
+                                    c.proposer
+                                ),
+                            );
+                        }
+                    }
+                }
+                Content::Stored(_) => {}
+            }
+        }
+        let seen = self.committed.entry(node).or_default();
+        let mut duplicates = Vec::new();
+        let mut newly_expected = 0;
+        for tx in batch.transactions() {
+            let key = transaction_digest(tx);
+            if !seen.insert(key) {
+                duplicates.push(format!("{tx:?}"));
+            } else if self.workload.contains_key(&key) {
+                newly_expected += 1;
+                self.first_committed_in.entry(key).or_insert(batch.epoch);
+            }
+        }
+        if let Some(r) = self.remaining.get_mut(&node) {
+            *r = r.saturating_sub(newly_expected);
+        }
+        for d in duplicates {
+            self.violate("DUP-1", crank, format!("node {node} committed {d} twice"));
+        }
+    }
+
+    /// Checks a fault an honest replica reported.
+    pub fn on_fault(&mut self, reporter: NodeId, fault: &Fault, crank: u64) {
+        if self.faulty.contains(&fault.node) {
+            self.detections += 1;
+        } else {
+            self.violate(
+                "FLT-1",
+                crank,
+                format!("honest node {reporter} reported honest node: {fault}"),
+            );
+        }
+    }
+
+    /// Records an error returned to an honest replica's driver.
+    pub fn on_error(&mut self, node: NodeId, error: &str, crank: u64) {
+        if !self.faulty.contains(&node) {
+            self.violate("ERR-1", crank, format!("node {node}: {error}"));
+        }
+    }
+
+    /// Records a restarted replica that produced messages it had not sent before.
+    pub fn on_restart_divergence(&mut self, node: NodeId, unexpected: usize, crank: u64) {
+        self.violate(
+            "RST-1",
+            crank,
+            format!("restarted node {node} produced {unexpected} messages it had not sent before"),
+        );
+    }
+
+    /// Checks memory bounds after a delivery.
+    pub fn after_delivery(&mut self, nodes: &BTreeMap<NodeId, SimNode>, crank: u64) {
+        let bound = self.params.max_future_epochs as usize;
+        for id in self.next_epoch.keys().copied().collect::<Vec<_>>() {
+            if let Some(sim) = nodes.get(&id) {
+                let held = sim.node.future_epochs_queued();
+                self.max_epochs_in_memory = self.max_epochs_in_memory.max(held);
+                if held > bound {
+                    self.violate(
+                        "MEM-1",
+                        crank,
+                        format!("node {id} holds {held} epochs (bound {bound})"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Final checks: liveness and the censorship bound of `bound_epochs`.
+    pub fn finish(&mut self, completed: bool, crank: u64, bound_epochs: u64) {
+        if !completed {
+            let behind: Vec<String> = self
+                .remaining
+                .iter()
+                .filter(|(_, r)| **r > 0)
+                .map(|(id, r)| format!("node {id}: {r} uncommitted"))
+                .collect();
+            self.violate(
+                "LIV-1",
+                crank,
+                format!("workload not committed: {}", behind.join(", ")),
+            );
+        }
+        let mut late = 0;
+        let mut worst = 0;
+        for (key, given) in &self.workload {
+            if let Some(at) = self.first_committed_in.get(key) {
+                let waited = at.distance_from(*given);
+                worst = worst.max(waited);
+                if waited > bound_epochs {
+                    late += 1;
+                }
+            }
+        }
+        if late > 0 {
+            self.violate(
+                "CEN-1",
+                crank,
+                format!(
+                    "{late} transactions waited more than {bound_epochs} epochs (worst {worst})"
+                ),
+            );
+        }
+        let _ = self.committee;
+    }
+}

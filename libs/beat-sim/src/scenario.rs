@@ -1,0 +1,272 @@
+//! A scenario: a variant, a committee, an adversary and a seed, run against a workload.
+
+use std::time::Duration;
+
+use beat_core::{Params, codec::client_label};
+use beat_types::{Epoch, NodeId, Transaction, Variant};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde::Serialize;
+
+use crate::{adversaries, invariants::Violation, net::VirtualNet};
+
+/// One simulated run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The BEAT variant.
+    pub variant: Variant,
+    /// Committee size.
+    pub n: usize,
+    /// Faulty replicas (at most f).
+    pub faulty: usize,
+    /// Adversary name (see [`adversaries::NAMES`]).
+    pub adversary: String,
+    /// The seed: the same seed reproduces the run exactly.
+    pub seed: u64,
+    /// Transactions in the workload, each given to every honest replica.
+    pub transactions: usize,
+    /// Transaction size in bytes.
+    pub tx_size: usize,
+    /// `B`.
+    pub batch_size: usize,
+    /// Delivery budget; exceeding it is a liveness violation.
+    pub max_cranks: u64,
+}
+
+impl Scenario {
+    /// A small default scenario for `variant`, `n` (with f at its maximum) and `adversary`.
+    pub fn new(variant: Variant, n: usize, adversary: &str, seed: u64) -> Self {
+        let f = (n.max(1) - 1) / 3;
+        Self {
+            variant,
+            n,
+            faulty: f,
+            adversary: adversary.to_owned(),
+            seed,
+            transactions: 3 * n,
+            tx_size: 32,
+            batch_size: 2 * n,
+            max_cranks: 4_000_000,
+        }
+    }
+
+    /// The protocol parameters the scenario runs with.
+    pub fn params(&self) -> Params {
+        Params {
+            variant: self.variant,
+            batch_size: self.batch_size,
+            max_transaction_bytes: (self.tx_size + 512).max(1024),
+            ..Params::default()
+        }
+    }
+
+    /// Runs the scenario and checks every invariant.
+    pub fn run(&self) -> anyhow::Result<Report> {
+        let adversary = adversaries::by_name(&self.adversary)
+            .ok_or_else(|| anyhow::anyhow!("unknown adversary {:?}", self.adversary))?;
+        let mut net = VirtualNet::builder(self.n)
+            .faulty(self.faulty)
+            .seed(self.seed)
+            .params(self.params())
+            .adversary(adversary)
+            .build()?;
+        let mut rng = ChaCha20Rng::seed_from_u64(self.seed ^ 0xdead_beef);
+        let workload = workload(
+            self.variant,
+            &net,
+            self.transactions,
+            self.tx_size,
+            self.seed,
+            &mut rng,
+        )?;
+        let recipients: Vec<NodeId> = net
+            .committee
+            .members()
+            .filter(|id| !net.faulty.contains(id) || net.faulty_get_inputs())
+            .collect();
+        for (submitted, committed) in &workload {
+            net.checker.expect(committed, Epoch::ZERO);
+            let _ = submitted;
+        }
+        let submitted: Vec<Transaction> = workload.iter().map(|(s, _)| s.clone()).collect();
+        for id in recipients {
+            net.submit(id, submitted.clone())?;
+        }
+        let mut completed = false;
+        while net.cranks() < self.max_cranks {
+            if net.checker.workload_done() {
+                completed = true;
+                break;
+            }
+            if !net.crank() {
+                completed = net.checker.workload_done();
+                break;
+            }
+        }
+        let params = self.params();
+        let per_epoch = params.proposal_size(net.committee);
+        let bound = (self.transactions.div_ceil(per_epoch) + 2 * self.n + 8) as u64;
+        let cranks = net.cranks();
+        net.checker.finish(completed, cranks, bound);
+        Ok(Report {
+            violations: net.checker.violations.clone(),
+            epochs: net.checker.min_epochs(),
+            cranks,
+            forced: net.stats.forced,
+            detections: net.checker.detections,
+            max_epochs_in_memory: net.checker.max_epochs_in_memory,
+            random_coins: net
+                .nodes
+                .values()
+                .map(|s| s.keystore.coin_shares_served)
+                .sum(),
+            restarts: net.nodes.values().map(|s| s.restarts).sum(),
+        })
+    }
+}
+
+/// The workload: `(what is submitted, what gets committed)` per transaction. In BEAT2 clients
+/// submit ciphertexts under their own labels and the replicas commit the plaintexts.
+pub fn workload(
+    variant: Variant,
+    net: &VirtualNet,
+    count: usize,
+    size: usize,
+    seed: u64,
+    rng: &mut ChaCha20Rng,
+) -> anyhow::Result<Vec<(Transaction, Transaction)>> {
+    (0..count)
+        .map(|i| {
+            let mut bytes = format!("tx/{seed}/{i}/").into_bytes();
+            bytes.resize(size.max(bytes.len()), b'.');
+            let plain = Transaction::new(bytes);
+            if variant == Variant::Beat2 {
+                let label = client_label(b"sim-client", i as u64);
+                let ct = net.keys.encryption.encrypt(&label, plain.as_bytes(), rng)?;
+                Ok((Transaction::new(ct.to_bytes()), plain))
+            } else {
+                Ok((plain.clone(), plain))
+            }
+        })
+        .collect()
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Broken invariants.
+    #[serde(skip)]
+    pub violations: Vec<Violation>,
+    /// Epochs committed by every honest replica.
+    pub epochs: u64,
+    /// Deliveries.
+    pub cranks: u64,
+    /// Deliveries forced by the eventual-delivery bound.
+    pub forced: u64,
+    /// Faults attributed to faulty replicas by honest ones.
+    pub detections: u64,
+    /// Most epochs an honest replica held in memory.
+    pub max_epochs_in_memory: usize,
+    /// Coin shares released by all replicas (random-coin rounds × replicas reaching them).
+    pub random_coins: u64,
+    /// Replica restarts (crash-restart adversary).
+    pub restarts: u64,
+}
+
+/// Parameters of `beat-sim bench`.
+#[derive(Clone, Debug)]
+pub struct Bench {
+    /// Variant.
+    pub variant: Variant,
+    /// Committee size.
+    pub n: usize,
+    /// `B`.
+    pub batch: usize,
+    /// Transaction size.
+    pub tx_size: usize,
+    /// Epochs to run.
+    pub epochs: u64,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// Benchmark results (per replica and epoch, averaged over all replicas).
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Variant.
+    pub variant: String,
+    /// Committee size.
+    pub n: usize,
+    /// `B`.
+    pub batch: usize,
+    /// Transaction size.
+    pub tx_size: usize,
+    /// Epochs committed.
+    pub epochs: u64,
+    /// Transactions committed (per replica).
+    pub txs_committed: u64,
+    /// CPU time per replica per epoch, in milliseconds (protocol code and keystore).
+    pub cpu_ms_per_node_epoch: f64,
+    /// Messages sent per replica per epoch.
+    pub msgs_per_node_epoch: f64,
+    /// Bytes sent per replica per epoch (postcard encoding).
+    pub bytes_per_node_epoch: f64,
+}
+
+impl Bench {
+    /// Runs the benchmark: no faulty replicas, FIFO delivery (zero network delay), every
+    /// replica given a disjoint `B/n` share of each epoch's transactions so that an epoch
+    /// commits about `B` of them.
+    pub fn run(&self) -> anyhow::Result<BenchReport> {
+        let params = Params {
+            variant: self.variant,
+            batch_size: self.batch,
+            max_transaction_bytes: (self.tx_size + 512).max(1024),
+            ..Params::default()
+        };
+        let mut net = VirtualNet::builder(self.n)
+            .seed(self.seed)
+            .params(params.clone())
+            .adversary(Box::new(adversaries::Fifo))
+            .measure(true)
+            .build()?;
+        let per_node = params.proposal_size(net.committee);
+        let total = per_node * self.n * self.epochs as usize;
+        let mut rng = ChaCha20Rng::seed_from_u64(self.seed);
+        let workload = workload(self.variant, &net, total, self.tx_size, self.seed, &mut rng)?;
+        let ids: Vec<NodeId> = net.committee.members().collect();
+        let mut per_replica: Vec<Vec<Transaction>> = vec![Vec::new(); self.n];
+        for (i, (submitted, committed)) in workload.iter().enumerate() {
+            net.checker.expect(committed, Epoch::ZERO);
+            per_replica[i % self.n].push(submitted.clone());
+        }
+        for (id, txs) in ids.iter().zip(per_replica) {
+            net.submit(*id, txs)?;
+        }
+        while !net.checker.workload_done() && net.crank() {}
+        anyhow::ensure!(
+            net.checker.violations.is_empty(),
+            "violations: {:?}",
+            net.checker.violations
+        );
+        let epochs = net.checker.min_epochs().max(1);
+        let node_epochs = (self.n as u64 * epochs) as f64;
+        let busy: Duration = net.nodes.values().map(|s| s.busy).sum();
+        let msgs: u64 = net.nodes.values().map(|s| s.sent_messages).sum();
+        let bytes: u64 = net.nodes.values().map(|s| s.sent_bytes).sum();
+        let committed = net.nodes.values().next().map_or(0, |s| {
+            s.log.iter().map(|b| b.transaction_count() as u64).sum()
+        });
+        Ok(BenchReport {
+            variant: self.variant.to_string(),
+            n: self.n,
+            batch: self.batch,
+            tx_size: self.tx_size,
+            epochs,
+            txs_committed: committed,
+            cpu_ms_per_node_epoch: busy.as_secs_f64() * 1000.0 / node_epochs,
+            msgs_per_node_epoch: msgs as f64 / node_epochs,
+            bytes_per_node_epoch: bytes as f64 / node_epochs,
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! The default simulator suite: every variant × every named adversary × n ∈ {4, 7, 10, 16}
+//! with f at its maximum, several seeds each, plus the issue-59 harness.
+//!
+//! Failures name the variant, committee, adversary, seed and invariant; reproduce one with
+//! `cargo run -p beat-sim -- check --variant V --nodes N --adversary A --seeds S..S`.
+//! The long profile (thousands of runs, n up to 31) is `scripts/sim-long.sh`, run by `.ci/run`.
+
+use beat_sim::{aba_attack, adversaries, scenario::Scenario};
+use beat_types::Variant;
+
+/// Runs every adversary for one variant and committee size over `seeds`; panics listing every
+/// violation.
+fn suite(variant: Variant, n: usize, seeds: std::ops::RangeInclusive<u64>) {
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for name in adversaries::NAMES {
+        let mut detections = 0;
+        for seed in seeds.clone() {
+            let scenario = Scenario::new(variant, n, name, seed);
+            let report = scenario.run().expect("scenario runs");
+            runs += 1;
+            detections += report.detections;
+            for v in report.violations {
+                failures.push(format!("{variant} n={n} adversary={name} seed={seed}: {v}"));
+            }
+        }
+        let params = Scenario::new(variant, n, name, 0).params();
+        let detectable = adversaries::by_name(name).is_some_and(|a| a.detectable(&params));
+        if detectable && n >= 4 && detections == 0 {
+            failures.push(format!(
+                "{variant} n={n} adversary={name} seeds {seeds:?}: FLT-2: no fault attributed to a faulty replica"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{runs} runs, {} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+macro_rules! suites {
+    ($($name:ident: $variant:expr, $n:expr, $seeds:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                suite($variant, $n, $seeds);
+            }
+        )*
+    };
+}
+
+suites! {
+    beat0_n4: Variant::Beat0, 4, 1..=6;
+    beat1_n4: Variant::Beat1, 4, 1..=6;
+    beat2_n4: Variant::Beat2, 4, 1..=6;
+    beat3_n4: Variant::Beat3, 4, 1..=6;
+    beat4_n4: Variant::Beat4, 4, 1..=6;
+    beat0_n7: Variant::Beat0, 7, 1..=2;
+    beat1_n7: Variant::Beat1, 7, 1..=2;
+    beat2_n7: Variant::Beat2, 7, 1..=2;
+    beat3_n7: Variant::Beat3, 7, 1..=2;
+    beat4_n7: Variant::Beat4, 7, 1..=2;
+    beat0_n10: Variant::Beat0, 10, 1..=1;
+    beat1_n10: Variant::Beat1, 10, 1..=1;
+    beat2_n10: Variant::Beat2, 10, 1..=1;
+    beat3_n10: Variant::Beat3, 10, 1..=1;
+    beat4_n10: Variant::Beat4, 10, 1..=1;
+    beat0_n16: Variant::Beat0, 16, 1..=1;
+    beat1_n16: Variant::Beat1, 16, 1..=1;
+    beat2_n16: Variant::Beat2, 16, 1..=1;
+    beat3_n16: Variant::Beat3, 16, 1..=1;
+    beat4_n16: Variant::Beat4, 16, 1..=1;
+}
+
+/// The issue-59 attack on binary agreement terminates with agreement, and invalid coin shares
+/// are attributed, for n = 4 and 7.
+#[test]
+fn issue59_attack_fails_against_conf_round() {
+    for n in [4, 7] {
+        for seed in 1..=20 {
+            for mode in [
+                aba_attack::FaultyShares::Withhold,
+                aba_attack::FaultyShares::Invalid,
+            ] {
+                let report = aba_attack::run(n, seed, 90, mode).expect("harness runs");
+                assert!(
+                    report.violations.is_empty(),
+                    "n={n} seed={seed} {mode:?}: {:?}",
+                    report.violations
+                );
+            }
+        }
+    }
+}
