@@ -1,0 +1,17 @@
+//! Logging, tracing, metrics, the ops HTTP port and shutdown handling shared by the BEAT
+//! services.
+//!
+//! Every service calls [`logging::init`] first, creates its metrics on a
+//! [`prometheus::Registry`] from [`metrics::registry`], serves `/metrics`, `/healthz` and
+//! `/readyz` with [`ops::serve`], registers `grpc.health.v1` and server reflection on its gRPC
+//! server with [`grpc`], and stops on [`shutdown::signal`].
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod grpc;
+pub mod logging;
+pub mod metrics;
+pub mod ops;
+pub mod shutdown;
+
+pub use ops::Health;
