@@ -1,0 +1,80 @@
+//! The signer actors: a `SyncArbiter` pool performing CPU-bound secret-key operations off the
+//! I/O threads. Each handler forwards to the [`Keystore`] component.
+
+use std::sync::Arc;
+
+use actix::{Actor, Handler, Message, SyncContext};
+use beat_core::CoinId;
+use beat_crypto::{bls::SignatureShare, identity::IdentitySignature, tdh2::DecryptionShare};
+use beat_types::{Epoch, NodeId};
+use bytes::Bytes;
+
+use crate::component::{Keystore, Refusal};
+
+/// Holds a shared reference to the keystore on one pool thread.
+pub struct SignerActor {
+    /// The keystore.
+    pub keystore: Arc<Keystore>,
+}
+
+impl Actor for SignerActor {
+    type Context = SyncContext<Self>;
+}
+
+/// Sign coin names.
+#[derive(Message)]
+#[rtype(result = "Vec<SignatureShare>")]
+pub struct SignCoins(pub Vec<CoinId>);
+
+impl Handler<SignCoins> for SignerActor {
+    type Result = Vec<SignatureShare>;
+
+    fn handle(&mut self, msg: SignCoins, _: &mut SyncContext<Self>) -> Self::Result {
+        self.keystore.coin_shares(&msg.0)
+    }
+}
+
+/// One ciphertext to share: proposer, ciphertext, expected label.
+pub type ShareItem = (NodeId, Bytes, Bytes);
+
+/// Produce decryption shares for items of one epoch.
+#[derive(Message)]
+#[rtype(result = "Vec<Result<DecryptionShare, Refusal>>")]
+pub struct ShareDecryption {
+    /// Epoch.
+    pub epoch: Epoch,
+    /// Items.
+    pub items: Vec<ShareItem>,
+}
+
+impl Handler<ShareDecryption> for SignerActor {
+    type Result = Vec<Result<DecryptionShare, Refusal>>;
+
+    fn handle(&mut self, msg: ShareDecryption, _: &mut SyncContext<Self>) -> Self::Result {
+        msg.items
+            .iter()
+            .map(|(proposer, ct, label)| {
+                self.keystore
+                    .decryption_share(msg.epoch, *proposer, ct, label)
+            })
+            .collect()
+    }
+}
+
+/// Sign a handshake transcript.
+#[derive(Message)]
+#[rtype(result = "Result<IdentitySignature, Refusal>")]
+pub struct SignHandshake {
+    /// Context.
+    pub context: String,
+    /// Transcript digest.
+    pub transcript: Bytes,
+}
+
+impl Handler<SignHandshake> for SignerActor {
+    type Result = Result<IdentitySignature, Refusal>;
+
+    fn handle(&mut self, msg: SignHandshake, _: &mut SyncContext<Self>) -> Self::Result {
+        self.keystore.sign_handshake(&msg.context, &msg.transcript)
+    }
+}

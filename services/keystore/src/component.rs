@@ -1,0 +1,129 @@
+//! The keystore component: the replica's secrets and the operations on them. Synchronous,
+//! testable without actix or sockets.
+
+use std::sync::Arc;
+
+use beat_core::{CoinId, codec::is_client_label};
+use beat_crypto::{
+    Digest,
+    bls::SignatureShare,
+    dealer::{CommitteeKeys, ReplicaSecrets},
+    identity::{IdentityPublicKey, IdentitySignature},
+    tdh2::{self, Ciphertext, DecryptionShare},
+};
+use beat_types::{Epoch, NodeId};
+
+/// The only context the identity key signs in.
+pub const HANDSHAKE_CONTEXT: &str = "beat/peer-handshake/v1";
+
+/// Why an operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The ciphertext does not parse.
+    #[error("malformed ciphertext: {0}")]
+    Malformed(String),
+    /// The ciphertext does not verify or does not carry the expected label.
+    #[error("ciphertext rejected: {0}")]
+    Rejected(tdh2::Tdh2Error),
+    /// The expected label is neither the (epoch, proposer) label nor a client label.
+    #[error(
+        "label is neither the label of (epoch {epoch}, proposer {proposer}) nor a client label"
+    )]
+    UnexpectedLabel {
+        /// Epoch.
+        epoch: Epoch,
+        /// Proposer.
+        proposer: NodeId,
+    },
+    /// The handshake context is not the peer-handshake context.
+    #[error("signing context {0:?} is not allowed")]
+    Context(String),
+}
+
+/// One replica's secret keys and the public description they belong to.
+pub struct Keystore {
+    secrets: ReplicaSecrets,
+    keys: Arc<CommitteeKeys>,
+    committee_digest: Digest,
+}
+
+impl Keystore {
+    /// Wraps secrets after checking that they are `replica`'s secrets of `keys`.
+    pub fn new(
+        secrets: ReplicaSecrets,
+        keys: Arc<CommitteeKeys>,
+        committee_digest: Digest,
+        replica: NodeId,
+    ) -> Result<Self, String> {
+        if secrets.node != replica {
+            return Err(format!(
+                "the keystore file holds the keys of replica {}, configured as replica {replica}",
+                secrets.node
+            ));
+        }
+        secrets.check_against(&keys).map_err(|e| e.to_string())?;
+        Ok(Self {
+            secrets,
+            keys,
+            committee_digest,
+        })
+    }
+
+    /// This replica.
+    pub fn replica(&self) -> NodeId {
+        self.secrets.node
+    }
+
+    /// The identity public key.
+    pub fn identity(&self) -> IdentityPublicKey {
+        self.secrets.identity.public()
+    }
+
+    /// The committee digest.
+    pub fn committee_digest(&self) -> Digest {
+        self.committee_digest
+    }
+
+    /// Signs coin names.
+    pub fn coin_shares(&self, coins: &[CoinId]) -> Vec<SignatureShare> {
+        coins
+            .iter()
+            .map(|id| self.secrets.coin.sign(&id.message()))
+            .collect()
+    }
+
+    /// Produces a decryption share, or refuses: the ciphertext must parse, carry the expected
+    /// label, verify, and the expected label must be the label of `(epoch, proposer)` or a BEAT2
+    /// client label — so a compromised consensus process cannot obtain a share for an arbitrary
+    /// label either.
+    pub fn decryption_share(
+        &self,
+        epoch: Epoch,
+        proposer: NodeId,
+        ciphertext: &[u8],
+        expected_label: &[u8],
+    ) -> Result<DecryptionShare, Refusal> {
+        let own_label = beat_core::codec::epoch_label(epoch, proposer);
+        if expected_label != own_label.as_slice() && !is_client_label(expected_label) {
+            return Err(Refusal::UnexpectedLabel { epoch, proposer });
+        }
+        let ct =
+            Ciphertext::from_bytes(ciphertext).map_err(|e| Refusal::Malformed(e.to_string()))?;
+        self.secrets
+            .decryption
+            .decryption_share(&self.keys.encryption, &ct, expected_label)
+            .map_err(Refusal::Rejected)
+    }
+
+    /// Signs a handshake transcript.
+    pub fn sign_handshake(
+        &self,
+        context: &str,
+        transcript: &[u8],
+    ) -> Result<IdentitySignature, Refusal> {
+        if context != HANDSHAKE_CONTEXT {
+            return Err(Refusal::Context(context.to_owned()));
+        }
+        Ok(self.secrets.identity.sign(context.as_bytes(), transcript))
+    }
+}

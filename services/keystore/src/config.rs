@@ -1,0 +1,67 @@
+//! Keystore configuration (`beat-keystore --config keystore.toml`, overridable with
+//! `BEAT_KEYSTORE__*`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use beat_telemetry::logging::LogConfig;
+use serde::{Deserialize, Serialize};
+
+/// The keystore's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This replica's index.
+    pub replica: u32,
+    /// The committee file.
+    pub committee: PathBuf,
+    /// The encrypted keystore file written by `beat keygen`.
+    pub keystore_file: PathBuf,
+    /// A file holding the passphrase (one line). Preferred over `passphrase_env`.
+    pub passphrase_file: Option<PathBuf>,
+    /// The name of an environment variable holding the passphrase. The passphrase is never
+    /// taken from the command line, where `ps` and shell history would show it.
+    pub passphrase_env: Option<String>,
+    /// gRPC listen address. Keep it on localhost: only the replica's own services call it.
+    pub grpc_listen: SocketAddr,
+    /// Ops HTTP listen address (`/metrics`, `/healthz`, `/readyz`).
+    pub ops_listen: SocketAddr,
+    /// Threads performing secret-key operations.
+    pub signer_threads: usize,
+    /// Most items in one request.
+    pub max_batch: usize,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            replica: 0,
+            committee: PathBuf::from("committee.json"),
+            keystore_file: PathBuf::from("keystore.bin"),
+            passphrase_file: None,
+            passphrase_env: Some("BEAT_KEYSTORE_PASSPHRASE".to_owned()),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9300)),
+            signer_threads: 2,
+            max_batch: 65_536,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.passphrase_file.is_none() && self.passphrase_env.is_none() {
+            return Err("set passphrase_file or passphrase_env".to_owned());
+        }
+        if self.signer_threads == 0 || self.signer_threads > 256 {
+            return Err("signer_threads must be in 1..=256".to_owned());
+        }
+        if self.max_batch == 0 {
+            return Err("max_batch must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}

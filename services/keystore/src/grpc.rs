@@ -1,0 +1,208 @@
+//! The `beat.keystore.v1.KeystoreService` implementation: validates requests, forwards them to
+//! the signer pool, maps errors to gRPC codes.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use beat_core::CoinId;
+use beat_proto::keystore::v1::{
+    self as pb, CreateDecryptionSharesRequest, CreateDecryptionSharesResponse,
+    DecryptionShareResult, PublicKeysRequest, PublicKeysResponse, SignCoinSharesRequest,
+    SignCoinSharesResponse, SignHandshakeRequest, SignHandshakeResponse,
+    keystore_service_server::KeystoreService,
+};
+use beat_types::{Epoch, NodeId};
+use bytes::Bytes;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    actors::{ShareDecryption, SignCoins, SignHandshake, SignerActor},
+    component::Keystore,
+    metrics::Metrics,
+};
+
+/// The gRPC shell.
+pub struct KeystoreGrpc {
+    /// The signer pool.
+    pub signer: Addr<SignerActor>,
+    /// Public information (replica, identity, committee digest).
+    pub keystore: Arc<Keystore>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Most items per request.
+    pub max_batch: usize,
+    /// Pool threads (requests are split across them).
+    pub threads: usize,
+}
+
+fn unavailable(e: actix::MailboxError) -> Status {
+    Status::unavailable(format!("signer pool unavailable: {e}"))
+}
+
+impl KeystoreGrpc {
+    fn check_batch(&self, len: usize, what: &str) -> Result<(), Status> {
+        if len > self.max_batch {
+            return Err(Status::invalid_argument(format!(
+                "{len} {what} in one request exceeds the limit of {}",
+                self.max_batch
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl KeystoreService for KeystoreGrpc {
+    async fn sign_coin_shares(
+        &self,
+        request: Request<SignCoinSharesRequest>,
+    ) -> Result<Response<SignCoinSharesResponse>, Status> {
+        let timer = self
+            .metrics
+            .latency
+            .with_label_values(&["SignCoinShares"])
+            .start_timer();
+        let coins = request.into_inner().coins;
+        self.check_batch(coins.len(), "coins")?;
+        let ids = coins
+            .into_iter()
+            .map(|c| CoinId {
+                epoch: Epoch(c.epoch),
+                instance: NodeId(c.instance),
+                round: c.round,
+            })
+            .collect::<Vec<_>>();
+        let count = ids.len() as u64;
+        let shares = self
+            .signer
+            .send(SignCoins(ids))
+            .await
+            .map_err(unavailable)?;
+        self.metrics
+            .operations
+            .with_label_values(&["coin_share"])
+            .inc_by(count);
+        timer.observe_duration();
+        Ok(Response::new(SignCoinSharesResponse {
+            shares: shares
+                .iter()
+                .map(|s| Bytes::copy_from_slice(&s.to_bytes()))
+                .collect(),
+        }))
+    }
+
+    async fn create_decryption_shares(
+        &self,
+        request: Request<CreateDecryptionSharesRequest>,
+    ) -> Result<Response<CreateDecryptionSharesResponse>, Status> {
+        let timer = self
+            .metrics
+            .latency
+            .with_label_values(&["CreateDecryptionShares"])
+            .start_timer();
+        let req = request.into_inner();
+        self.check_batch(req.items.len(), "items")?;
+        let epoch = Epoch(req.epoch);
+        let items: Vec<_> = req
+            .items
+            .into_iter()
+            .map(
+                |pb::DecryptionItem {
+                     proposer,
+                     ciphertext,
+                     expected_label,
+                     ..
+                 }| { (NodeId(proposer), ciphertext, expected_label) },
+            )
+            .collect();
+        // Split the batch across the pool so that a large BEAT2 batch uses every thread.
+        let chunk = items.len().div_ceil(self.threads.max(1)).max(1);
+        let pending: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| {
+                self.signer.send(ShareDecryption {
+                    epoch,
+                    items: c.to_vec(),
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(items.len());
+        for p in pending {
+            for r in p.await.map_err(unavailable)? {
+                results.push(match r {
+                    Ok(share) => {
+                        self.metrics
+                            .operations
+                            .with_label_values(&["decryption_share"])
+                            .inc();
+                        DecryptionShareResult {
+                            result: Some(pb::decryption_share_result::Result::Share(
+                                Bytes::copy_from_slice(&share.to_bytes()),
+                            )),
+                        }
+                    }
+                    Err(refusal) => {
+                        self.metrics
+                            .refusals
+                            .with_label_values(&["decryption_share"])
+                            .inc();
+                        tracing::warn!(%refusal, epoch = epoch.0, "refused a decryption share");
+                        DecryptionShareResult {
+                            result: Some(pb::decryption_share_result::Result::Refused(
+                                refusal.to_string(),
+                            )),
+                        }
+                    }
+                });
+            }
+        }
+        timer.observe_duration();
+        Ok(Response::new(CreateDecryptionSharesResponse { results }))
+    }
+
+    async fn sign_handshake(
+        &self,
+        request: Request<SignHandshakeRequest>,
+    ) -> Result<Response<SignHandshakeResponse>, Status> {
+        let req = request.into_inner();
+        if req.transcript.len() != 32 {
+            return Err(Status::invalid_argument(format!(
+                "transcript must be a 32-byte digest, got {} bytes",
+                req.transcript.len()
+            )));
+        }
+        let signature = self
+            .signer
+            .send(SignHandshake {
+                context: req.context,
+                transcript: req.transcript,
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(|refusal| {
+                self.metrics
+                    .refusals
+                    .with_label_values(&["handshake"])
+                    .inc();
+                Status::permission_denied(refusal.to_string())
+            })?;
+        self.metrics
+            .operations
+            .with_label_values(&["handshake"])
+            .inc();
+        Ok(Response::new(SignHandshakeResponse {
+            signature: Bytes::copy_from_slice(&signature.to_bytes()),
+        }))
+    }
+
+    async fn public_keys(
+        &self,
+        _: Request<PublicKeysRequest>,
+    ) -> Result<Response<PublicKeysResponse>, Status> {
+        Ok(Response::new(PublicKeysResponse {
+            replica: self.keystore.replica().0,
+            identity: Bytes::copy_from_slice(&self.keystore.identity().to_bytes()),
+            committee_digest: Bytes::copy_from_slice(self.keystore.committee_digest().as_bytes()),
+        }))
+    }
+}

@@ -1,0 +1,47 @@
+//! Keystore metrics.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// The keystore's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    /// `beat_keystore_operations_total{operation}`: secret-key operations performed.
+    pub operations: IntCounterVec,
+    /// `beat_keystore_refusals_total{operation}`: operations refused.
+    pub refusals: IntCounterVec,
+    /// `beat_keystore_request_seconds{rpc}`: request latency.
+    pub latency: HistogramVec,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let operations = IntCounterVec::new(
+            Opts::new(
+                "beat_keystore_operations_total",
+                "Secret-key operations performed",
+            ),
+            &["operation"],
+        )?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "beat_keystore_refusals_total",
+                "Secret-key operations refused",
+            ),
+            &["operation"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("beat_keystore_request_seconds", "Keystore request latency")
+                .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16)?),
+            &["rpc"],
+        )?;
+        registry.register(Box::new(operations.clone()))?;
+        registry.register(Box::new(refusals.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Self {
+            operations,
+            refusals,
+            latency,
+        })
+    }
+}
