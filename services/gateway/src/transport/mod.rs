@@ -1,0 +1,74 @@
+//! Byte-stream transports for peer links.
+//!
+//! A [`Transport`] dials a peer's endpoint string (from the committee file's entry for that
+//! transport) and accepts inbound connections, both yielding a [`Connection`]: any ordered,
+//! reliable byte stream. The gateway runs every enabled transport at once, and each peer has
+//! one dialled connection per transport; the link protocol (`beat.wire.v1`) on top is the
+//! same everywhere, including its authentication, so a transport need not authenticate.
+//!
+//! Clearnet [`TcpTransport`] is built in; Tor (arti) and I2P (SAM v3) plug in as further
+//! implementations.
+
+mod tcp;
+
+use beat_config::Endpoints;
+use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use tcp::TcpTransport;
+
+/// An established byte stream to or from a peer.
+pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Connection for T {}
+
+/// A boxed [`Connection`].
+pub type BoxConnection = Box<dyn Connection>;
+
+/// An accepted inbound connection.
+pub struct Accepted {
+    /// The stream.
+    pub connection: BoxConnection,
+    /// The remote address as the transport knows it (for logs only: it proves nothing).
+    pub remote: String,
+}
+
+/// Why a transport could not dial or accept.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The transport cannot be used now (e.g. Tor still bootstrapping); try again later.
+    #[error("transport unavailable: {0}")]
+    Unavailable(String),
+    /// Establishing the connection took too long.
+    #[error("connection attempt timed out")]
+    Timeout,
+    /// An I/O error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A way to reach peers and be reached by them.
+pub trait Transport: Send + Sync + 'static {
+    /// The transport's name: `"tcp"`, `"tor"` or `"i2p"`, also its metric label and the key
+    /// of its endpoint in the committee file.
+    fn name(&self) -> &'static str;
+
+    /// Opens a connection to `endpoint`.
+    fn dial<'a>(
+        &'a self,
+        endpoint: &'a str,
+    ) -> BoxFuture<'a, Result<BoxConnection, TransportError>>;
+
+    /// Waits for the next inbound connection.
+    fn accept(&self) -> BoxFuture<'_, Result<Accepted, TransportError>>;
+}
+
+/// The endpoint of a peer for the transport called `name`, from its committee entry.
+pub fn peer_endpoint<'e>(endpoints: &'e Endpoints, name: &str) -> Option<&'e str> {
+    match name {
+        "tcp" => endpoints.tcp.as_deref(),
+        "tor" => endpoints.tor.as_deref(),
+        "i2p" => endpoints.i2p.as_deref(),
+        _ => None,
+    }
+}
