@@ -1,0 +1,139 @@
+//! The client side of `beat.consensus.v1.OrderingService`, and the retry policy.
+
+use std::time::Duration;
+
+use beat_proto::consensus::v1::{
+    SubmitRequest, SubmitResponse, WatchBatchesRequest, WatchBatchesResponse,
+    ordering_service_client::OrderingServiceClient,
+};
+use bytes::Bytes;
+use tonic::{Code, Status, Streaming, codegen::http::uri::InvalidUri, transport::Channel};
+
+use crate::config::ConsensusConfig;
+
+/// Largest message exchanged with consensus (a committed batch can hold many transactions).
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// A client of the replica's consensus service. Cloning shares the connection, which is
+/// established lazily and re-established by tonic after failures.
+#[derive(Clone)]
+pub struct Consensus {
+    client: OrderingServiceClient<Channel>,
+    request_timeout: Duration,
+}
+
+impl Consensus {
+    /// A lazily connecting client (never fails because consensus is down).
+    pub fn new(config: &ConsensusConfig) -> Result<Self, InvalidUri> {
+        let channel = Channel::from_shared(config.endpoint.clone())?
+            .connect_timeout(config.connect_timeout)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        let client = OrderingServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self {
+            client,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// Submits transactions; returns once consensus has made them durable.
+    pub async fn submit(&self, transactions: Vec<Bytes>) -> Result<SubmitResponse, Status> {
+        let mut client = self.client.clone();
+        let call = client.submit(SubmitRequest { transactions });
+        match tokio::time::timeout(self.request_timeout, call).await {
+            Ok(result) => result.map(tonic::Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "consensus did not answer Submit within {:?}",
+                self.request_timeout
+            ))),
+        }
+    }
+
+    /// Opens the stream of committed batches from `from_epoch` on.
+    pub async fn watch(&self, from_epoch: u64) -> Result<Streaming<WatchBatchesResponse>, Status> {
+        let mut client = self.client.clone();
+        let call = client.watch_batches(WatchBatchesRequest { from_epoch });
+        match tokio::time::timeout(self.request_timeout, call).await {
+            Ok(result) => result.map(tonic::Response::into_inner),
+            Err(_) => Err(Status::deadline_exceeded(
+                "consensus did not open WatchBatches in time",
+            )),
+        }
+    }
+}
+
+/// Whether a failed consensus call is worth retrying unchanged: back-pressure, unavailability,
+/// timeouts and transport failures (which tonic reports as `UNKNOWN` or `CANCELLED`).
+pub fn is_retryable(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::Cancelled
+            | Code::Unknown
+    )
+}
+
+/// Exponential backoff: `initial`, doubling up to `max`.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `initial`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            next: initial,
+        }
+    }
+
+    /// From the consensus configuration.
+    pub fn from_config(config: &ConsensusConfig) -> Self {
+        Self::new(config.backoff_initial, config.backoff_max)
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    /// Back to `initial` after a success.
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let delays: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 350, 350, 350]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(is_retryable(Code::ResourceExhausted));
+        assert!(is_retryable(Code::Unavailable));
+        assert!(!is_retryable(Code::InvalidArgument));
+        assert!(!is_retryable(Code::PermissionDenied));
+    }
+}
