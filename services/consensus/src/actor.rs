@@ -1,0 +1,358 @@
+//! The consensus actor: owns the [`Component`] on a dedicated arbiter thread and performs every
+//! effect only after the events that caused it are durable.
+//!
+//! **Pipelined group commit.** Handlers log and process events at once and park the resulting
+//! effects (outgoing messages, gateway acknowledgements, keystore requests, client receipts) in
+//! a group. One flush (`fsync`) runs at a time on the blocking pool; when it completes, the
+//! group it covered is performed and the next flush starts with everything that arrived in the
+//! meantime. So the actor never waits for the disk, a burst of events shares one `fsync`, and
+//! no effect leaves the replica before its cause is on disk — which is what makes a restarted
+//! replica unable to contradict what it sent (the WAL replays to the same state).
+
+use std::sync::Arc;
+
+use actix::{
+    Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, Message, MessageResult,
+    ResponseFuture, WrapFuture as _,
+};
+use beat_core::{Batch, Reply, Request, epoch::StoredFragments};
+use beat_crypto::Digest;
+use beat_types::{Epoch, NodeId, Transaction};
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::{
+    component::{Admission, Component, Effects, SubmitError},
+    metrics::Metrics,
+    store::{Flusher, StoreError},
+};
+
+/// A client's receipts, released once durable.
+type Receipts = (Vec<(Digest, Admission)>, Epoch);
+
+/// Effects waiting for one flush.
+#[derive(Default)]
+struct Group {
+    fx: Effects,
+    acks: Vec<u64>,
+    receipts: Vec<(oneshot::Sender<Receipts>, Receipts)>,
+    /// Whether anything was logged or is to be performed (an empty group needs no flush).
+    dirty: bool,
+}
+
+/// Commands for the gateway link task.
+#[derive(Debug)]
+pub enum LinkCommand {
+    /// Payloads to send.
+    Outbound(Vec<(NodeId, Bytes)>),
+    /// Inbound deliveries now durable here.
+    Ack(Vec<u64>),
+}
+
+/// The consensus actor.
+pub struct ConsensusActor {
+    component: Component,
+    link: mpsc::UnboundedSender<LinkCommand>,
+    keystore: mpsc::UnboundedSender<Request>,
+    committed: broadcast::Sender<Arc<Batch>>,
+    metrics: Metrics,
+    last_commit: Option<std::time::Instant>,
+    flusher: Flusher,
+    /// Effects of events logged since the running flush started.
+    waiting: Group,
+    /// Whether a flush is running (its group is held by the flush future).
+    flushing: bool,
+}
+
+impl ConsensusActor {
+    /// Wraps a component; `initial` are the effects of its recovery.
+    pub fn new(
+        component: Component,
+        link: mpsc::UnboundedSender<LinkCommand>,
+        keystore: mpsc::UnboundedSender<Request>,
+        committed: broadcast::Sender<Arc<Batch>>,
+        metrics: Metrics,
+    ) -> Self {
+        let flusher = component.flusher();
+        Self {
+            component,
+            link,
+            keystore,
+            committed,
+            metrics,
+            last_commit: None,
+            flusher,
+            waiting: Group::default(),
+            flushing: false,
+        }
+    }
+
+    /// Parks `fx` and `acks` until the events logged so far are durable.
+    fn commit(&mut self, fx: Effects, acks: Vec<u64>, ctx: &mut Context<Self>) {
+        self.waiting.fx.extend(fx);
+        self.waiting.acks.extend(acks);
+        self.waiting.dirty = true;
+        self.start_flush(ctx);
+    }
+
+    /// Starts a flush covering the waiting group unless one is running. A storage failure
+    /// stops the replica: continuing on a store it cannot trust could make it equivocate.
+    fn start_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || !self.waiting.dirty {
+            return;
+        }
+        self.flushing = true;
+        let group = std::mem::take(&mut self.waiting);
+        let flusher = self.flusher.clone();
+        let histogram = self.metrics.flush.clone();
+        let flush = tokio::task::spawn_blocking(move || {
+            let _timer = histogram.start_timer();
+            flusher.flush()
+        });
+        ctx.spawn(flush.into_actor(self).map(move |result, act, ctx| {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return fatal(&e),
+                Err(e) => return fatal(&StoreError::Corrupt(format!("flush task failed: {e}"))),
+            }
+            act.flushing = false;
+            act.perform(group.fx, group.acks);
+            for (tx, receipts) in group.receipts {
+                let _ = tx.send(receipts);
+            }
+            act.start_flush(ctx);
+        }));
+    }
+
+    fn perform(&mut self, fx: Effects, acks: Vec<u64>) {
+        if !fx.outbound.is_empty() {
+            self.metrics.sent.inc_by(fx.outbound.len() as u64);
+            let _ = self.link.send(LinkCommand::Outbound(fx.outbound));
+        }
+        if !acks.is_empty() {
+            let _ = self.link.send(LinkCommand::Ack(acks));
+        }
+        for request in fx.requests {
+            let _ = self.keystore.send(request);
+        }
+        for (peer, reason) in fx.malformed {
+            tracing::warn!(peer = peer.0, %reason, "dropped a malformed message");
+        }
+        for fault in fx.faults {
+            self.metrics
+                .faults
+                .with_label_values(&[&format!("{:?}", fault.kind)])
+                .inc();
+            tracing::warn!(%fault, "peer misbehaved");
+        }
+        for batch in fx.committed {
+            self.metrics.epochs.inc();
+            self.metrics
+                .committed
+                .inc_by(batch.transaction_count() as u64);
+            #[allow(clippy::disallowed_methods)] // metrics only: time between commits
+            let now = std::time::Instant::now();
+            if let Some(prev) = self.last_commit.replace(now) {
+                self.metrics
+                    .epoch_latency
+                    .observe((now - prev).as_secs_f64());
+            }
+            tracing::debug!(
+                epoch = batch.epoch.0,
+                transactions = batch.transaction_count(),
+                "committed"
+            );
+            let _ = self.committed.send(Arc::new(batch));
+        }
+        self.metrics.epoch.set(self.component.epoch().0 as i64);
+        self.metrics
+            .buffered
+            .set(self.component.node().buffer_len() as i64);
+    }
+}
+
+fn fatal(e: &StoreError) {
+    tracing::error!(error = %e, "storage failure; stopping the replica");
+    eprintln!("beat-consensus: storage failure: {e}");
+    std::process::exit(70);
+}
+
+impl Actor for ConsensusActor {
+    type Context = Context<Self>;
+}
+
+/// Effects left over from recovery, to perform once the actor runs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Recovered(pub Effects);
+
+impl Handler<Recovered> for ConsensusActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Recovered, _: &mut Context<Self>) {
+        self.perform(msg.0, Vec::new());
+    }
+}
+
+/// Client transactions.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<(Digest, Admission)>, Epoch), SubmitError>")]
+pub struct Submit(pub Vec<Transaction>);
+
+impl Handler<Submit> for ConsensusActor {
+    type Result = ResponseFuture<Result<Receipts, SubmitError>>;
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
+        let (receipts, fx) = match self.component.submit(msg.0) {
+            Ok(r) => r,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        for (_, a) in &receipts {
+            let label = match a {
+                Admission::Accepted => "accepted",
+                Admission::Duplicate => "duplicate",
+            };
+            self.metrics.submitted.with_label_values(&[label]).inc();
+        }
+        // The receipts acknowledge durability: they leave with the group's flush.
+        let (tx, rx) = oneshot::channel();
+        let epoch = self.component.epoch();
+        self.waiting.receipts.push((tx, (receipts, epoch)));
+        self.commit(fx, Vec::new(), ctx);
+        Box::pin(async move { rx.await.map_err(|_| SubmitError::ShuttingDown) })
+    }
+}
+
+/// Payloads from peers, with their gateway delivery identifiers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inbound(pub Vec<(NodeId, Bytes, u64)>);
+
+impl Handler<Inbound> for ConsensusActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        let mut fx = Effects::default();
+        let mut acks = Vec::with_capacity(msg.0.len());
+        self.metrics.received.inc_by(msg.0.len() as u64);
+        for (sender, payload, delivery) in msg.0 {
+            match self.component.inbound(sender, &payload) {
+                Ok(more) => fx.extend(more),
+                Err(e) => return fatal(&e),
+            }
+            acks.push(delivery);
+        }
+        self.commit(fx, acks, ctx);
+    }
+}
+
+/// Replies from the keystore.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KeystoreReplies(pub Vec<Reply>);
+
+impl Handler<KeystoreReplies> for ConsensusActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: KeystoreReplies, ctx: &mut Context<Self>) {
+        let mut fx = Effects::default();
+        for reply in msg.0 {
+            match self.component.reply(reply) {
+                Ok(more) => fx.extend(more),
+                Err(e) => return fatal(&e),
+            }
+        }
+        self.commit(fx, Vec::new(), ctx);
+    }
+}
+
+/// The gateway link (re)connected: re-send what it may have lost.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LinkUp;
+
+impl Handler<LinkUp> for ConsensusActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LinkUp, ctx: &mut Context<Self>) {
+        // Some of these messages may stem from events whose flush is still pending: they go
+        // out with the next group, never before their cause is durable.
+        let fx = self.component.resend();
+        self.commit(fx, Vec::new(), ctx);
+    }
+}
+
+/// A status snapshot.
+#[derive(Clone, Debug)]
+pub struct StatusInfo {
+    /// Lowest uncommitted epoch.
+    pub epoch: Epoch,
+    /// Pending transactions.
+    pub buffered: usize,
+    /// Transactions committed since start.
+    pub committed_transactions: u64,
+    /// Faults attributed since start.
+    pub faults_observed: u64,
+    /// Peers' announced epochs.
+    pub peers: Vec<(NodeId, Epoch)>,
+    /// Digest of the last committed batch.
+    pub last_batch_digest: Option<Digest>,
+}
+
+/// Asks for the status.
+#[derive(Message)]
+#[rtype(result = "StatusInfo")]
+pub struct Status;
+
+impl Handler<Status> for ConsensusActor {
+    type Result = MessageResult<Status>;
+
+    fn handle(&mut self, _: Status, _: &mut Context<Self>) -> Self::Result {
+        let node = self.component.node();
+        MessageResult(StatusInfo {
+            epoch: node.epoch(),
+            buffered: node.buffer_len(),
+            committed_transactions: self.component.committed_transactions(),
+            faults_observed: self.component.faults_observed(),
+            peers: node.peer_epochs().iter().map(|(p, e)| (*p, *e)).collect(),
+            last_batch_digest: self.component.last_batch_digest(),
+        })
+    }
+}
+
+/// Reads committed batches.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<Batch>, Epoch), StoreError>")]
+pub struct ReadBatches {
+    /// First epoch.
+    pub from: Epoch,
+    /// Most batches.
+    pub count: usize,
+}
+
+impl Handler<ReadBatches> for ConsensusActor {
+    type Result = Result<(Vec<Batch>, Epoch), StoreError>;
+
+    fn handle(&mut self, msg: ReadBatches, _: &mut Context<Self>) -> Self::Result {
+        let batches = self.component.store().batches_from(msg.from, msg.count)?;
+        Ok((batches, self.component.epoch()))
+    }
+}
+
+/// Reads stored fragments.
+#[derive(Message)]
+#[rtype(result = "Result<Option<StoredFragments>, StoreError>")]
+pub struct ReadFragments {
+    /// Epoch.
+    pub epoch: Epoch,
+    /// Proposer.
+    pub proposer: NodeId,
+}
+
+impl Handler<ReadFragments> for ConsensusActor {
+    type Result = Result<Option<StoredFragments>, StoreError>;
+
+    fn handle(&mut self, msg: ReadFragments, _: &mut Context<Self>) -> Self::Result {
+        self.component.store().fragments(msg.epoch, msg.proposer)
+    }
+}

@@ -1,0 +1,378 @@
+//! The consensus component: owns the protocol core and the store, logs every event before
+//! processing it, and turns each [`beat_core::Step`] into effects. Synchronous; the actor shell
+//! performs the effects after [`Component::flush`].
+
+use beat_core::{
+    Batch, BeatNode, Config, Error as CoreError, Fault, Input, Message, NodeStep, Outgoing, Output,
+    Reply, Request, sender_queue::SenderQueue,
+};
+use beat_crypto::Digest;
+use beat_types::{Epoch, NodeId, Transaction};
+use bytes::Bytes;
+
+use crate::{
+    store::{Store, StoreError, WalEvent},
+    wire,
+};
+
+/// What processing produced, to perform after the store is flushed.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Encoded payloads for the gateway: `(recipient, payload)`.
+    pub outbound: Vec<(NodeId, Bytes)>,
+    /// Secret-key operations for the keystore.
+    pub requests: Vec<Request>,
+    /// Newly committed batches.
+    pub committed: Vec<Batch>,
+    /// Faults observed.
+    pub faults: Vec<Fault>,
+    /// Payloads from peers that did not decode.
+    pub malformed: Vec<(NodeId, String)>,
+}
+
+impl Effects {
+    /// Appends `other`.
+    pub fn extend(&mut self, other: Self) {
+        self.outbound.extend(other.outbound);
+        self.requests.extend(other.requests);
+        self.committed.extend(other.committed);
+        self.faults.extend(other.faults);
+        self.malformed.extend(other.malformed);
+    }
+}
+
+/// What happened to one submitted transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// New.
+    Accepted,
+    /// Already pending or recently committed.
+    Duplicate,
+}
+
+/// Why a submission was refused (nothing of it was accepted).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A transaction is invalid.
+    #[error("transaction {index}: {reason}")]
+    Invalid {
+        /// Its position in the request.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Too many transactions in one request.
+    #[error("{count} transactions in one request exceed the limit of {max}")]
+    TooMany {
+        /// Count.
+        count: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The pending buffer is full.
+    #[error("the pending buffer is full ({capacity} transactions); retry later")]
+    BufferFull {
+        /// Capacity.
+        capacity: usize,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The replica stopped before the transactions were durable; they may or may not have been
+    /// accepted (resubmitting is safe: duplicates are suppressed).
+    #[error("the replica is shutting down")]
+    ShuttingDown,
+}
+
+/// Tunables of the component.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest accepted payload from a peer.
+    pub max_payload_bytes: usize,
+    /// Most transactions per submission.
+    pub max_submit: usize,
+    /// Save a checkpoint (and truncate the WAL) every this many epochs.
+    pub checkpoint_every: u64,
+}
+
+/// The consensus component.
+pub struct Component {
+    node: BeatNode,
+    store: Store,
+    queue: SenderQueue,
+    limits: Limits,
+    /// Messages produced since the last saved checkpoint, re-sent when the gateway link comes
+    /// back (the gateway may have lost its queue).
+    sent_since_checkpoint: Vec<Outgoing<Message>>,
+    committed_transactions: u64,
+    faults_observed: u64,
+    last_batch_digest: Option<Digest>,
+}
+
+impl Component {
+    /// Opens the component: restores the last checkpoint, replays the write-ahead log, and
+    /// returns the effects of the replay (messages to re-send, requests to re-issue).
+    pub fn open(
+        config: Config,
+        store: Store,
+        limits: Limits,
+    ) -> Result<(Self, Effects), anyhow::Error> {
+        let seed = store.proposal_seed()?;
+        let checkpoint = store.checkpoint()?;
+        let our_id = config.our_id;
+        let committee = config.committee;
+        let window = config.params.max_future_epochs;
+        let (node, from) = match checkpoint {
+            Some((cp, next)) => (BeatNode::from_checkpoint(config, seed, cp)?, Some(next)),
+            None => (BeatNode::new(config, seed)?, None),
+        };
+        let mut component = Self {
+            node,
+            store,
+            queue: SenderQueue::new(our_id, committee, window, window + 64),
+            limits,
+            sent_since_checkpoint: Vec::new(),
+            committed_transactions: 0,
+            faults_observed: 0,
+            last_batch_digest: None,
+        };
+        let mut fx = Effects::default();
+        let mut replayed = 0usize;
+        if let Some(next) = from {
+            let step = component.node.resume();
+            component.absorb(step, &mut fx, next.saturating_sub(1))?;
+        }
+        for (seq, event) in component.store.wal_from(from.unwrap_or(0))? {
+            let step = match event {
+                WalEvent::Input(input) => component.node.handle_input(input),
+                WalEvent::Message(from, message) => component.node.handle_message(from, message),
+                WalEvent::Reply(reply) => component.node.handle_reply(reply),
+            };
+            replayed += 1;
+            match step {
+                Ok(step) => component.absorb(step, &mut fx, seq)?,
+                // A logged event that fails on replay failed the same way the first time.
+                Err(e) => tracing::debug!(error = %e, seq, "replayed event was refused again"),
+            }
+        }
+        // Requests whose replies were lost with the process are asked again; replies already
+        // logged were replayed above.
+        fx.requests = component.node.pending_requests();
+        component.queue.assume_peers_at(component.node.epoch());
+        // Replayed outputs were stored before the crash; they are not new.
+        fx.committed.clear();
+        component.store.flush()?;
+        tracing::info!(
+            epoch = component.node.epoch().0,
+            replayed,
+            "consensus state restored"
+        );
+        Ok((component, fx))
+    }
+
+    /// The protocol core (read-only).
+    pub fn node(&self) -> &BeatNode {
+        &self.node
+    }
+
+    /// The store (read-only).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Transactions committed since start.
+    pub fn committed_transactions(&self) -> u64 {
+        self.committed_transactions
+    }
+
+    /// Faults attributed since start.
+    pub fn faults_observed(&self) -> u64 {
+        self.faults_observed
+    }
+
+    /// Digest of the last committed batch.
+    pub fn last_batch_digest(&self) -> Option<Digest> {
+        self.last_batch_digest
+    }
+
+    /// Submits client transactions: validated all-or-nothing, logged, then proposed.
+    pub fn submit(
+        &mut self,
+        txs: Vec<Transaction>,
+    ) -> Result<(Vec<(Digest, Admission)>, Effects), SubmitError> {
+        if txs.len() > self.limits.max_submit {
+            return Err(SubmitError::TooMany {
+                count: txs.len(),
+                max: self.limits.max_submit,
+            });
+        }
+        let mut receipts = Vec::with_capacity(txs.len());
+        let mut new = 0;
+        for (index, tx) in txs.iter().enumerate() {
+            let key = self
+                .node
+                .validate_transaction(tx)
+                .map_err(|e| SubmitError::Invalid {
+                    index,
+                    reason: e.to_string(),
+                })?;
+            let admission = if self.node.is_known(&key) || receipts.iter().any(|(k, _)| *k == key) {
+                Admission::Duplicate
+            } else {
+                new += 1;
+                Admission::Accepted
+            };
+            receipts.push((key, admission));
+        }
+        let capacity = self.node.config().params.buffer_capacity;
+        if self.node.buffer_len() + new > capacity {
+            return Err(SubmitError::BufferFull { capacity });
+        }
+        let mut fx = Effects::default();
+        if new > 0 {
+            let input = Input::Submit(txs);
+            let seq = self.store.append(&WalEvent::Input(input.clone()))?;
+            match self.node.handle_input(input) {
+                Ok(step) => self.absorb(step, &mut fx, seq)?,
+                Err(CoreError::BufferFull { capacity }) => {
+                    return Err(SubmitError::BufferFull { capacity });
+                }
+                Err(e) => {
+                    return Err(SubmitError::Invalid {
+                        index: 0,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok((receipts, fx))
+    }
+
+    /// Handles a payload from peer `sender`.
+    pub fn inbound(&mut self, sender: NodeId, payload: &[u8]) -> Result<Effects, StoreError> {
+        let mut fx = Effects::default();
+        let message = match wire::decode(payload, self.limits.max_payload_bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                fx.malformed.push((sender, e.to_string()));
+                fx.faults
+                    .push(Fault::new(sender, beat_core::FaultKind::MalformedMessage));
+                self.faults_observed += 1;
+                return Ok(fx);
+            }
+        };
+        let released = self.queue.incoming(sender, &message);
+        self.encode_outbound(released, &mut fx);
+        let seq = self
+            .store
+            .append(&WalEvent::Message(sender, message.clone()))?;
+        match self.node.handle_message(sender, message) {
+            Ok(step) => self.absorb(step, &mut fx, seq)?,
+            Err(e) => tracing::error!(error = %e, "protocol rejected a message locally"),
+        }
+        Ok(fx)
+    }
+
+    /// Handles a keystore reply.
+    pub fn reply(&mut self, reply: Reply) -> Result<Effects, StoreError> {
+        let mut fx = Effects::default();
+        let seq = self.store.append(&WalEvent::Reply(reply.clone()))?;
+        match self.node.handle_reply(reply) {
+            Ok(step) => self.absorb(step, &mut fx, seq)?,
+            Err(e) => tracing::error!(error = %e, "protocol rejected a reply locally"),
+        }
+        Ok(fx)
+    }
+
+    /// Every message produced since the last checkpoint, for a gateway that reconnected.
+    pub fn resend(&mut self) -> Effects {
+        let mut fx = Effects::default();
+        let messages = self.sent_since_checkpoint.clone();
+        let ready = self.queue.outgoing(messages);
+        self.encode_outbound(ready, &mut fx);
+        fx
+    }
+
+    /// Makes everything logged so far durable. Call before performing effects.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush()
+    }
+
+    /// Flushes the store from another thread (the actor's pipelined group commit).
+    pub fn flusher(&self) -> crate::store::Flusher {
+        self.store.flusher()
+    }
+
+    fn encode_outbound(&self, ready: Vec<(NodeId, Message)>, fx: &mut Effects) {
+        let mut last: Option<(Message, Bytes)> = None;
+        for (to, message) in ready {
+            let payload = match &last {
+                Some((m, p)) if *m == message => p.clone(),
+                _ => {
+                    let p = Bytes::from(wire::encode(&message));
+                    last = Some((message, p.clone()));
+                    p
+                }
+            };
+            fx.outbound.push((to, payload));
+        }
+    }
+
+    /// Performs the storage part of a step and collects the rest as effects. `seq` is the WAL
+    /// position of the event that produced it.
+    fn absorb(&mut self, step: NodeStep, fx: &mut Effects, seq: u64) -> Result<(), StoreError> {
+        let mut pending = vec![(step, seq)];
+        while let Some((step, seq)) = pending.pop() {
+            for output in step.outputs {
+                match output {
+                    Output::Committed(batch) => {
+                        self.store.put_batch(&batch)?;
+                        self.committed_transactions += batch.transaction_count() as u64;
+                        self.last_batch_digest = Some(batch.digest());
+                        fx.committed.push(batch);
+                    }
+                    Output::Stored { epoch, fragments } => {
+                        self.store.put_fragments(epoch, &fragments)?;
+                    }
+                    Output::Checkpoint(checkpoint) => {
+                        if checkpoint.epoch.0 % self.limits.checkpoint_every.max(1) == 0 {
+                            self.store.save_checkpoint(&checkpoint, seq + 1)?;
+                            self.sent_since_checkpoint.clear();
+                        }
+                    }
+                }
+            }
+            self.faults_observed += step.faults.len() as u64;
+            fx.faults.extend(step.faults);
+            for request in step.requests {
+                match request {
+                    // Served from storage right here: the reply is an event like any other.
+                    Request::ReadCommitted { peer, from, count } => {
+                        let batches = self.store.batches_from(from, count as usize)?;
+                        let reply = Reply::Committed { peer, batches };
+                        let seq = self.store.append(&WalEvent::Reply(reply.clone()))?;
+                        match self.node.handle_reply(reply) {
+                            Ok(next) => pending.push((next, seq)),
+                            Err(e) => {
+                                tracing::error!(error = %e, "protocol rejected a reply locally")
+                            }
+                        }
+                    }
+                    other => fx.requests.push(other),
+                }
+            }
+            self.sent_since_checkpoint
+                .extend(step.messages.iter().cloned());
+            let ready = self.queue.outgoing(step.messages);
+            let mut more = Effects::default();
+            self.encode_outbound(ready, &mut more);
+            fx.extend(more);
+        }
+        Ok(())
+    }
+
+    /// The replica's epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.node.epoch()
+    }
+}

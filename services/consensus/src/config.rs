@@ -1,0 +1,84 @@
+//! Consensus configuration (`beat-consensus --config consensus.toml`, overridable with
+//! `BEAT_CONSENSUS__*`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use beat_telemetry::logging::LogConfig;
+use serde::{Deserialize, Serialize};
+
+/// The consensus service's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This replica's index.
+    pub replica: u32,
+    /// The committee file.
+    pub committee: PathBuf,
+    /// Directory of the store (write-ahead log, checkpoints, committed batches).
+    pub data_dir: PathBuf,
+    /// Ordering API listen address.
+    pub grpc_listen: SocketAddr,
+    /// Ops HTTP listen address (`/metrics`, `/healthz`, `/readyz`).
+    pub ops_listen: SocketAddr,
+    /// The replica's keystore service.
+    pub keystore_endpoint: String,
+    /// The replica's gateway service.
+    pub gateway_endpoint: String,
+    /// Largest accepted payload from a peer, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most transactions per Submit request.
+    pub max_submit_transactions: usize,
+    /// Largest gRPC message, in bytes (requests above it are refused by the codec).
+    pub max_grpc_message_bytes: usize,
+    /// Save a checkpoint and truncate the write-ahead log every this many epochs.
+    pub checkpoint_every_epochs: u64,
+    /// Longest reconnect backoff to the gateway and keystore, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            replica: 0,
+            committee: PathBuf::from("committee.json"),
+            data_dir: PathBuf::from("data/consensus"),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7100)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            keystore_endpoint: "http://127.0.0.1:7300".to_owned(),
+            gateway_endpoint: "http://127.0.0.1:7200".to_owned(),
+            max_payload_bytes: 16 << 20,
+            max_submit_transactions: 10_000,
+            max_grpc_message_bytes: 64 << 20,
+            checkpoint_every_epochs: 1,
+            max_backoff_ms: 5_000,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, url) in [
+            ("keystore_endpoint", &self.keystore_endpoint),
+            ("gateway_endpoint", &self.gateway_endpoint),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "{name} must be an http:// or https:// URL, got {url:?}"
+                ));
+            }
+        }
+        if self.max_submit_transactions == 0 || self.checkpoint_every_epochs == 0 {
+            return Err(
+                "max_submit_transactions and checkpoint_every_epochs must be at least 1".to_owned(),
+            );
+        }
+        if self.max_payload_bytes < 1024 {
+            return Err("max_payload_bytes must be at least 1024".to_owned());
+        }
+        Ok(())
+    }
+}

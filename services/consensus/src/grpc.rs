@@ -1,0 +1,289 @@
+//! The `beat.consensus.v1.OrderingService` implementation.
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use actix::Addr;
+use beat_core::Batch;
+use beat_proto::consensus::v1::{
+    self as pb, GetBatchRequest, GetBatchResponse, ReadFragmentRequest, ReadFragmentResponse,
+    StatusRequest, StatusResponse, SubmitRequest, SubmitResponse, WatchBatchesRequest,
+    WatchBatchesResponse, ordering_service_server::OrderingService,
+};
+use beat_types::{Epoch, NodeId, Transaction, Variant};
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    actor::{ConsensusActor, ReadBatches, ReadFragments, Submit},
+    component::{Admission, SubmitError},
+    convert,
+};
+
+/// Static facts about the replica.
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// This replica.
+    pub replica: NodeId,
+    /// Committee size.
+    pub n: usize,
+    /// Tolerated faults.
+    pub f: usize,
+    /// Variant.
+    pub variant: Variant,
+}
+
+/// The gRPC shell.
+pub struct OrderingGrpc {
+    /// The actor.
+    pub actor: Addr<ConsensusActor>,
+    /// Committed batches, live.
+    pub committed: broadcast::Sender<Arc<Batch>>,
+    /// Static facts.
+    pub info: Info,
+    /// Gateway link state.
+    pub gateway_connected: Arc<AtomicBool>,
+    /// Keystore state.
+    pub keystore_connected: Arc<AtomicBool>,
+}
+
+fn unavailable(e: actix::MailboxError) -> Status {
+    Status::unavailable(format!("consensus is shutting down: {e}"))
+}
+
+impl From<SubmitError> for Status {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid { .. } | SubmitError::TooMany { .. } => {
+                Self::invalid_argument(e.to_string())
+            }
+            SubmitError::BufferFull { .. } => Self::resource_exhausted(e.to_string()),
+            SubmitError::Store(_) => Self::internal(e.to_string()),
+            SubmitError::ShuttingDown => Self::unavailable(e.to_string()),
+        }
+    }
+}
+
+type BatchStream = Pin<Box<dyn Stream<Item = Result<WatchBatchesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl OrderingService for OrderingGrpc {
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        let txs: Vec<Transaction> = request
+            .into_inner()
+            .transactions
+            .into_iter()
+            .map(|b| Transaction::new(b.to_vec()))
+            .collect();
+        if txs.is_empty() {
+            return Err(Status::invalid_argument("no transactions"));
+        }
+        let (receipts, epoch) = self.actor.send(Submit(txs)).await.map_err(unavailable)??;
+        Ok(Response::new(SubmitResponse {
+            receipts: receipts
+                .into_iter()
+                .map(|(key, admission)| pb::Receipt {
+                    key: Bytes::copy_from_slice(key.as_bytes()),
+                    admission: match admission {
+                        Admission::Accepted => pb::Admission::Accepted,
+                        Admission::Duplicate => pb::Admission::Duplicate,
+                    } as i32,
+                })
+                .collect(),
+            epoch: epoch.0,
+        }))
+    }
+
+    type WatchBatchesStream = BatchStream;
+
+    async fn watch_batches(
+        &self,
+        request: Request<WatchBatchesRequest>,
+    ) -> Result<Response<Self::WatchBatchesStream>, Status> {
+        let mut next = Epoch(request.into_inner().from_epoch);
+        let actor = self.actor.clone();
+        let mut live = self.committed.subscribe();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                // History first, in chunks, until caught up with the replica.
+                let (batches, current) = match actor
+                    .send(ReadBatches {
+                        from: next,
+                        count: 64,
+                    })
+                    .await
+                {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(unavailable(e))).await;
+                        return;
+                    }
+                };
+                for b in &batches {
+                    if b.epoch == next {
+                        if tx
+                            .send(Ok(WatchBatchesResponse {
+                                batch: Some(convert::batch(b)),
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        next = next.next();
+                    }
+                }
+                if next >= current || batches.is_empty() {
+                    break;
+                }
+            }
+            // Then live; on lag, go back to storage for the missed epochs.
+            loop {
+                match live.recv().await {
+                    Ok(b) if b.epoch == next => {
+                        if tx
+                            .send(Ok(WatchBatchesResponse {
+                                batch: Some(convert::batch(&b)),
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        next = next.next();
+                    }
+                    Ok(b) if b.epoch < next => {}
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let Ok(Ok((batches, _))) = actor
+                            .send(ReadBatches {
+                                from: next,
+                                count: 1024,
+                            })
+                            .await
+                        else {
+                            return;
+                        };
+                        for b in &batches {
+                            if b.epoch == next {
+                                if tx
+                                    .send(Ok(WatchBatchesResponse {
+                                        batch: Some(convert::batch(b)),
+                                    }))
+                                    .await
+                                    .is_err()
+                                {
+                                    return;
+                                }
+                                next = next.next();
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_batch(
+        &self,
+        request: Request<GetBatchRequest>,
+    ) -> Result<Response<GetBatchResponse>, Status> {
+        let epoch = Epoch(request.into_inner().epoch);
+        let (batches, _) = self
+            .actor
+            .send(ReadBatches {
+                from: epoch,
+                count: 1,
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        match batches.first() {
+            Some(b) if b.epoch == epoch => Ok(Response::new(GetBatchResponse {
+                batch: Some(convert::batch(b)),
+            })),
+            _ => Err(Status::not_found(format!("epoch {epoch} is not committed"))),
+        }
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let s = self
+            .actor
+            .send(crate::actor::Status)
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(StatusResponse {
+            replica: self.info.replica.0,
+            n: self.info.n as u32,
+            f: self.info.f as u32,
+            variant: convert::variant(self.info.variant) as i32,
+            epoch: s.epoch.0,
+            buffered: s.buffered as u64,
+            committed_transactions: s.committed_transactions,
+            faults_observed: s.faults_observed,
+            peers: s
+                .peers
+                .iter()
+                .map(|(p, e)| pb::PeerEpoch {
+                    replica: p.0,
+                    epoch: e.0,
+                })
+                .collect(),
+            keystore_connected: self.keystore_connected.load(Ordering::Acquire),
+            gateway_connected: self.gateway_connected.load(Ordering::Acquire),
+            last_batch_digest: s
+                .last_batch_digest
+                .map(|d| Bytes::copy_from_slice(d.as_bytes()))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn read_fragment(
+        &self,
+        request: Request<ReadFragmentRequest>,
+    ) -> Result<Response<ReadFragmentResponse>, Status> {
+        let r = request.into_inner();
+        if r.proposer as usize >= self.info.n {
+            return Err(Status::invalid_argument(format!(
+                "proposer {} is not a replica",
+                r.proposer
+            )));
+        }
+        let stored = self
+            .actor
+            .send(ReadFragments {
+                epoch: Epoch(r.epoch),
+                proposer: NodeId(r.proposer),
+            })
+            .await
+            .map_err(unavailable)?
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| Status::not_found("no fragment stored for this epoch and proposer"))?;
+        let fragment = stored
+            .fragments
+            .first()
+            .ok_or_else(|| Status::not_found("this replica holds no fragment of that dispersal"))?;
+        Ok(Response::new(ReadFragmentResponse {
+            index: fragment.index,
+            fragment: Bytes::copy_from_slice(&fragment.bytes),
+            cross_checksum: Bytes::from(postcard::to_allocvec(&stored.fpcc).unwrap_or_default()),
+        }))
+    }
+}

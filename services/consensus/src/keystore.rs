@@ -1,0 +1,180 @@
+//! The client of the replica's keystore: batches requests, retries until the keystore
+//! answers, and hands the replies to the actor.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use actix::Addr;
+use beat_core::{CiphertextSlot, CoinId, Reply, Request};
+use beat_crypto::{bls::SignatureShare, tdh2::DecryptionShare};
+use beat_proto::keystore::v1::{
+    self as pb, CreateDecryptionSharesRequest, SignCoinSharesRequest,
+    keystore_service_client::KeystoreServiceClient,
+};
+use beat_telemetry::shutdown::Shutdown;
+use beat_types::Epoch;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+use crate::{
+    actor::{ConsensusActor, KeystoreReplies},
+    backoff::Backoff,
+    metrics::Metrics,
+};
+
+/// Runs the keystore client until shutdown.
+pub async fn run(
+    endpoint: String,
+    actor: Addr<ConsensusActor>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    connected: Arc<AtomicBool>,
+    metrics: Metrics,
+    max_backoff: Duration,
+    shutdown: Shutdown,
+) {
+    let mut client: Option<KeystoreServiceClient<Channel>> = None;
+    loop {
+        let first = tokio::select! {
+            r = requests.recv() => match r { Some(r) => r, None => return },
+            () = shutdown.wait() => return,
+        };
+        let mut batch = vec![first];
+        while let Ok(more) = requests.try_recv() {
+            batch.push(more);
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(50), max_backoff);
+        loop {
+            if client.is_none() {
+                match KeystoreServiceClient::connect(endpoint.clone()).await {
+                    Ok(c) => {
+                        client = Some(
+                            c.max_decoding_message_size(256 << 20)
+                                .max_encoding_message_size(256 << 20),
+                        )
+                    }
+                    Err(e) => tracing::debug!(error = %e, %endpoint, "keystore not reachable"),
+                }
+            }
+            if let Some(c) = client.as_mut() {
+                match serve(c, &batch).await {
+                    Ok(replies) => {
+                        connected.store(true, Ordering::Release);
+                        metrics.keystore_connected.set(1);
+                        if actor.send(KeystoreReplies(replies)).await.is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    Err(status) => {
+                        tracing::warn!(error = %status, "keystore request failed; retrying");
+                        client = None;
+                    }
+                }
+            }
+            connected.store(false, Ordering::Release);
+            metrics.keystore_connected.set(0);
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    }
+}
+
+/// Performs one batch of requests: all coin shares in one call, decryption shares in one call
+/// per epoch.
+async fn serve(
+    client: &mut KeystoreServiceClient<Channel>,
+    batch: &[Request],
+) -> Result<Vec<Reply>, tonic::Status> {
+    let mut replies = Vec::new();
+    let coins: Vec<CoinId> = batch
+        .iter()
+        .filter_map(|r| match r {
+            Request::CoinShare(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    if !coins.is_empty() {
+        let shares = client
+            .sign_coin_shares(SignCoinSharesRequest {
+                coins: coins
+                    .iter()
+                    .map(|c| pb::CoinId {
+                        epoch: c.epoch.0,
+                        instance: c.instance.0,
+                        round: c.round,
+                    })
+                    .collect(),
+            })
+            .await?
+            .into_inner()
+            .shares;
+        for (id, share) in coins.into_iter().zip(shares) {
+            let share = <[u8; 48]>::try_from(share.as_ref())
+                .ok()
+                .and_then(|b| SignatureShare::from_bytes(&b).ok())
+                .ok_or_else(|| {
+                    tonic::Status::data_loss("keystore returned a malformed coin share")
+                })?;
+            replies.push(Reply::CoinShare { id, share });
+        }
+    }
+    let mut by_epoch: BTreeMap<Epoch, Vec<&beat_core::DecryptionItem>> = BTreeMap::new();
+    for r in batch {
+        if let Request::DecryptionShares { epoch, items } = r {
+            by_epoch.entry(*epoch).or_default().extend(items.iter());
+        }
+    }
+    for (epoch, items) in by_epoch {
+        let slots: Vec<CiphertextSlot> = items.iter().map(|i| i.slot).collect();
+        let results = client
+            .create_decryption_shares(CreateDecryptionSharesRequest {
+                epoch: epoch.0,
+                items: items
+                    .iter()
+                    .map(|i| pb::DecryptionItem {
+                        proposer: i.slot.proposer.0,
+                        index: i.slot.index,
+                        ciphertext: Bytes::from(i.ciphertext.to_bytes()),
+                        expected_label: Bytes::copy_from_slice(&i.expected_label),
+                    })
+                    .collect(),
+            })
+            .await?
+            .into_inner()
+            .results;
+        let mut shares = Vec::with_capacity(results.len());
+        for (slot, result) in slots.into_iter().zip(results) {
+            match result.result {
+                Some(pb::decryption_share_result::Result::Share(bytes)) => {
+                    let share = <[u8; 96]>::try_from(bytes.as_ref())
+                        .ok()
+                        .and_then(|b| DecryptionShare::from_bytes(&b).ok())
+                        .ok_or_else(|| {
+                            tonic::Status::data_loss(
+                                "keystore returned a malformed decryption share",
+                            )
+                        })?;
+                    shares.push((slot, share));
+                }
+                Some(pb::decryption_share_result::Result::Refused(reason)) => {
+                    // The core verified the ciphertext first, so this is a disagreement between
+                    // the two services (e.g. different committee files); the other replicas'
+                    // shares still decrypt it.
+                    tracing::error!(%reason, proposer = slot.proposer.0, "keystore refused a decryption share");
+                }
+                None => {}
+            }
+        }
+        replies.push(Reply::DecryptionShares { epoch, shares });
+    }
+    Ok(replies)
+}

@@ -1,0 +1,274 @@
+//! The consensus component without actix or sockets: four replicas with real stores exchange
+//! messages in-process; one is killed and reopened from its store.
+#![allow(clippy::unwrap_used)]
+
+use std::{collections::VecDeque, path::PathBuf};
+
+use beat_consensus::{
+    component::{Admission, Component, Effects, Limits, SubmitError},
+    store::Store,
+};
+use beat_core::{Config, Params, PublicKeys, Reply, Request};
+use beat_crypto::dealer::{ReplicaSecrets, deal};
+use beat_types::{Committee, NodeId, Transaction, Variant};
+use bytes::Bytes;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+struct Cluster {
+    dirs: Vec<PathBuf>,
+    config: Vec<Config>,
+    secrets: Vec<ReplicaSecrets>,
+    keys: PublicKeys,
+    nodes: Vec<Option<Component>>,
+    queue: VecDeque<(NodeId, NodeId, Bytes)>,
+    sent: Vec<Vec<Bytes>>,
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_payload_bytes: 16 << 20,
+        max_submit: 100,
+        checkpoint_every: 1,
+    }
+}
+
+impl Cluster {
+    fn new(name: &str, variant: Variant) -> Self {
+        let c = Committee::new(4).unwrap();
+        let (keys, secrets) = deal(c, &mut ChaCha20Rng::seed_from_u64(5)).unwrap();
+        let public = PublicKeys {
+            coin: std::sync::Arc::new(keys.coin.clone()),
+            encryption: std::sync::Arc::new(keys.encryption),
+        };
+        let params = Params {
+            variant,
+            batch_size: 8,
+            ..Params::default()
+        };
+        let mut cluster = Self {
+            dirs: Vec::new(),
+            config: Vec::new(),
+            secrets,
+            keys: public.clone(),
+            nodes: Vec::new(),
+            queue: VecDeque::new(),
+            sent: vec![Vec::new(); 4],
+        };
+        for i in 0..4 {
+            let dir = std::env::temp_dir()
+                .join(format!("beat-consensus-{name}-{}-{i}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let config = Config {
+                our_id: NodeId(i),
+                committee: c,
+                keys: public.clone(),
+                params: params.clone(),
+            };
+            let (node, fx) =
+                Component::open(config.clone(), Store::open(&dir).unwrap(), limits()).unwrap();
+            cluster.dirs.push(dir);
+            cluster.config.push(config);
+            cluster.nodes.push(Some(node));
+            cluster.effects(NodeId(i), fx);
+        }
+        cluster
+    }
+
+    /// Performs effects: flush, route messages, answer keystore requests.
+    fn effects(&mut self, id: NodeId, fx: Effects) {
+        let node = self.nodes[id.index()].as_mut().unwrap();
+        node.flush().unwrap();
+        for (to, payload) in fx.outbound {
+            self.sent[id.index()].push(payload.clone());
+            self.queue.push_back((id, to, payload));
+        }
+        assert!(
+            fx.faults.is_empty(),
+            "honest replicas report no faults: {:?}",
+            fx.faults
+        );
+        for request in fx.requests {
+            let s = &self.secrets[id.index()];
+            let reply = match request {
+                Request::CoinShare(cid) => Reply::CoinShare {
+                    id: cid,
+                    share: s.coin.sign(&cid.message()),
+                },
+                Request::DecryptionShares { epoch, items } => Reply::DecryptionShares {
+                    epoch,
+                    shares: items
+                        .iter()
+                        .map(|it| {
+                            (
+                                it.slot,
+                                s.decryption
+                                    .decryption_share(
+                                        &self.keys.encryption,
+                                        &it.ciphertext,
+                                        &it.expected_label,
+                                    )
+                                    .unwrap(),
+                            )
+                        })
+                        .collect(),
+                },
+                Request::ReadCommitted { .. } => unreachable!("served by the component"),
+            };
+            let fx = self.nodes[id.index()]
+                .as_mut()
+                .unwrap()
+                .reply(reply)
+                .unwrap();
+            self.effects(id, fx);
+        }
+    }
+
+    fn run(&mut self, max: usize) {
+        let mut steps = 0;
+        while let Some((from, to, payload)) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < max, "livelock");
+            let Some(node) = self.nodes[to.index()].as_mut() else {
+                continue;
+            };
+            let fx = node.inbound(from, &payload).unwrap();
+            self.effects(to, fx);
+        }
+    }
+
+    fn submit(&mut self, id: usize, txs: Vec<Transaction>) -> Vec<Admission> {
+        let (receipts, fx) = self.nodes[id].as_mut().unwrap().submit(txs).unwrap();
+        self.effects(NodeId(id as u32), fx);
+        receipts.into_iter().map(|(_, a)| a).collect()
+    }
+
+    fn committed(&self, id: usize) -> Vec<beat_core::Batch> {
+        let store = self.nodes[id].as_ref().unwrap().store();
+        store.batches_from(beat_types::Epoch(0), 1000).unwrap()
+    }
+}
+
+fn txs(prefix: &str, n: usize) -> Vec<Transaction> {
+    (0..n)
+        .map(|i| Transaction::new(format!("{prefix}-{i}").into_bytes()))
+        .collect()
+}
+
+#[test]
+fn replicas_commit_identical_batches_and_store_them() {
+    let mut c = Cluster::new("commit", Variant::Beat0);
+    for i in 0..4 {
+        assert!(
+            c.submit(i, txs("t", 10))
+                .iter()
+                .all(|a| *a == Admission::Accepted)
+        );
+    }
+    c.run(1_000_000);
+    let reference = c.committed(0);
+    assert!(!reference.is_empty());
+    let all: usize = reference.iter().map(|b| b.transaction_count()).sum();
+    assert_eq!(all, 10);
+    for i in 1..4 {
+        assert_eq!(c.committed(i), reference);
+    }
+    // Resubmitting a committed transaction is a duplicate.
+    assert_eq!(c.submit(1, txs("t", 1)), vec![Admission::Duplicate]);
+}
+
+#[test]
+fn a_killed_replica_recovers_from_its_store_without_equivocating() {
+    let mut c = Cluster::new("crash", Variant::Beat0);
+    for i in 0..4 {
+        c.submit(i, txs("a", 12));
+    }
+    // Deliver part of the traffic, then kill replica 2 with messages still in flight.
+    for _ in 0..150 {
+        let Some((from, to, payload)) = c.queue.pop_front() else {
+            break;
+        };
+        let fx = c.nodes[to.index()]
+            .as_mut()
+            .unwrap()
+            .inbound(from, &payload)
+            .unwrap();
+        c.effects(to, fx);
+    }
+    let epoch_before = c.nodes[2].as_ref().unwrap().epoch();
+    let sent_before: Vec<Bytes> = c.sent[2].clone();
+    c.nodes[2] = None;
+    // Reopen from the same store: the replay must reproduce only messages it had sent.
+    let (node, fx) = Component::open(
+        c.config[2].clone(),
+        Store::open(&c.dirs[2]).unwrap(),
+        limits(),
+    )
+    .unwrap();
+    assert_eq!(node.epoch(), epoch_before);
+    assert!(
+        !fx.outbound.is_empty(),
+        "the replay re-sends the replica's recent messages"
+    );
+    for (_, payload) in &fx.outbound {
+        assert!(
+            sent_before.contains(payload),
+            "a recovered replica re-sends only what it sent before"
+        );
+    }
+    c.nodes[2] = Some(node);
+    c.effects(NodeId(2), fx);
+    // Everything commits everywhere, identically.
+    c.run(1_000_000);
+    for i in 0..4 {
+        c.submit(i, txs("b", 4));
+    }
+    c.run(1_000_000);
+    let reference = c.committed(0);
+    for i in 1..4 {
+        assert_eq!(c.committed(i), reference, "replica {i}");
+    }
+    let all: usize = reference.iter().map(|b| b.transaction_count()).sum();
+    assert_eq!(all, 16);
+}
+
+#[test]
+fn submissions_are_validated_all_or_nothing() {
+    let mut c = Cluster::new("submit", Variant::Beat1);
+    let node = c.nodes[0].as_mut().unwrap();
+    let mut batch = txs("x", 3);
+    batch.push(Transaction::new(Vec::new()));
+    match node.submit(batch) {
+        Err(SubmitError::Invalid { index: 3, .. }) => {}
+        other => panic!("expected an invalid transaction at index 3, got {other:?}"),
+    }
+    assert_eq!(node.node().buffer_len(), 0);
+    assert!(matches!(
+        node.submit(txs("y", 101)),
+        Err(SubmitError::TooMany { .. })
+    ));
+    // BEAT2 needs client ciphertexts.
+    let mut c2 = Cluster::new("submit2", Variant::Beat2);
+    assert!(matches!(
+        c2.nodes[0].as_mut().unwrap().submit(txs("plain", 1)),
+        Err(SubmitError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn a_corrupt_payload_is_a_fault_not_a_crash() {
+    let mut c = Cluster::new("corrupt", Variant::Beat0);
+    let fx = c.nodes[0]
+        .as_mut()
+        .unwrap()
+        .inbound(NodeId(1), &[1, 0xff, 0xff, 0xff])
+        .unwrap();
+    assert_eq!(fx.faults.len(), 1);
+    assert_eq!(fx.malformed.len(), 1);
+    let fx = c.nodes[0]
+        .as_mut()
+        .unwrap()
+        .inbound(NodeId(1), &[9])
+        .unwrap();
+    assert_eq!(fx.faults.len(), 1);
+}
