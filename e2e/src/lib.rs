@@ -1,0 +1,272 @@
+//! End-to-end scenarios against a real BEAT cluster: replicas run as processes on loopback
+//! ([`beat_cli::cluster::Cluster`]), load goes through the public gRPC APIs only, and agreement
+//! is checked from the outside.
+//!
+//! The helpers here are what the scenarios in `tests/` share: market events as transactions,
+//! submission with receipts, and collecting a replica's committed batches until given
+//! transactions appear.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use beat_cli::monitor::{market_client, ordering_client};
+use beat_proto::{
+    common::v1::{Batch, contribution::Content},
+    consensus::v1 as cpb,
+    state::v1 as spb,
+};
+use bytes::Bytes;
+use prost::Message as _;
+
+/// A fresh directory for one scenario under the system temporary directory.
+pub fn scenario_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("beat-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The `k`-th market event of source `source`, encoded as a transaction. Events cycle through
+/// orders on both sides around a mid of 10,000 (so some cross and trade), quotes, trade prints
+/// and cancels of earlier orders.
+pub fn market_tx(source: &str, k: u64) -> Vec<u8> {
+    use spb::market_event::Event;
+    let symbol = ["BTC-USD", "ETH-USD"][(k % 2) as usize].to_owned();
+    let event = match k % 5 {
+        0 | 1 => Event::Order(spb::NewOrder {
+            order_id: format!("{source}-{k}"),
+            symbol,
+            side: if k % 10 < 5 {
+                spb::Side::Buy
+            } else {
+                spb::Side::Sell
+            } as i32,
+            price: 9_995 + (k % 11) as i64,
+            quantity: 1 + k % 7,
+        }),
+        2 => Event::Quote(spb::Quote {
+            symbol,
+            bid_price: 9_990 + (k % 5) as i64,
+            bid_size: 1 + k % 3,
+            ask_price: 10_005 + (k % 5) as i64,
+            ask_size: 1 + k % 4,
+        }),
+        3 => Event::Trade(spb::TradePrint {
+            symbol,
+            price: 9_998 + (k % 5) as i64,
+            quantity: 1 + k % 9,
+        }),
+        _ => Event::Cancel(spb::CancelOrder {
+            order_id: format!("{source}-{}", k.saturating_sub(4)),
+        }),
+    };
+    spb::MarketEvent {
+        source: source.to_owned(),
+        sequence: k,
+        event: Some(event),
+    }
+    .encode_to_vec()
+}
+
+/// Submits `txs` to `endpoint` in requests of `chunk`; fails unless every transaction is
+/// acknowledged as accepted.
+pub async fn submit_all(endpoint: &str, txs: &[Vec<u8>], chunk: usize) -> anyhow::Result<()> {
+    let mut client = ordering_client(endpoint)?;
+    for part in txs.chunks(chunk) {
+        let r = client
+            .submit(cpb::SubmitRequest {
+                transactions: part.iter().cloned().map(Bytes::from).collect(),
+            })
+            .await
+            .with_context(|| format!("Submit to {endpoint}"))?
+            .into_inner();
+        anyhow::ensure!(
+            r.receipts.len() == part.len(),
+            "{} receipts for {} transactions",
+            r.receipts.len(),
+            part.len()
+        );
+        for (i, rc) in r.receipts.iter().enumerate() {
+            anyhow::ensure!(
+                rc.admission == cpb::Admission::Accepted as i32,
+                "transaction {i} of a request to {endpoint} was not accepted: {:?}",
+                rc.admission
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The committed transactions of a batch, in order.
+pub fn transactions(b: &Batch) -> impl Iterator<Item = &Bytes> {
+    b.contributions.iter().flat_map(|c| match &c.content {
+        Some(Content::Transactions(t)) => t.transactions.iter(),
+        _ => [].iter(),
+    })
+}
+
+/// Streams `endpoint`'s batches from `from_epoch` until every transaction of `wanted` has been
+/// committed; returns the batches (epoch-ordered, consecutive). Fails after `timeout`.
+pub async fn batches_until(
+    endpoint: &str,
+    from_epoch: u64,
+    wanted: &HashSet<Vec<u8>>,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Batch>> {
+    let mut missing: HashSet<&[u8]> = wanted.iter().map(Vec::as_slice).collect();
+    let mut out: Vec<Batch> = Vec::new();
+    let collect = async {
+        let mut next = from_epoch;
+        // Reconnect on errors: the replica may still be starting.
+        loop {
+            let mut client = ordering_client(endpoint)?;
+            let stream = client
+                .watch_batches(cpb::WatchBatchesRequest { from_epoch: next })
+                .await;
+            let mut stream = match stream {
+                Ok(s) => s.into_inner(),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            while let Ok(Some(msg)) = stream.message().await {
+                let Some(b) = msg.batch else { continue };
+                if b.epoch != next {
+                    bail!("{endpoint} sent epoch {} when {next} was expected", b.epoch);
+                }
+                next += 1;
+                for tx in transactions(&b) {
+                    missing.remove(tx.as_ref());
+                }
+                out.push(b);
+                if missing.is_empty() {
+                    return anyhow::Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    match tokio::time::timeout(timeout, collect).await {
+        Ok(r) => r?,
+        Err(_) => bail!(
+            "{endpoint}: {} of {} transactions not committed after {timeout:?} (reached epoch {})",
+            missing.len(),
+            wanted.len(),
+            out.last().map_or(from_epoch, |b| b.epoch + 1)
+        ),
+    }
+    Ok(out)
+}
+
+/// Checks that the replicas' batch sequences agree wherever they overlap (same epochs, same
+/// digests and contents) and that no transaction is committed twice in any of them.
+pub fn check_same_order(per_replica: &[Vec<Batch>]) -> anyhow::Result<()> {
+    let mut by_epoch: BTreeMap<u64, (usize, &Batch)> = BTreeMap::new();
+    for (r, batches) in per_replica.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for b in batches {
+            for tx in transactions(b) {
+                if !seen.insert(tx.clone()) {
+                    bail!(
+                        "replica {r} committed a transaction twice (epoch {})",
+                        b.epoch
+                    );
+                }
+            }
+            match by_epoch.get(&b.epoch) {
+                Some((other, ob)) if *ob != b => bail!(
+                    "epoch {}: replica {other} committed {} but replica {r} committed {}",
+                    b.epoch,
+                    hex(&ob.digest),
+                    hex(&b.digest)
+                ),
+                Some(_) => {}
+                None => {
+                    by_epoch.insert(b.epoch, (r, b));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Each replica's consensus epoch (the next epoch it will commit).
+pub async fn epochs(endpoints: &[String]) -> anyhow::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for e in endpoints {
+        let mut c = ordering_client(e)?;
+        out.push(
+            c.status(cpb::StatusRequest {})
+                .await
+                .with_context(|| format!("Status of {e}"))?
+                .into_inner()
+                .epoch,
+        );
+    }
+    Ok(out)
+}
+
+/// Waits until each market service has applied `epoch` (or later) and returns their
+/// `GetState` answers.
+pub async fn states_at_least(
+    endpoints: &[String],
+    epoch: u64,
+    timeout: Duration,
+) -> anyhow::Result<Vec<spb::GetStateResponse>> {
+    let wait = async {
+        loop {
+            let mut all = Vec::new();
+            for e in endpoints {
+                let Ok(mut c) = market_client(e) else { break };
+                match c.get_state(spb::GetStateRequest {}).await {
+                    Ok(r) if r.get_ref().epoch.is_some_and(|x| x >= epoch) => {
+                        all.push(r.into_inner());
+                    }
+                    _ => break,
+                }
+            }
+            if all.len() == endpoints.len() {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.map_err(|_| {
+        anyhow::anyhow!("market services did not all apply epoch {epoch} within {timeout:?}")
+    })
+}
+
+/// Applied and rejected market events over epochs `0..=through`, summed from `WatchState`.
+pub async fn market_event_totals(
+    endpoint: &str,
+    through: u64,
+    timeout: Duration,
+) -> anyhow::Result<(u64, u64)> {
+    let sum = async {
+        let mut client = market_client(endpoint)?;
+        let mut stream = client
+            .watch_state(spb::WatchStateRequest { from_epoch: 0 })
+            .await?
+            .into_inner();
+        let (mut applied, mut rejected) = (0u64, 0u64);
+        while let Some(r) = stream.message().await? {
+            applied += u64::from(r.events);
+            rejected += u64::from(r.rejected);
+            if r.epoch >= through {
+                return Ok((applied, rejected));
+            }
+        }
+        bail!("WatchState on {endpoint} ended before epoch {through}")
+    };
+    tokio::time::timeout(timeout, sum)
+        .await
+        .map_err(|_| anyhow::anyhow!("WatchState on {endpoint} did not reach epoch {through}"))?
+}

@@ -1,0 +1,577 @@
+//! The command line.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use beat_config::{CommitteeFile, Endpoints};
+use beat_core::{Delivery, Params};
+use beat_crypto::keystore_file::KdfParams;
+use beat_types::Variant;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    bench::{LoadOptions, LocalBench, run_load, run_local},
+    client,
+    cluster::{ClusterSpec, FeedSpec},
+    devnet::{DevnetOptions, default_dir, devnet},
+    keygen::{KeygenOptions, keygen},
+    layout::{Ports, Service},
+    run::run_service,
+};
+
+/// BEAT: asynchronous BFT ordering (BEAT0–BEAT4) as gRPC services.
+#[derive(Parser, Debug)]
+#[command(name = "beat", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a local cluster (keys, configs and processes) that orders a market-data feed.
+    Devnet(DevnetArgs),
+    /// Run one service of a replica in the foreground.
+    Run(RunArgs),
+    /// Generate a committee's keys (trusted dealer) and each replica's encrypted keystore.
+    Keygen(KeygenArgs),
+    /// Submit transactions to a replica's ordering API.
+    Submit(SubmitArgs),
+    /// Print committed batches as a replica reports them.
+    Watch(WatchArgs),
+    /// Print the status of replicas.
+    Status(StatusArgs),
+    /// Query a replica's market state.
+    #[command(subcommand)]
+    Market(MarketCommand),
+    /// Measure throughput, latency and memory under an open-loop load.
+    Bench(BenchArgs),
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum ServiceArg {
+    Gateway,
+    Keystore,
+    Consensus,
+    State,
+}
+
+impl From<ServiceArg> for Service {
+    fn from(s: ServiceArg) -> Self {
+        match s {
+            ServiceArg::Gateway => Self::Gateway,
+            ServiceArg::Keystore => Self::Keystore,
+            ServiceArg::Consensus => Self::Consensus,
+            ServiceArg::State => Self::State,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The service.
+    service: ServiceArg,
+    /// Configuration file (TOML); keys can be overridden with BEAT_<SERVICE>__<KEY>.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+enum DeliveryArg {
+    Full,
+    CommitmentsOnly,
+}
+
+/// Consensus parameters written into a new committee file.
+#[derive(Args, Debug, Clone)]
+struct ParamsArgs {
+    /// Protocol variant: beat0 … beat4.
+    #[arg(long, default_value = "beat0")]
+    variant: Variant,
+    /// Target transactions per epoch (B); each replica proposes ⌈B/n⌉.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// BEAT3/BEAT4: deliver full batches or commitments only.
+    #[arg(long, value_enum, default_value = "full")]
+    delivery: DeliveryArg,
+    /// BEAT3/BEAT4: threshold-encrypt contributions before dispersal.
+    #[arg(long)]
+    encrypt_storage: bool,
+}
+
+impl ParamsArgs {
+    fn params(&self) -> Params {
+        Params {
+            variant: self.variant,
+            batch_size: self.batch_size,
+            delivery: match self.delivery {
+                DeliveryArg::Full => Delivery::Full,
+                DeliveryArg::CommitmentsOnly => Delivery::CommitmentsOnly,
+            },
+            encrypt_storage: self.encrypt_storage,
+            ..Params::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct DevnetArgs {
+    /// Cluster directory (keys, configs, data, logs); reused across runs.
+    #[arg(long, default_value_os_t = default_dir())]
+    dir: PathBuf,
+    /// Number of replicas (tolerates ⌊(n−1)/3⌋ Byzantine).
+    #[arg(long, short = 'n', visible_alias = "nodes", default_value_t = 4)]
+    replicas: usize,
+    #[command(flatten)]
+    params: ParamsArgs,
+    /// First port; replica i's ports are base + 100·k + i.
+    #[arg(long, default_value_t = 17_000)]
+    base_port: u16,
+    /// Synthetic market events per second per replica (0: no feed).
+    #[arg(long, default_value_t = 200)]
+    feed_rate: u32,
+    /// Symbols of the synthetic feed.
+    #[arg(long, value_delimiter = ',', default_value = "BTC-USD,ETH-USD,SOL-USD")]
+    symbols: Vec<String>,
+    /// Run the ordering services only (no state service, no feed).
+    #[arg(long)]
+    no_state: bool,
+    /// Stop after this long (e.g. 60s); exit code 1 unless progress was made safely.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Delete the directory first.
+    #[arg(long)]
+    fresh: bool,
+    /// Status line interval.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    interval: Duration,
+    /// Log filter of the services (their logs go to <dir>/replica-<i>/logs/).
+    #[arg(
+        long,
+        default_value = "info,sled=warn,h2=warn,tower=warn,hyper=warn,actix_server=warn"
+    )]
+    log_filter: String,
+}
+
+#[derive(Args, Debug)]
+struct KeygenArgs {
+    /// Output directory.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Committee name.
+    #[arg(long, default_value = "beat")]
+    name: String,
+    /// One replica's gateway endpoints, in replica order: `tcp=host:port[,tor=x.onion:port][,i2p=dest]`.
+    #[arg(long = "replica", required = true)]
+    replicas: Vec<String>,
+    #[command(flatten)]
+    params: ParamsArgs,
+    /// Use this passphrase file for every replica instead of generating one per replica.
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SubmitArgs {
+    /// Ordering API endpoint.
+    #[arg(long, short, default_value = "http://127.0.0.1:17100")]
+    endpoint: String,
+    /// The committee file (required for BEAT2, whose clients encrypt).
+    #[arg(long)]
+    committee: Option<PathBuf>,
+    /// Read transactions from a file, one per line.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Transactions (UTF-8 text).
+    transactions: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct WatchArgs {
+    /// Ordering API endpoint.
+    #[arg(long, short, default_value = "http://127.0.0.1:17100")]
+    endpoint: String,
+    /// First epoch.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Stop after this many batches.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Print every transaction.
+    #[arg(long, short)]
+    transactions: bool,
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// A devnet directory: query all its replicas.
+    #[arg(long, conflicts_with = "endpoint")]
+    devnet: Option<PathBuf>,
+    /// Ordering API endpoints.
+    #[arg(long, short)]
+    endpoint: Vec<String>,
+    /// Market API endpoints (same order).
+    #[arg(long)]
+    market: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum MarketCommand {
+    /// Per-symbol statistics and the state hash.
+    State {
+        /// Market API endpoint.
+        #[arg(long, short, default_value = "http://127.0.0.1:17400")]
+        endpoint: String,
+    },
+    /// One symbol's order book.
+    Book {
+        /// The symbol.
+        symbol: String,
+        /// Market API endpoint.
+        #[arg(long, short, default_value = "http://127.0.0.1:17400")]
+        endpoint: String,
+        /// Price levels per side.
+        #[arg(long, default_value_t = 10)]
+        depth: u32,
+    },
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Variants to measure, each on a fresh local cluster.
+    #[arg(long, value_delimiter = ',', default_value = "beat0")]
+    variant: Vec<Variant>,
+    /// Committee sizes to measure.
+    #[arg(long, short = 'n', value_delimiter = ',', default_value = "4")]
+    replicas: Vec<usize>,
+    /// Target transactions per epoch (B).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Offered load, transactions per second.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// Measured window.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+    duration: Duration,
+    /// Warm-up before the window.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    warmup: Duration,
+    /// Transaction size in bytes.
+    #[arg(long, default_value_t = 250)]
+    tx_bytes: usize,
+    /// Most Submit calls in flight.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
+    /// Bench an existing cluster at these ordering endpoints instead of starting one.
+    #[arg(long)]
+    endpoint: Vec<String>,
+    /// With --endpoint: the committee file (needed for BEAT2).
+    #[arg(long)]
+    committee: Option<PathBuf>,
+    /// First port of the local cluster.
+    #[arg(long, default_value_t = 18_000)]
+    base_port: u16,
+    /// Directory of the local cluster (deleted before; kept after with --keep).
+    #[arg(long, default_value = "target/bench-cluster")]
+    dir: PathBuf,
+    /// Keep the local cluster's directory (logs) afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn parse_endpoints(s: &str) -> anyhow::Result<Endpoints> {
+    let mut e = Endpoints::default();
+    for part in s.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .with_context(|| format!("expected kind=address in {part:?}"))?;
+        let slot = match k {
+            "tcp" => &mut e.tcp,
+            "tor" => &mut e.tor,
+            "i2p" => &mut e.i2p,
+            _ => anyhow::bail!("unknown transport {k:?} (tcp, tor, i2p)"),
+        };
+        *slot = Some(v.to_owned());
+    }
+    Ok(e)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn current_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot locate the beat executable")
+}
+
+fn print_bench(r: &crate::bench::LocalReport) {
+    let l = &r.load;
+    let rss: Vec<String> = r
+        .peak_rss_mib
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.0}"))
+        .collect();
+    println!(
+        "{:<6} n={:<3} offered {:>6} tx/s  committed {:>8.0} tx/s  latency p50 {:>7.1} ms p99 {:>7.1} ms max {:>7.1} ms  epochs {:>5}  shed {}  errors {}  peak RSS MiB: {}",
+        r.variant,
+        r.n,
+        l.offered_rate,
+        l.throughput_tps,
+        l.latency_ms.p50,
+        l.latency_ms.p99,
+        l.latency_ms.max,
+        l.epochs,
+        l.shed,
+        l.submit_errors,
+        rss.join(", ")
+    );
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let load = LoadOptions {
+        endpoints: args.endpoint.clone(),
+        watch: args.endpoint.first().cloned().unwrap_or_default(),
+        committee: args
+            .committee
+            .as_deref()
+            .map(CommitteeFile::load)
+            .transpose()?,
+        rate: args.rate,
+        duration: args.duration,
+        warmup: args.warmup,
+        tx_bytes: args.tx_bytes,
+        max_in_flight: args.max_in_flight,
+        drain: Duration::from_secs(30),
+    };
+    if !args.endpoint.is_empty() {
+        let report = rt.block_on(run_load(load))?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        if let Some(p) = &args.json {
+            std::fs::write(p, serde_json::to_vec_pretty(&report)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut reports = Vec::new();
+    for &n in &args.replicas {
+        for &variant in &args.variant {
+            let mut spec = ClusterSpec::new(&args.dir, current_exe()?);
+            spec.replicas = n;
+            spec.base_port = args.base_port;
+            spec.params = Params {
+                variant,
+                batch_size: args.batch_size,
+                ..Params::default()
+            };
+            spec.services = vec![Service::Keystore, Service::Gateway, Service::Consensus];
+            spec.kdf = KdfParams::insecure_fast_for_tests();
+            spec.log_filter = "warn".to_owned();
+            let r = rt.block_on(run_local(LocalBench {
+                spec,
+                load: load.clone(),
+                keep: args.keep,
+            }))?;
+            print_bench(&r);
+            reports.push(r);
+        }
+    }
+    let doc = serde_json::json!({
+        "machine": machine_description(),
+        "runs": reports,
+    });
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_vec_pretty(&doc)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn machine_description() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "cpu": cpu,
+        "threads": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        "os": std::env::consts::OS,
+    })
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(a) => Ok(run_service(a.service.into(), a.config.as_deref())),
+        Command::Devnet(a) => {
+            let mut spec = ClusterSpec::new(&a.dir, current_exe()?);
+            spec.replicas = a.replicas;
+            spec.base_port = a.base_port;
+            spec.params = a.params.params();
+            spec.log_filter = a.log_filter;
+            if a.no_state {
+                spec.services = vec![Service::Keystore, Service::Gateway, Service::Consensus];
+            } else if a.feed_rate > 0 {
+                spec.feed = Some(FeedSpec {
+                    events_per_second: a.feed_rate,
+                    symbols: a.symbols,
+                });
+            }
+            runtime()?.block_on(devnet(DevnetOptions {
+                spec,
+                fresh: a.fresh,
+                duration: a.duration,
+                interval: a.interval,
+            }))
+        }
+        Command::Keygen(a) => {
+            let endpoints = a
+                .replicas
+                .iter()
+                .map(|s| parse_endpoints(s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let file = keygen(&KeygenOptions {
+                out: a.out.clone(),
+                name: a.name,
+                params: a.params.params(),
+                endpoints,
+                passphrase_file: a.passphrase_file,
+                kdf: KdfParams::default(),
+            })?;
+            println!(
+                "wrote {} (committee {:?}, {} replicas, {}, digest {}) and replica-<i>/ with each \
+                 replica's keystore.bin and passphrase",
+                a.out.join("committee.json").display(),
+                file.name,
+                file.replicas.len(),
+                file.params.variant,
+                hex::encode(file.digest())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit(a) => {
+            let mut txs: Vec<Vec<u8>> =
+                a.transactions.into_iter().map(String::into_bytes).collect();
+            if let Some(f) = &a.file {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read {}", f.display()))?;
+                txs.extend(
+                    text.lines()
+                        .filter(|l| !l.is_empty())
+                        .map(|l| l.as_bytes().to_vec()),
+                );
+            }
+            anyhow::ensure!(!txs.is_empty(), "no transactions given");
+            runtime()?.block_on(client::submit(&a.endpoint, a.committee.as_deref(), txs))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch(a) => {
+            runtime()?.block_on(client::watch(&a.endpoint, a.from, a.count, a.transactions))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(a) => {
+            let (ordering, market) = match &a.devnet {
+                Some(dir) => {
+                    let committee = CommitteeFile::load(&dir.join("committee.json"))?;
+                    let base = devnet_base_port(&committee)?;
+                    let n = committee.replicas.len();
+                    let ports = |i: usize| Ports {
+                        base,
+                        replica: i as u16,
+                    };
+                    let state_running =
+                        (0..n).any(|i| dir.join(format!("replica-{i}/state.db")).exists());
+                    (
+                        (0..n)
+                            .map(|i| format!("http://{}", ports(i).consensus()))
+                            .collect(),
+                        if state_running {
+                            (0..n)
+                                .map(|i| format!("http://{}", ports(i).state()))
+                                .collect()
+                        } else {
+                            Vec::new()
+                        },
+                    )
+                }
+                None if a.endpoint.is_empty() => {
+                    anyhow::bail!("give --devnet DIR or --endpoint URL")
+                }
+                None => (a.endpoint, a.market),
+            };
+            let all_up = runtime()?.block_on(client::status(&ordering, &market))?;
+            Ok(if all_up {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Market(MarketCommand::State { endpoint }) => {
+            runtime()?.block_on(client::market_state(&endpoint))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Market(MarketCommand::Book {
+            symbol,
+            endpoint,
+            depth,
+        }) => {
+            runtime()?.block_on(client::market_book(&endpoint, &symbol, depth))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(a) => bench(a),
+    }
+}
+
+/// A devnet's base port, from replica 0's peer endpoint (`127.0.0.1:<base>`).
+fn devnet_base_port(committee: &CommitteeFile) -> anyhow::Result<u16> {
+    let tcp = committee
+        .replicas
+        .first()
+        .and_then(|r| r.endpoints.tcp.as_deref())
+        .context("the committee has no TCP endpoint")?;
+    let port: u16 = tcp
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .with_context(|| format!("cannot parse the port of {tcp:?}"))?;
+    Ok(port)
+}
+
+/// The whole command line: parses `std::env::args` and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("beat: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn endpoints_parse() {
+        let e = parse_endpoints("tcp=10.0.0.1:7000,tor=abc.onion:7000").unwrap();
+        assert_eq!(e.tcp.as_deref(), Some("10.0.0.1:7000"));
+        assert_eq!(e.tor.as_deref(), Some("abc.onion:7000"));
+        assert!(e.i2p.is_none());
+        assert!(parse_endpoints("udp=x").is_err());
+        assert!(parse_endpoints("tcp").is_err());
+    }
+}
