@@ -247,21 +247,32 @@ async fn scenario(project: &mut ComposeProject) -> anyhow::Result<()> {
 
     // Phase 4: restart single service containers under load: replica 0's gateway, then
     // replica 1's keystore. Every acknowledged transaction must commit everywhere.
-    let load0 = tokio::spawn(submit_recording(
-        project.ordering_endpoint(0),
-        txs("ctr-r0", 0..1_000),
-        50,
-        Duration::from_millis(100),
-    ));
-    let load1 = tokio::spawn(submit_recording(
-        project.ordering_endpoint(1),
-        txs("ctr-r1", 0..1_000),
-        50,
-        Duration::from_millis(100),
-    ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ~6 s of load on each of the two replicas; both restarts happen in the middle of it.
+    let load = |i: usize, source: &str| {
+        tokio::spawn(submit_recording(
+            project.ordering_endpoint(i),
+            txs(source, 0..1_000),
+            25,
+            Duration::from_millis(150),
+        ))
+    };
+    let (load0, load1) = (load(0, "ctr-r0"), load(1, "ctr-r1"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = [
+        project.container("replica-0-gateway")?,
+        project.container("replica-1-keystore")?,
+    ]
+    .map(|id| project.docker(&["inspect", "-f", "{{.State.StartedAt}}", &id]));
     project.restart("replica-0-gateway")?;
     project.restart("replica-1-keystore")?;
+    let after = [
+        project.container("replica-0-gateway")?,
+        project.container("replica-1-keystore")?,
+    ]
+    .map(|id| project.docker(&["inspect", "-f", "{{.State.StartedAt}}", &id]));
+    for (b, a) in before.into_iter().zip(after) {
+        anyhow::ensure!(b? != a?, "a restarted container kept its start time");
+    }
     let mut acked = load0.await?;
     acked.extend(load1.await?);
     wait_ready(project, &[0, 1]).await?;
