@@ -183,8 +183,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-async fn scenario(project: &mut ComposeProject) -> anyhow::Result<()> {
-    let t0 = Instant::now();
+async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<()> {
     let all: Vec<usize> = (0..N).collect();
     let (ordering, market) = endpoints(project, &all);
     project.up(&[])?;
@@ -381,7 +380,7 @@ async fn compose_cluster_agrees_through_crash_partition_service_restart_and_full
     )?;
     project.env("BEAT_BATCH_SIZE", "2000");
     ports_free(&project)?;
-    let result = scenario(&mut project).await;
+    let result = scenario(&mut project, t0).await;
     if let Err(e) = &result {
         eprintln!(
             "container e2e failed: {e:#}\n--- last log lines ---\n{}",
