@@ -58,6 +58,7 @@ cases=(
   "n7-tor-beat3:--set replicas=7 --set transports.tor.enabled=true --set variant=beat3"
   "n4-beat2-monitoring:--set variant=beat2 --set monitoring.serviceMonitor.enabled=true --set monitoring.grafanaDashboard.enabled=true"
   "n4-beat4-no-state:--set variant=beat4 --set state.enabled=false"
+  "n4-tor-external-roll:--set transports.tor.enabled=true --set transports.tor.mode=external --set image.replicaTags.1=0.1.1"
 )
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -40,8 +40,12 @@ beat.io/variant: {{ .Values.variant }}
 {{- div (sub (int .Values.replicas) 1) 3 -}}
 {{- end -}}
 
+{{/* The image of replica i: (list $ctx $i). */}}
 {{- define "beat.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $ctx := index . 0 -}}{{- $i := index . 1 -}}
+{{- $tag := default $ctx.Chart.AppVersion $ctx.Values.image.tag -}}
+{{- $tag = default $tag (get $ctx.Values.image.replicaTags (toString $i)) -}}
+{{- printf "%s:%s" $ctx.Values.image.repository $tag -}}
 {{- end -}}
 
 {{- define "beat.committeeConfigMap" -}}
