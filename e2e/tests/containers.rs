@@ -349,7 +349,7 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
 async fn compose_cluster_agrees_through_crash_partition_service_restart_and_full_stop()
 -> anyhow::Result<()> {
     let Some(program) = compose_program() else {
-        if std::env::var_os("CI").is_some() {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
             bail!("CI is set but no Docker engine with Compose is available for the container e2e");
         }
         eprintln!(
