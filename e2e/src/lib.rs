@@ -6,6 +6,8 @@
 //! submission with receipts, and collecting a replica's committed batches until given
 //! transactions appear.
 
+pub mod transports;
+
 use std::{
     collections::{BTreeMap, HashSet},
     path::PathBuf,
