@@ -72,7 +72,7 @@ struct TorNet {
 
 impl TorNet {
     fn up(dir: &Path) -> anyhow::Result<Self> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         // `timeout` bounds the harness itself; tornet.py bounds the wait for a usable network
         // (and stops what it started if it gives up), and `--lifetime` bounds every tor.
         let out = Command::new("timeout")
@@ -198,7 +198,7 @@ fn spec(
         });
     }
     spec.endpoints = Some(endpoints);
-    let (cluster_dir, arti_toml) = (dir.clone(), arti_toml.to_owned());
+    let (cluster_dir, arti_toml) = (dir, arti_toml.to_owned());
     spec.configure = Some(Configure(std::sync::Arc::new(
         move |i: usize, c: &mut ReplicaConfigs| {
             let tor = tor_dir(&cluster_dir, i);
