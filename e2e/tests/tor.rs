@@ -182,7 +182,7 @@ fn spec(
     let mut spec = ClusterSpec::new(&dir, env!("CARGO_BIN_EXE_beat-e2e"));
     spec.replicas = N;
     spec.base_port = base_port;
-    spec.params.batch_size = 1000;
+    spec.params.batch_size = 3000;
     spec.kdf = KdfParams::insecure_fast_for_tests();
     spec.services = vec![Service::Keystore, Service::Gateway, Service::Consensus];
     spec.log_filter =
