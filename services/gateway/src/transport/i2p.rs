@@ -111,8 +111,9 @@ impl std::fmt::Debug for I2pTransport {
 
 impl I2pTransport {
     /// Loads (or has the bridge generate) the destination, then keeps a session and an
-    /// acceptor running in the background until the transport is dropped... or forever, as
-    /// the gateway holds it for its whole life. Must run inside a Tokio runtime.
+    /// acceptor running in background tasks; they stop at their next step after the transport
+    /// is dropped (the gateway keeps it for its whole life). Must run
+    /// inside a Tokio runtime.
     pub async fn start(config: &I2pConfig) -> Result<Self, I2pError> {
         let private_key = load_or_generate_key(config).await?;
         let public = public_destination(&private_key).ok_or_else(|| I2pError::BadKey {
