@@ -4,7 +4,8 @@
 //!
 //! The helpers here are what the scenarios in `tests/` share: market events as transactions,
 //! submission with receipts, and collecting a replica's committed batches until given
-//! transactions appear.
+//! transactions appear. [`compose`] drives the same checks against the Compose cluster of
+//! containers (`compose.yaml`).
 
 pub mod transports;
 
@@ -23,6 +24,8 @@ use beat_proto::{
 };
 use bytes::Bytes;
 use prost::Message as _;
+
+pub mod compose;
 
 /// A fresh directory for one scenario under the system temporary directory.
 pub fn scenario_dir(name: &str) -> PathBuf {
@@ -271,4 +274,79 @@ pub async fn market_event_totals(
     tokio::time::timeout(timeout, sum)
         .await
         .map_err(|_| anyhow::anyhow!("WatchState on {endpoint} did not reach epoch {through}"))?
+}
+
+/// Submits `txs` round-robin over `endpoints` in concurrent requests of `chunk`; fails unless
+/// every transaction is acknowledged as accepted.
+pub async fn submit_spread(
+    endpoints: &[String],
+    txs: &[Vec<u8>],
+    chunk: usize,
+) -> anyhow::Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for (k, part) in txs.chunks(chunk).enumerate() {
+        let ep = endpoints[k % endpoints.len()].clone();
+        let part = part.to_vec();
+        set.spawn(async move { submit_all(&ep, &part, chunk).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
+/// Waits until every endpoint has committed all of `txs` (from `from_epoch` on), checks that
+/// their batches agree ([`check_same_order`]) and returns the next epoch after the last batch
+/// the slowest of them needed.
+pub async fn committed_everywhere(
+    endpoints: &[String],
+    from_epoch: u64,
+    txs: &[Vec<u8>],
+    timeout: Duration,
+) -> anyhow::Result<u64> {
+    let wanted: HashSet<Vec<u8>> = txs.iter().cloned().collect();
+    let mut set = tokio::task::JoinSet::new();
+    for ep in endpoints {
+        let ep = ep.clone();
+        let wanted = wanted.clone();
+        set.spawn(async move {
+            let r = batches_until(&ep, from_epoch, &wanted, timeout).await;
+            (ep, r)
+        });
+    }
+    let mut per_replica = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let (ep, batches) = r?;
+        per_replica.push(batches.with_context(|| ep.clone())?);
+    }
+    check_same_order(&per_replica)?;
+    Ok(per_replica
+        .iter()
+        .filter_map(|b| b.last().map(|b| b.epoch + 1))
+        .min()
+        .unwrap_or(from_epoch))
+}
+
+/// Market services at `endpoints` reach `epoch`, then (once quiet) all report the same epoch
+/// and state hash; returns that state.
+pub async fn same_market_state(
+    endpoints: &[String],
+    epoch: u64,
+    timeout: Duration,
+) -> anyhow::Result<spb::GetStateResponse> {
+    let states = states_at_least(endpoints, epoch, timeout).await?;
+    let max_epoch = states.iter().filter_map(|s| s.epoch).max().unwrap_or(epoch);
+    let states = states_at_least(endpoints, max_epoch, timeout).await?;
+    let first = &states[0];
+    for (k, s) in states.iter().enumerate() {
+        anyhow::ensure!(
+            s.epoch == first.epoch && s.state_hash == first.state_hash,
+            "{} market state at epoch {:?} differs from {} at epoch {:?}",
+            endpoints[k],
+            s.epoch,
+            endpoints[0],
+            first.epoch
+        );
+    }
+    Ok(first.clone())
 }

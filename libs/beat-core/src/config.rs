@@ -79,7 +79,7 @@ impl Default for Params {
             batch_size: 1000,
             max_transaction_bytes: 64 * 1024,
             max_contribution_bytes: 8 * 1024 * 1024,
-            buffer_capacity: 1_000_000,
+            buffer_capacity: 50_000,
             max_future_epochs: 3,
             max_future_rounds: 256,
             dedup_window_epochs: 64,

@@ -94,3 +94,15 @@ fn issue59_attack_fails_against_conf_round() {
         }
     }
 }
+
+/// Regression (found by the long profile): a restarted replica re-sends its decryption shares;
+/// a receiver still agreeing stashed both copies, overflowed the per-sender cap and reported the
+/// honest replica as faulty (FLT-1). BEAT2 at n = 4, crash-restart, seed 20 reproduced it.
+#[test]
+fn resent_early_decryption_shares_are_not_a_fault() {
+    let report = Scenario::new(Variant::Beat2, 4, "crash-restart", 20)
+        .run()
+        .expect("scenario runs");
+    assert!(report.restarts > 0, "the scenario must restart a replica");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+}

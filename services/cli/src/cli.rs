@@ -14,6 +14,7 @@ use crate::{
     client,
     cluster::{ClusterSpec, FeedSpec},
     devnet::{DevnetOptions, default_dir, devnet},
+    health,
     keygen::{KeygenOptions, keygen},
     layout::{Ports, Service},
     run::run_service,
@@ -33,6 +34,8 @@ enum Command {
     Devnet(DevnetArgs),
     /// Run one service of a replica in the foreground.
     Run(RunArgs),
+    /// Exit 0 if one service of this replica is ready (its ops `/readyz`); a container check.
+    Health(HealthArgs),
     /// Generate a committee's keys (trusted dealer) and each replica's encrypted keystore.
     Keygen(KeygenArgs),
     /// Print this replica's onion endpoint for the committee file, creating the onion-service
@@ -76,10 +79,27 @@ impl From<ServiceArg> for Service {
 #[derive(Args, Debug)]
 struct RunArgs {
     /// The service.
+    #[arg(env = "BEAT_SERVICE")]
     service: ServiceArg,
     /// Configuration file (TOML); keys can be overridden with BEAT_<SERVICE>__<KEY>.
-    #[arg(long, short)]
+    #[arg(long, short, env = "BEAT_CONFIG")]
     config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct HealthArgs {
+    /// The service (as for `beat run`).
+    #[arg(env = "BEAT_SERVICE")]
+    service: Option<ServiceArg>,
+    /// The service's configuration file (as for `beat run`); its `ops_listen` is asked.
+    #[arg(long, short, env = "BEAT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Ask this ops address instead of reading a configuration.
+    #[arg(long, conflicts_with_all = ["service", "config"])]
+    ops: Option<std::net::SocketAddr>,
+    /// Give up after this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    timeout: Duration,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
@@ -454,6 +474,19 @@ fn machine_description() -> serde_json::Value {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(a) => Ok(run_service(a.service.into(), a.config.as_deref())),
+        Command::Health(a) => {
+            let addr = match (a.ops, a.service) {
+                (Some(addr), _) => addr,
+                (None, Some(s)) => health::ops_address(s.into(), a.config.as_deref())?,
+                (None, None) => anyhow::bail!("give a service (or BEAT_SERVICE) or --ops ADDRESS"),
+            };
+            if runtime()?.block_on(health::is_ready(addr, a.timeout)) {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("beat: {addr} is not ready");
+                Ok(ExitCode::FAILURE)
+            }
+        }
         Command::Devnet(a) => {
             let mut spec = ClusterSpec::new(&a.dir, current_exe()?);
             spec.replicas = a.replicas;

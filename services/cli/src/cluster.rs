@@ -118,7 +118,7 @@ impl ClusterSpec {
             program: program.into(),
             log_filter: "info,sled=warn,h2=warn,tower=warn,hyper=warn,actix_server=warn".to_owned(),
             kdf: KdfParams::default(),
-            checkpoint_every_epochs: 1,
+            checkpoint_every_epochs: 8,
             endpoints: None,
             configure: None,
         }

@@ -2,6 +2,7 @@
 //!
 //! - `beat devnet` — a local cluster doing the main job, with embedded defaults;
 //! - `beat run <service>` — one service of a replica (what containers run);
+//! - `beat health <service>` — the containers' health check (the service's `/readyz`);
 //! - `beat keygen` — the trusted-dealer key ceremony;
 //! - `beat submit | watch | status | market` — clients of the public APIs;
 //! - `beat bench` — an open-loop load generator with latency histograms and memory figures.
@@ -14,6 +15,7 @@ pub mod bench;
 pub mod client;
 pub mod cluster;
 pub mod devnet;
+pub mod health;
 pub mod keygen;
 pub mod layout;
 pub mod monitor;

@@ -51,7 +51,7 @@ impl Default for Config {
             max_payload_bytes: 16 << 20,
             max_submit_transactions: 10_000,
             max_grpc_message_bytes: 64 << 20,
-            checkpoint_every_epochs: 1,
+            checkpoint_every_epochs: 8,
             max_backoff_ms: 5_000,
             log: LogConfig::default(),
         }

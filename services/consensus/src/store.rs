@@ -82,12 +82,18 @@ struct StoredCheckpoint {
     next_seq: u64,
 }
 
+/// sled page-cache budget.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            // sled's page cache defaults to 1 GiB; the hot data (WAL tail, last batches) is
+            // small, and the service's memory budget is 100 MiB.
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {

@@ -101,6 +101,8 @@ impl Store {
         let db = sled::Config::new()
             .path(&path)
             .flush_every_ms(flush_every_ms)
+            // sled's page cache defaults to 1 GiB; bound it to the service's memory budget.
+            .cache_capacity(32 * 1024 * 1024)
             .open()
             .map_err(|source| StoreError::Open {
                 path: path.clone(),

@@ -98,10 +98,13 @@ pub(crate) struct EpochState {
     subset: Subset,
     subset_output: Option<SubsetOutput>,
     phase: Phase,
-    /// Decryption shares that arrived before this replica knew the slots, per sender.
-    early_shares: BTreeMap<NodeId, Vec<(CiphertextSlot, tdh2::DecryptionShare)>>,
-    /// Fragments that arrived before this replica knew the agreed dispersals, per sender.
-    early_fragments: BTreeMap<NodeId, Vec<(NodeId, Fragment)>>,
+    /// Decryption shares that arrived before this replica knew the slots, per sender and slot.
+    /// Keyed so that a message delivered twice (a restarted sender re-sends what it sent
+    /// before) is absorbed rather than counted against the sender's cap.
+    early_shares: BTreeMap<NodeId, BTreeMap<CiphertextSlot, tdh2::DecryptionShare>>,
+    /// Fragments that arrived before this replica knew the agreed dispersals, per sender,
+    /// keyed by (proposer, fragment index) for the same reason.
+    early_fragments: BTreeMap<NodeId, BTreeMap<(NodeId, u32), Fragment>>,
     code: Arc<AvidFpCode>,
     stored: Vec<StoredFragments>,
     /// Set once any message for this epoch arrived: somebody started it, so join.
@@ -192,9 +195,20 @@ impl EpochState {
                 // An honest replica holds at most two fragments per proposer.
                 let cap = 2 * self.config.committee.n();
                 let stash = self.early_fragments.entry(sender).or_default();
-                if stash.len() + fragments.len() <= cap {
-                    stash.extend(fragments);
-                } else {
+                let mut faulty = false;
+                for (proposer, fragment) in fragments {
+                    match stash.get(&(proposer, fragment.index)) {
+                        // The same fragment again: a re-sent message.
+                        Some(held) if *held == fragment => {}
+                        // Two different fragments for one position: equivocation.
+                        Some(_) => faulty = true,
+                        None if stash.len() < cap => {
+                            stash.insert((proposer, fragment.index), fragment);
+                        }
+                        None => faulty = true,
+                    }
+                }
+                if faulty {
                     step.fault(Fault::new(sender, FaultKind::InvalidFragment));
                 }
             }
@@ -285,9 +299,22 @@ impl EpochState {
                 let cap = self.config.committee.n()
                     * self.config.params.proposal_size(self.config.committee);
                 let stash = self.early_shares.entry(sender).or_default();
-                if stash.len() + shares.len() <= cap {
-                    stash.extend(shares);
-                } else {
+                let (mut conflicting, mut excess) = (false, false);
+                for (slot, share) in shares {
+                    match stash.get(&slot) {
+                        // The same share again: a re-sent message.
+                        Some(held) if *held == share => {}
+                        Some(_) => conflicting = true,
+                        None if stash.len() < cap => {
+                            stash.insert(slot, share);
+                        }
+                        None => excess = true,
+                    }
+                }
+                if conflicting {
+                    step.fault(Fault::new(sender, FaultKind::ConflictingDecryptionShare));
+                }
+                if excess {
                     step.fault(Fault::new(sender, FaultKind::UnexpectedDecryptionShares));
                 }
             }
@@ -351,6 +378,10 @@ impl EpochState {
             step.broadcast(EpochMessage::Fragments(mine));
         }
         for (sender, fragments) in std::mem::take(&mut self.early_fragments) {
+            let fragments = fragments
+                .into_iter()
+                .map(|((proposer, _), fragment)| (proposer, fragment))
+                .collect::<Vec<_>>();
             for fault in retrieval.add(sender, fragments) {
                 step.fault(fault);
             }

@@ -1,0 +1,37 @@
+#!/bin/sh
+# The Compose cluster's key ceremony (the one-shot `keygen` service runs it as root).
+#
+# Writes the public committee file to the `committee` volume and each replica's encrypted
+# keystore and passphrase to that replica's own `keys-<i>` volume, owned by the beat user
+# (10001) with mode 0400. The dealer's scratch copy lives on a tmpfs and is gone when the
+# container exits. Does nothing if the committee already exists, so `up` after `down` (without
+# -v) keeps the keys; delete the volumes to start a new committee.
+set -eu
+committee=/var/lib/beat/committee
+n="${BEAT_REPLICAS:-4}"
+if [ -s "$committee/committee.json" ]; then
+  echo "keygen: $committee/committee.json exists; keeping the committee"
+  exit 0
+fi
+dealer=$(mktemp -d /tmp/dealer.XXXXXX)
+set --
+i=0
+while [ "$i" -lt "$n" ]; do
+  set -- "$@" --replica "tcp=replica-$i:7000"
+  i=$((i + 1))
+done
+beat keygen --out "$dealer" --name "${BEAT_COMMITTEE_NAME:-compose}" \
+  --variant "${BEAT_VARIANT:-beat0}" --batch-size "${BEAT_BATCH_SIZE:-1000}" "$@"
+i=0
+while [ "$i" -lt "$n" ]; do
+  keys="/keys/replica-$i"
+  install -d -o 10001 -g 10001 -m 0700 "$keys"
+  install -o 10001 -g 10001 -m 0400 "$dealer/replica-$i/keystore.bin" "$keys/keystore.bin"
+  install -o 10001 -g 10001 -m 0400 "$dealer/replica-$i/passphrase" "$keys/passphrase"
+  i=$((i + 1))
+done
+# The committee file last: its presence means the ceremony completed.
+install -o 10001 -g 10001 -m 0444 "$dealer/committee.json" "$committee/committee.json.tmp"
+mv "$committee/committee.json.tmp" "$committee/committee.json"
+rm -rf "$dealer"
+echo "keygen: wrote the committee and $n keystores"
