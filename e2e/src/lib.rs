@@ -7,6 +7,8 @@
 //! transactions appear. [`compose`] drives the same checks against the Compose cluster of
 //! containers (`compose.yaml`).
 
+pub mod transports;
+
 use std::{
     collections::{BTreeMap, HashSet},
     path::PathBuf,

@@ -25,6 +25,10 @@ pub struct Config {
     pub keystore: KeystoreConfig,
     /// Clearnet TCP transport.
     pub tcp: TcpConfig,
+    /// Tor transport.
+    pub tor: TorConfig,
+    /// I2P transport.
+    pub i2p: I2pConfig,
     /// Peer-link protocol limits and timers.
     pub link: LinkConfig,
     /// Per-peer outbound queues.
@@ -61,6 +65,62 @@ pub struct TcpConfig {
     /// Deadline for establishing a TCP connection.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+}
+
+/// The Tor transport: an embedded arti client with an onion service, or an external tor
+/// reached through SOCKS5 (see [`crate::transport::TorTransport`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TorConfig {
+    /// Whether to use Tor at all.
+    pub enabled: bool,
+    /// arti's state: guards and the onion service's identity key (which fixes its address).
+    /// Relative paths are relative to the working directory. Keep it on persistent storage.
+    pub state_dir: PathBuf,
+    /// arti's directory cache.
+    pub cache_dir: PathBuf,
+    /// An extra arti configuration file (arti's TOML), merged under the storage settings:
+    /// e.g. a private Tor network's `[tor_network]` authorities and fallback caches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arti_config: Option<PathBuf>,
+    /// Run an onion service for inbound peers (embedded mode).
+    pub onion_service: bool,
+    /// The onion service's nickname: its keys live under this name in the state directory.
+    pub nickname: String,
+    /// The virtual port in this replica's committee endpoint `<address>.onion:<port>`.
+    pub onion_port: u16,
+    /// External mode: an operator's tor SOCKS5 proxy (`host:port`); arti is not started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socks5: Option<String>,
+    /// External mode: where the operator's tor forwards its onion service (`HiddenServicePort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Deadline for establishing one connection (a first onion-service connection fetches a
+    /// descriptor and builds a rendezvous circuit: seconds, more on the public network).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+/// The I2P transport: a STREAM session on a SAM v3.1 bridge (see
+/// [`crate::transport::I2pTransport`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct I2pConfig {
+    /// Whether to use I2P at all.
+    pub enabled: bool,
+    /// The SAM bridge (`host:port`; i2pd and Java I2P listen on 7656).
+    pub sam: String,
+    /// The private destination (created through the bridge on first use, mode 0600). It
+    /// fixes this replica's I2P address: keep it on persistent storage.
+    pub key_file: PathBuf,
+    /// Extra `SESSION CREATE` options, e.g. `"inbound.length" = "1"`.
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Deadline for establishing one stream (I2P tunnels take seconds).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Deadline for creating a session (the bridge builds tunnels first).
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
 }
 
 /// Peer-link protocol limits and timers.
@@ -144,6 +204,8 @@ impl Default for Config {
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 9200)),
             keystore: KeystoreConfig::default(),
             tcp: TcpConfig::default(),
+            tor: TorConfig::default(),
+            i2p: I2pConfig::default(),
             link: LinkConfig::default(),
             queue: QueueConfig::default(),
             inbound: InboundConfig::default(),
@@ -169,6 +231,36 @@ impl Default for TcpConfig {
             enabled: true,
             listen: SocketAddr::from(([0, 0, 0, 0], 7000)),
             connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for TorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            state_dir: PathBuf::from("tor/state"),
+            cache_dir: PathBuf::from("tor/cache"),
+            arti_config: None,
+            onion_service: true,
+            nickname: "beat-gateway".to_owned(),
+            onion_port: 7000,
+            socks5: None,
+            listen: None,
+            connect_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for I2pConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            sam: "127.0.0.1:7656".to_owned(),
+            key_file: PathBuf::from("i2p/destination.key"),
+            options: std::collections::BTreeMap::new(),
+            connect_timeout: Duration::from_secs(120),
+            session_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -227,8 +319,31 @@ impl Default for ConsensusStreamConfig {
 impl Config {
     /// Checks the configuration.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.tcp.enabled {
-            return Err("no transport is enabled (tcp.enabled = false)".to_owned());
+        if !self.tcp.enabled && !self.tor.enabled && !self.i2p.enabled {
+            return Err(
+                "no transport is enabled (tcp, tor and i2p all have enabled = false)".to_owned(),
+            );
+        }
+        if self.i2p.enabled
+            && (self.i2p.connect_timeout.is_zero() || self.i2p.session_timeout.is_zero())
+        {
+            return Err("i2p.connect_timeout and i2p.session_timeout must be positive".to_owned());
+        }
+        if self.tor.enabled {
+            let tor = &self.tor;
+            if tor.connect_timeout.is_zero() {
+                return Err("tor.connect_timeout must be positive".to_owned());
+            }
+            if tor.onion_port == 0 {
+                return Err("tor.onion_port must be a port number".to_owned());
+            }
+            if tor.socks5.is_none() && tor.listen.is_some() {
+                return Err(
+                    "tor.listen is only for the external mode (tor.socks5); the embedded mode \
+                     serves peers through its own onion service"
+                        .to_owned(),
+                );
+            }
         }
         let link = &self.link;
         if link.max_frame_bytes < 1024 || link.max_frame_bytes > (u32::MAX as usize) {
@@ -302,6 +417,20 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = Config::default();
         c.tcp.enabled = false;
+        assert!(c.validate().is_err());
+        c.tor.enabled = true;
+        assert_eq!(c.validate(), Ok(()));
+        c.tor.listen = Some(SocketAddr::from(([127, 0, 0, 1], 7010)));
+        assert!(c.validate().is_err());
+        c.tor.socks5 = Some("127.0.0.1:9050".to_owned());
+        assert_eq!(c.validate(), Ok(()));
+        c.tor.connect_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.tcp.enabled = false;
+        c.i2p.enabled = true;
+        assert_eq!(c.validate(), Ok(()));
+        c.i2p.session_timeout = Duration::ZERO;
         assert!(c.validate().is_err());
     }
 

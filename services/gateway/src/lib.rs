@@ -46,7 +46,7 @@ use crate::{
     grpc::GatewayGrpc,
     link::{Context, LinkTable, handshake::LocalIdentity, supervisor},
     signer::{KeystoreSigner, Signer},
-    transport::{TcpTransport, Transport, peer_endpoint},
+    transport::{I2pTransport, TcpTransport, TorTransport, Transport, peer_endpoint},
 };
 
 /// The name of the `grpc.health.v1` service that reports readiness (for Kubernetes gRPC
@@ -285,6 +285,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             listener,
             config.tcp.connect_timeout,
         )));
+    }
+    if config.tor.enabled {
+        let tor = TorTransport::start(&config.tor)
+            .await
+            .context("cannot start the Tor transport")?;
+        tracing::info!(transport = ?tor, "tor transport started");
+        transports.push(Arc::new(tor));
+    }
+    if config.i2p.enabled {
+        let i2p = I2pTransport::start(&config.i2p)
+            .await
+            .context("cannot start the I2P transport")?;
+        transports.push(Arc::new(i2p));
     }
     let shutdown = Shutdown::default();
     let trigger = shutdown.clone();

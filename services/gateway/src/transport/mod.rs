@@ -6,16 +6,20 @@
 //! one dialled connection per transport; the link protocol (`beat.wire.v1`) on top is the
 //! same everywhere, including its authentication, so a transport need not authenticate.
 //!
-//! Clearnet [`TcpTransport`] is built in; Tor (arti) and I2P (SAM v3) plug in as further
-//! implementations.
+//! Clearnet [`TcpTransport`], [`TorTransport`] (embedded arti, or an external tor) and
+//! [`I2pTransport`] (a SAM v3.1 bridge) are built in.
 
+mod i2p;
 mod tcp;
+mod tor;
 
 use beat_config::Endpoints;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use i2p::{I2pError, I2pTransport, b32_address, destination as i2p_destination};
 pub use tcp::TcpTransport;
+pub use tor::{TorError, TorTransport, client_config as tor_client_config, onion_endpoint};
 
 /// An established byte stream to or from a peer.
 pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
