@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
+pub mod service;
 pub mod shutdown;
 
 pub use ops::Health;

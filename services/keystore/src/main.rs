@@ -15,31 +15,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config: beat_keystore::config::Config =
-        match beat_config::load("keystore", cli.config.as_deref()) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("beat-keystore: {e}");
-                return ExitCode::from(2);
-            }
-        };
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("cannot create the Tokio runtime")
-    };
-    let system = actix_rt::System::with_tokio_rt(runtime);
-    let result = system.block_on(async move {
-        let _guard = beat_telemetry::logging::init("beat-keystore", &config.log)?;
-        beat_keystore::run(config).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("beat-keystore: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    beat_telemetry::service::main(
+        "beat-keystore",
+        beat_config::load::<beat_keystore::config::Config>("keystore", cli.config.as_deref()),
+        |c| &c.log,
+        beat_keystore::run,
+    )
 }

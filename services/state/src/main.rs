@@ -15,31 +15,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config: beat_state::config::Config = match beat_config::load("state", cli.config.as_deref())
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("beat-state: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("cannot create the Tokio runtime")
-    };
-    let system = actix_rt::System::with_tokio_rt(runtime);
-    let result = system.block_on(async move {
-        let _guard = beat_telemetry::logging::init("beat-state", &config.log)?;
-        beat_state::run(config).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("beat-state: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    beat_telemetry::service::main(
+        "beat-state",
+        beat_config::load::<beat_state::config::Config>("state", cli.config.as_deref()),
+        |c| &c.log,
+        beat_state::run,
+    )
 }
