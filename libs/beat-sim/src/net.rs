@@ -47,6 +47,8 @@ pub struct SimNode {
     pub queue: SenderQueue,
     /// The last checkpoint and the events processed since.
     checkpoint: Option<Checkpoint>,
+    /// The core's checkpoint interval, in epochs.
+    checkpoint_every: u64,
     wal: Vec<Event>,
     /// Messages emitted by the event that produced the last checkpoint and every event since.
     sent_since_checkpoint: Vec<Outgoing<Message>>,
@@ -203,10 +205,16 @@ impl Builder {
             let window = self.params.max_future_epochs;
             let mut seed = [0u8; 32];
             rng.fill_bytes(&mut seed);
+            // Replicas checkpoint every 1, 2 or 3 epochs, so crash-restart replays cover both
+            // a checkpoint at the last epoch boundary and a WAL that spans several epochs.
+            let checkpoint_every = 1 + u64::from(id.0) % 3;
+            let mut node = BeatNode::new(config.clone(), ProposalSeed(seed))?;
+            node.set_checkpoint_interval(checkpoint_every);
             nodes.insert(
                 id,
                 SimNode {
-                    node: BeatNode::new(config.clone(), ProposalSeed(seed))?,
+                    node,
+                    checkpoint_every,
                     config,
                     seed: ProposalSeed(seed),
                     checkpoint: None,
@@ -575,6 +583,7 @@ impl SimNode {
             }
             None => BeatNode::new(self.config.clone(), self.seed.clone())?,
         };
+        node.set_checkpoint_interval(self.checkpoint_every);
         let mut replayed = Vec::new();
         if self.checkpoint.is_some() {
             replayed.extend(node.resume().messages);

@@ -25,3 +25,16 @@ pub fn standard_routes() -> anyhow::Result<(HealthReporter, RoutesBuilder)> {
         .add_service(reflection_v1alpha);
     Ok((reporter, routes))
 }
+
+/// The connections a gRPC server accepts on `listener`, with `TCP_NODELAY` set.
+///
+/// The services' streams carry many small messages (protocol messages, keystore replies,
+/// acknowledgements) whose latency is the protocol's: with Nagle's algorithm a small write
+/// waits for the peer's (delayed) ACK of the previous one, which added tens of milliseconds
+/// to every hop of an epoch. `tonic`'s own `serve(addr)` sets nodelay from
+/// `Server::tcp_nodelay`, but a server on a pre-bound listener must ask here.
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(std::time::Duration::from_secs(60)))
+}

@@ -369,7 +369,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The program local clusters run their services with: this executable, or `BEAT_SERVICE_PROGRAM`
+/// when set (a wrapper that runs `beat` under a profiler, say; it gets `run <service> --config F`).
 fn current_exe() -> anyhow::Result<PathBuf> {
+    if let Some(program) = std::env::var_os("BEAT_SERVICE_PROGRAM") {
+        return Ok(PathBuf::from(program));
+    }
     std::env::current_exe().context("cannot locate the beat executable")
 }
 

@@ -122,10 +122,11 @@ impl Component {
         let our_id = config.our_id;
         let committee = config.committee;
         let window = config.params.max_future_epochs;
-        let (node, from) = match checkpoint {
+        let (mut node, from) = match checkpoint {
             Some((cp, next)) => (BeatNode::from_checkpoint(config, seed, cp)?, Some(next)),
             None => (BeatNode::new(config, seed)?, None),
         };
+        node.set_checkpoint_interval(limits.checkpoint_every);
         let mut component = Self {
             node,
             store,
@@ -334,11 +335,10 @@ impl Component {
                     Output::Stored { epoch, fragments } => {
                         self.store.put_fragments(epoch, &fragments)?;
                     }
+                    // The core emits one every `checkpoint_every` epochs (set at open).
                     Output::Checkpoint(checkpoint) => {
-                        if checkpoint.epoch.0 % self.limits.checkpoint_every.max(1) == 0 {
-                            self.store.save_checkpoint(&checkpoint, seq + 1)?;
-                            self.sent_since_checkpoint.clear();
-                        }
+                        self.store.save_checkpoint(&checkpoint, seq + 1)?;
+                        self.sent_since_checkpoint.clear();
                     }
                 }
             }

@@ -44,7 +44,6 @@ use beat_proto::consensus::v1::ordering_service_server::OrderingServiceServer;
 use beat_telemetry::{Health, shutdown::Shutdown};
 use beat_types::NodeId;
 use tokio::{net::TcpListener, sync::broadcast};
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
     actor::{ConsensusActor, Recovered},
@@ -154,10 +153,9 @@ pub async fn serve(
     let stop = shutdown.clone();
     let result = tonic::transport::Server::builder()
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc),
-            async move { stop.wait().await },
-        )
+        .serve_with_incoming_shutdown(beat_telemetry::grpc::incoming(grpc), async move {
+            stop.wait().await
+        })
         .await;
     health.set_ready(false);
     shutdown.trigger();

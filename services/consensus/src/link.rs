@@ -70,7 +70,7 @@ pub async fn run(task: LinkTask, mut commands: mpsc::UnboundedReceiver<LinkComma
             }
         };
         let mut client = client;
-        let (tx, rx) = mpsc::channel::<LinkRequest>(1024);
+        let (tx, rx) = mpsc::channel::<LinkRequest>(8);
         let mut inbound = match client.link(ReceiverStream::new(rx)).await {
             Ok(r) => r.into_inner(),
             Err(e) => {

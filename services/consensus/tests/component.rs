@@ -25,16 +25,20 @@ struct Cluster {
     sent: Vec<Vec<Bytes>>,
 }
 
-fn limits() -> Limits {
+fn limits(checkpoint_every: u64) -> Limits {
     Limits {
         max_payload_bytes: 16 << 20,
         max_submit: 100,
-        checkpoint_every: 1,
+        checkpoint_every,
     }
 }
 
 impl Cluster {
     fn new(name: &str, variant: Variant) -> Self {
+        Self::with_checkpoints(name, variant, 1)
+    }
+
+    fn with_checkpoints(name: &str, variant: Variant, checkpoint_every: u64) -> Self {
         let c = Committee::new(4).unwrap();
         let (keys, secrets) = deal(c, &mut ChaCha20Rng::seed_from_u64(5)).unwrap();
         let public = PublicKeys {
@@ -65,8 +69,12 @@ impl Cluster {
                 keys: public.clone(),
                 params: params.clone(),
             };
-            let (node, fx) =
-                Component::open(config.clone(), Store::open(&dir).unwrap(), limits()).unwrap();
+            let (node, fx) = Component::open(
+                config.clone(),
+                Store::open(&dir).unwrap(),
+                limits(checkpoint_every),
+            )
+            .unwrap();
             cluster.dirs.push(dir);
             cluster.config.push(config);
             cluster.nodes.push(Some(node));
@@ -179,12 +187,22 @@ fn replicas_commit_identical_batches_and_store_them() {
 
 #[test]
 fn a_killed_replica_recovers_from_its_store_without_equivocating() {
-    let mut c = Cluster::new("crash", Variant::Beat0);
+    for (checkpoint_every, deliveries) in [(1, 150), (3, 150), (3, 700), (4, 1_100)] {
+        crash_and_recover(checkpoint_every, deliveries);
+    }
+}
+
+/// Kills replica 2 after `deliveries` message deliveries, with a checkpoint saved every
+/// `checkpoint_every` epochs (so replay starts from the store's last checkpoint, or from the
+/// first event when none was saved yet).
+fn crash_and_recover(checkpoint_every: u64, deliveries: usize) {
+    let name = format!("crash-{checkpoint_every}-{deliveries}");
+    let mut c = Cluster::with_checkpoints(&name, Variant::Beat0, checkpoint_every);
     for i in 0..4 {
         c.submit(i, txs("a", 12));
     }
     // Deliver part of the traffic, then kill replica 2 with messages still in flight.
-    for _ in 0..150 {
+    for _ in 0..deliveries {
         let Some((from, to, payload)) = c.queue.pop_front() else {
             break;
         };
@@ -202,10 +220,10 @@ fn a_killed_replica_recovers_from_its_store_without_equivocating() {
     let (node, fx) = Component::open(
         c.config[2].clone(),
         Store::open(&c.dirs[2]).unwrap(),
-        limits(),
+        limits(checkpoint_every),
     )
     .unwrap();
-    assert_eq!(node.epoch(), epoch_before);
+    assert_eq!(node.epoch(), epoch_before, "{name}");
     assert!(
         !fx.outbound.is_empty(),
         "the replay re-sends the replica's recent messages"

@@ -35,7 +35,6 @@ use rand::rngs::SysRng;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -163,7 +162,7 @@ pub async fn serve(
     );
     let result = tonic::transport::Server::builder()
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async move {
+        .serve_with_incoming_shutdown(beat_telemetry::grpc::incoming(listeners.grpc), async move {
             shutdown.wait().await;
         })
         .await;

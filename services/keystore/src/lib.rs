@@ -31,7 +31,6 @@ use beat_proto::keystore::v1::keystore_service_server::KeystoreServiceServer;
 use beat_telemetry::{Health, shutdown::Shutdown};
 use beat_types::NodeId;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{actors::SignerActor, component::Keystore, config::Config, grpc::KeystoreGrpc};
 
@@ -124,10 +123,9 @@ pub async fn serve(
     let stop = shutdown.clone();
     let result = tonic::transport::Server::builder()
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc),
-            async move { stop.wait().await },
-        )
+        .serve_with_incoming_shutdown(beat_telemetry::grpc::incoming(grpc), async move {
+            stop.wait().await
+        })
         .await;
     health.set_ready(false);
     ops_handle.stop(true).await;

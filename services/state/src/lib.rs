@@ -45,7 +45,6 @@ use tokio::{
     net::TcpListener,
     sync::{Notify, broadcast},
 };
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
     actors::{ApplierActor, FeedActor, Stop},
@@ -177,10 +176,9 @@ pub async fn serve(
     let stop = shutdown.clone();
     let served = tonic::transport::Server::builder()
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc),
-            async move { stop.wait().await },
-        )
+        .serve_with_incoming_shutdown(beat_telemetry::grpc::incoming(grpc), async move {
+            stop.wait().await
+        })
         .await;
 
     // Tear down in dependency order, so that the store is closed (and its lock released) when

@@ -45,7 +45,8 @@ pub enum Output {
     /// The replica entered a new epoch; this is its complete state at that moment. Restoring it
     /// with [`BeatNode::from_checkpoint`] and calling [`BeatNode::resume`], then replaying every
     /// later event in order, reproduces the replica exactly — including every message it sent,
-    /// so a restarted replica never equivocates.
+    /// so a restarted replica never equivocates. Emitted on entering every epoch that is a
+    /// multiple of [`BeatNode::set_checkpoint_interval`] (default: every epoch).
     Checkpoint(Box<Checkpoint>),
 }
 
@@ -103,6 +104,8 @@ pub struct BeatNode {
     window: CommittedWindow,
     peer_epochs: BTreeMap<NodeId, Epoch>,
     catch_up: CatchUp,
+    /// Emit [`Output::Checkpoint`] on entering every epoch that is a multiple of this.
+    checkpoint_every: u64,
 }
 
 impl fmt::Debug for BeatNode {
@@ -132,7 +135,16 @@ impl BeatNode {
             window,
             peer_epochs: BTreeMap::new(),
             catch_up: CatchUp::default(),
+            checkpoint_every: 1,
         })
+    }
+
+    /// Emits [`Output::Checkpoint`] only on entering epochs that are multiples of `every`
+    /// (default 1: every epoch). A checkpoint copies the whole transaction buffer, so a host
+    /// that persists only every k-th one should say so here rather than discard the others.
+    /// A local setting, not part of the protocol: replicas may differ.
+    pub fn set_checkpoint_interval(&mut self, every: u64) {
+        self.checkpoint_every = every.max(1);
     }
 
     /// Restores a replica from a checkpoint. Call [`Self::resume`] next, then replay the events
@@ -498,7 +510,9 @@ impl BeatNode {
         self.current = None;
         self.epoch = self.epoch.next();
         self.future = self.future.split_off(&self.epoch);
-        step.output(Output::Checkpoint(Box::new(self.checkpoint())));
+        if self.epoch.0 % self.checkpoint_every == 0 {
+            step.output(Output::Checkpoint(Box::new(self.checkpoint())));
+        }
         self.enter_epoch(step);
     }
 

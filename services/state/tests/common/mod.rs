@@ -44,7 +44,7 @@ use tokio::{
     net::TcpListener,
     sync::{broadcast, mpsc},
 };
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, transport::Channel};
 
 /// Every test body runs under this bound.
@@ -209,9 +209,10 @@ impl FakeConsensus {
         let server = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(OrderingServiceServer::new(service))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    stop.wait().await
-                })
+                .serve_with_incoming_shutdown(
+                    beat_telemetry::grpc::incoming(listener),
+                    async move { stop.wait().await },
+                )
                 .await
                 .unwrap();
         });
