@@ -29,6 +29,7 @@ pub mod grpc;
 pub mod keystore;
 pub mod link;
 pub mod metrics;
+pub mod segments;
 pub mod store;
 pub mod wire;
 

@@ -1,0 +1,532 @@
+//! Append-only logs of keyed records in segment files: the write-ahead log (keyed by event
+//! sequence number) and the committed batches (keyed by epoch).
+//!
+//! Both are written once, read rarely and dropped in bulk, which is what plain files do best:
+//! an append is one `write(2)` to the page cache, durability is one `fdatasync(2)` of the
+//! active segment, and dropping a prefix deletes whole files. (They lived in sled before; sled
+//! kept every inserted value in memory — 120 MiB of batches after 30 s at 20,000 tx/s — and its
+//! flush cost more than twice a plain `fdatasync`.)
+//!
+//! **Format.** A log is a directory of segments `NNNNNNNNNN.seg` (a counter, 10 digits). A
+//! segment is a sequence of records: `key: u64 LE | len: u32 LE | crc: u32 LE | payload`, with
+//! a CRC-32 (IEEE, `crc32fast`) over key, length and payload. Keys need not be increasing (a
+//! replayed batch is appended again; the last record for a key wins).
+//!
+//! **Recovery.** Opening scans every segment. The tail of the newest segment may be torn by a
+//! crash (a partial header or payload, or a CRC mismatch in its last record): it is cut off
+//! and reported, since nothing after the last `sync` was promised to anyone. A damaged record
+//! anywhere else is corruption and opening fails.
+
+use std::{
+    collections::BTreeMap,
+    fs::{File, OpenOptions},
+    io::{Read as _, Seek as _, SeekFrom, Write as _},
+    os::unix::fs::FileExt as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use crate::store::StoreError;
+
+const HEADER: usize = 16;
+/// Largest record payload (a batch of an epoch, a logged message).
+pub const MAX_RECORD: usize = 256 << 20;
+const SUFFIX: &str = ".seg";
+
+/// Where a record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Location {
+    segment: u64,
+    offset: u64,
+    len: u32,
+}
+
+/// One segment file.
+#[derive(Debug)]
+struct Segment {
+    file: Arc<File>,
+    len: u64,
+    /// Largest key in it (none while empty).
+    max_key: Option<u64>,
+}
+
+/// A segmented append-only log.
+#[derive(Debug)]
+pub struct SegmentLog {
+    dir: PathBuf,
+    segments: BTreeMap<u64, Segment>,
+    index: BTreeMap<u64, Location>,
+    /// The active (last) segment, shared with [`LogSyncer`]s.
+    active: Arc<Mutex<Arc<File>>>,
+    max_segment_bytes: u64,
+}
+
+/// Syncs a [`SegmentLog`]'s active segment from another thread.
+#[derive(Clone, Debug)]
+pub struct LogSyncer(Arc<Mutex<Arc<File>>>);
+
+impl LogSyncer {
+    /// Makes every record appended before this call durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        // Earlier segments were synced when they stopped being active.
+        let file = self
+            .0
+            .lock()
+            .map_err(|_| StoreError::Corrupt("segment log lock poisoned".into()))?
+            .clone();
+        file.sync_data().map_err(io)
+    }
+}
+
+fn io(e: std::io::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:010}{SUFFIX}"))
+}
+
+fn checksum(key: u64, len: u32, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&key.to_le_bytes());
+    h.update(&len.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+fn open_segment(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))
+}
+
+/// How a scan of one segment ended.
+enum ScanEnd {
+    Clean,
+    /// A damaged or partial record starts at this offset.
+    Damaged {
+        offset: u64,
+        reason: String,
+    },
+}
+
+/// Reads every record of `file` into `index`; returns the largest key and how the scan ended.
+fn scan(
+    number: u64,
+    file: &File,
+    index: &mut BTreeMap<u64, Location>,
+) -> Result<(Option<u64>, u64, ScanEnd), StoreError> {
+    let len = file.metadata().map_err(io)?.len();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    reader.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut offset = 0u64;
+    let mut max_key = None;
+    let mut payload = Vec::new();
+    loop {
+        if offset == len {
+            return Ok((max_key, offset, ScanEnd::Clean));
+        }
+        let damaged = |reason: String| Ok((max_key, offset, ScanEnd::Damaged { offset, reason }));
+        if len - offset < HEADER as u64 {
+            return damaged(format!("partial header ({} bytes)", len - offset));
+        }
+        let mut header = [0u8; HEADER];
+        reader.read_exact(&mut header).map_err(io)?;
+        let key = u64::from_le_bytes(header[..8].try_into().unwrap_or_default());
+        let n = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
+        let crc = u32::from_le_bytes(header[12..].try_into().unwrap_or_default());
+        if n as usize > MAX_RECORD {
+            return damaged(format!("record length {n} exceeds {MAX_RECORD}"));
+        }
+        if len - offset - (HEADER as u64) < u64::from(n) {
+            return damaged(format!("partial record ({n} bytes announced)"));
+        }
+        payload.resize(n as usize, 0);
+        reader.read_exact(&mut payload).map_err(io)?;
+        if checksum(key, n, &payload) != crc {
+            return damaged("checksum mismatch".into());
+        }
+        index.insert(
+            key,
+            Location {
+                segment: number,
+                offset,
+                len: n,
+            },
+        );
+        max_key = Some(max_key.map_or(key, |m: u64| m.max(key)));
+        offset += HEADER as u64 + u64::from(n);
+    }
+}
+
+impl SegmentLog {
+    /// Opens (or creates) the log in `dir`, recovering from a torn tail.
+    pub fn open(dir: &Path, max_segment_bytes: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        let mut numbers = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let name = entry.map_err(io)?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(SUFFIX) {
+                let number = stem.parse::<u64>().map_err(|_| {
+                    StoreError::Corrupt(format!("unexpected file {name} in {}", dir.display()))
+                })?;
+                numbers.push(number);
+            }
+        }
+        numbers.sort_unstable();
+        let mut index = BTreeMap::new();
+        let mut segments = BTreeMap::new();
+        let last = numbers.last().copied();
+        for number in numbers {
+            let path = segment_path(dir, number);
+            let file = open_segment(&path)?;
+            let (max_key, good, end) = scan(number, &file, &mut index)?;
+            let mut len = good;
+            if let ScanEnd::Damaged { offset, reason } = end {
+                if Some(number) != last {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} at offset {offset}: {reason}",
+                        path.display()
+                    )));
+                }
+                tracing::warn!(
+                    file = %path.display(),
+                    offset,
+                    %reason,
+                    "cutting off the torn tail of a log segment (a crash interrupted a write)"
+                );
+                file.set_len(offset).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                len = offset;
+            }
+            segments.insert(
+                number,
+                Segment {
+                    file: Arc::new(file),
+                    len,
+                    max_key,
+                },
+            );
+        }
+        if segments.is_empty() {
+            let file = open_segment(&segment_path(dir, 0))?;
+            sync_dir(dir)?;
+            segments.insert(
+                0,
+                Segment {
+                    file: Arc::new(file),
+                    len: 0,
+                    max_key: None,
+                },
+            );
+        }
+        let active = segments
+            .values()
+            .next_back()
+            .map(|s| s.file.clone())
+            .ok_or_else(|| StoreError::Corrupt("no active segment".into()))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            segments,
+            index,
+            active: Arc::new(Mutex::new(active)),
+            max_segment_bytes,
+        })
+    }
+
+    fn active_number(&self) -> u64 {
+        self.segments.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Appends a record (not yet durable: see [`Self::sync`]).
+    pub fn append(&mut self, key: u64, payload: &[u8]) -> Result<(), StoreError> {
+        if payload.len() > MAX_RECORD {
+            return Err(StoreError::Io(format!(
+                "a record of {} bytes exceeds {MAX_RECORD}",
+                payload.len()
+            )));
+        }
+        let number = self.active_number();
+        let len = payload.len() as u32;
+        let mut record = Vec::with_capacity(HEADER + payload.len());
+        record.extend_from_slice(&key.to_le_bytes());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&checksum(key, len, payload).to_le_bytes());
+        record.extend_from_slice(payload);
+        let segment = self
+            .segments
+            .get_mut(&number)
+            .ok_or_else(|| StoreError::Corrupt("no active segment".into()))?;
+        let offset = segment.len;
+        (&*segment.file).write_all(&record).map_err(io)?;
+        segment.len += record.len() as u64;
+        segment.max_key = Some(segment.max_key.map_or(key, |m| m.max(key)));
+        self.index.insert(
+            key,
+            Location {
+                segment: number,
+                offset,
+                len,
+            },
+        );
+        if segment.len >= self.max_segment_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new segment (the current one is synced first) unless the current one is empty.
+    pub fn rotate(&mut self) -> Result<(), StoreError> {
+        let number = self.active_number();
+        let Some(current) = self.segments.get(&number) else {
+            return Err(StoreError::Corrupt("no active segment".into()));
+        };
+        if current.len == 0 {
+            return Ok(());
+        }
+        current.file.sync_data().map_err(io)?;
+        let next = number + 1;
+        let file = Arc::new(open_segment(&segment_path(&self.dir, next))?);
+        sync_dir(&self.dir)?;
+        self.segments.insert(
+            next,
+            Segment {
+                file: file.clone(),
+                len: 0,
+                max_key: None,
+            },
+        );
+        *self
+            .active
+            .lock()
+            .map_err(|_| StoreError::Corrupt("segment log lock poisoned".into()))? = file;
+        Ok(())
+    }
+
+    /// Makes every appended record durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.syncer().sync()
+    }
+
+    /// A handle that syncs from another thread.
+    pub fn syncer(&self) -> LogSyncer {
+        LogSyncer(self.active.clone())
+    }
+
+    /// Deletes every segment, other than the active one, whose keys are all below `key`.
+    pub fn remove_below(&mut self, key: u64) -> Result<(), StoreError> {
+        let active = self.active_number();
+        let doomed: Vec<u64> = self
+            .segments
+            .iter()
+            .filter(|(n, s)| **n != active && s.max_key.is_none_or(|m| m < key))
+            .map(|(n, _)| *n)
+            .collect();
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for number in &doomed {
+            self.segments.remove(number);
+            std::fs::remove_file(segment_path(&self.dir, *number)).map_err(io)?;
+        }
+        self.index.retain(|_, l| !doomed.contains(&l.segment));
+        sync_dir(&self.dir)
+    }
+
+    /// The record for `key`.
+    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.index.get(&key).map(|l| self.read(key, *l)).transpose()
+    }
+
+    fn read(&self, key: u64, at: Location) -> Result<Vec<u8>, StoreError> {
+        let segment = self
+            .segments
+            .get(&at.segment)
+            .ok_or_else(|| StoreError::Corrupt(format!("segment {} is gone", at.segment)))?;
+        let mut record = vec![0u8; HEADER + at.len as usize];
+        segment
+            .file
+            .read_exact_at(&mut record, at.offset)
+            .map_err(io)?;
+        let payload = record.split_off(HEADER);
+        let crc = u32::from_le_bytes(record[12..].try_into().unwrap_or_default());
+        if record[..8] != key.to_le_bytes() || checksum(key, at.len, &payload) != crc {
+            return Err(StoreError::Corrupt(format!(
+                "{} at offset {}: record for key {key} does not verify",
+                segment_path(&self.dir, at.segment).display(),
+                at.offset
+            )));
+        }
+        Ok(payload)
+    }
+
+    /// Up to `count` records with keys from `from` on, in key order.
+    pub fn range(&self, from: u64, count: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.index
+            .range(from..)
+            .take(count)
+            .map(|(k, l)| Ok((*k, self.read(*k, *l)?)))
+            .collect()
+    }
+
+    /// The largest key.
+    pub fn last_key(&self) -> Option<u64> {
+        self.index.keys().next_back().copied()
+    }
+
+    /// The number of live records.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the log holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("beat-segments-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn records_survive_reopen_and_the_last_write_for_a_key_wins() {
+        let d = dir("reopen");
+        let mut log = SegmentLog::open(&d, 1 << 20).unwrap();
+        for k in 0..100u64 {
+            log.append(k, &k.to_le_bytes().repeat(k as usize % 7))
+                .unwrap();
+        }
+        log.append(5, b"again").unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let log = SegmentLog::open(&d, 1 << 20).unwrap();
+        assert_eq!(log.len(), 100);
+        assert_eq!(log.get(5).unwrap().unwrap(), b"again");
+        assert_eq!(log.get(8).unwrap().unwrap(), 8u64.to_le_bytes().repeat(1));
+        let r = log.range(95, 10).unwrap();
+        assert_eq!(
+            r.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            vec![95, 96, 97, 98, 99]
+        );
+        assert_eq!(log.last_key(), Some(99));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn segments_rotate_by_size_and_whole_segments_are_removed() {
+        let d = dir("rotate");
+        let mut log = SegmentLog::open(&d, 1_000).unwrap();
+        for k in 0..50u64 {
+            log.append(k, &[k as u8; 100]).unwrap();
+        }
+        assert!(log.segment_count() > 5);
+        log.remove_below(30).unwrap();
+        assert!(log.get(3).unwrap().is_none());
+        assert!(log.get(30).unwrap().is_some());
+        // Records below 30 that share a segment with 30 stay until that segment goes.
+        let first = log.range(0, 1).unwrap()[0].0;
+        assert!(first <= 30 && first > 20, "{first}");
+        drop(log);
+        let log = SegmentLog::open(&d, 1_000).unwrap();
+        assert_eq!(log.range(0, 1).unwrap()[0].0, first);
+        assert_eq!(log.last_key(), Some(49));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_writing_continues() {
+        let d = dir("torn");
+        let mut log = SegmentLog::open(&d, 1 << 20).unwrap();
+        for k in 0..10u64 {
+            log.append(k, &[7u8; 64]).unwrap();
+        }
+        log.sync().unwrap();
+        drop(log);
+        let path = segment_path(&d, 0);
+        let full = std::fs::metadata(&path).unwrap().len();
+        for cut in [1u64, 10, 40] {
+            let f = OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(full - cut).unwrap();
+            drop(f);
+            let mut log = SegmentLog::open(&d, 1 << 20).unwrap();
+            assert_eq!(log.len(), 9, "cut {cut}");
+            assert_eq!(log.last_key(), Some(8));
+            log.append(9, &[7u8; 64]).unwrap();
+            log.sync().unwrap();
+            drop(log);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), full);
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn damage_before_the_tail_is_corruption() {
+        let d = dir("damage");
+        let mut log = SegmentLog::open(&d, 500).unwrap();
+        for k in 0..20u64 {
+            log.append(k, &[1u8; 100]).unwrap();
+        }
+        log.sync().unwrap();
+        drop(log);
+        // Flip a payload byte in the first (not the newest) segment.
+        let path = segment_path(&d, 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER + 3] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = SegmentLog::open(&d, 500).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        // A flipped byte in the newest segment's last record is a torn tail.
+        let _ = std::fs::remove_dir_all(&d);
+        let mut log = SegmentLog::open(&d, 1 << 20).unwrap();
+        for k in 0..3u64 {
+            log.append(k, &[1u8; 100]).unwrap();
+        }
+        drop(log);
+        let path = segment_path(&d, 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let log = SegmentLog::open(&d, 1 << 20).unwrap();
+        assert_eq!(log.len(), 2);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_record_damaged_after_opening_is_reported_on_read() {
+        let d = dir("read");
+        let mut log = SegmentLog::open(&d, 1 << 20).unwrap();
+        log.append(1, b"hello").unwrap();
+        log.append(2, b"world").unwrap();
+        let path = segment_path(&d, 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        // The log's file handle sees the rewritten file (same inode, truncated and rewritten).
+        let err = log.get(1).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert_eq!(log.get(2).unwrap().unwrap(), b"world");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
