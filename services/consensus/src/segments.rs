@@ -23,8 +23,10 @@ use std::{
     io::{Read as _, Seek as _, SeekFrom, Write as _},
     os::unix::fs::FileExt as _,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
 };
+
+use parking_lot::Mutex;
 
 use crate::store::StoreError;
 
@@ -69,11 +71,7 @@ impl LogSyncer {
     /// Makes every record appended before this call durable.
     pub fn sync(&self) -> Result<(), StoreError> {
         // Earlier segments were synced when they stopped being active.
-        let file = self
-            .0
-            .lock()
-            .map_err(|_| StoreError::Corrupt("segment log lock poisoned".into()))?
-            .clone();
+        let file = self.0.lock().clone();
         file.sync_data().map_err(io)
     }
 }
@@ -305,10 +303,7 @@ impl SegmentLog {
                 max_key: None,
             },
         );
-        *self
-            .active
-            .lock()
-            .map_err(|_| StoreError::Corrupt("segment log lock poisoned".into()))? = file;
+        *self.active.lock() = file;
         Ok(())
     }
 
@@ -423,7 +418,7 @@ mod tests {
         let log = SegmentLog::open(&d, 1 << 20).unwrap();
         assert_eq!(log.len(), 100);
         assert_eq!(log.get(5).unwrap().unwrap(), b"again");
-        assert_eq!(log.get(8).unwrap().unwrap(), 8u64.to_le_bytes().repeat(1));
+        assert_eq!(log.get(8).unwrap().unwrap(), 8u64.to_le_bytes().to_vec());
         let r = log.range(95, 10).unwrap();
         assert_eq!(
             r.iter().map(|(k, _)| *k).collect::<Vec<_>>(),

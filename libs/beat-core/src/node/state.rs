@@ -510,7 +510,7 @@ impl BeatNode {
         self.current = None;
         self.epoch = self.epoch.next();
         self.future = self.future.split_off(&self.epoch);
-        if self.epoch.0 % self.checkpoint_every == 0 {
+        if self.epoch.0.is_multiple_of(self.checkpoint_every) {
             step.output(Output::Checkpoint(Box::new(self.checkpoint())));
         }
         self.enter_epoch(step);
