@@ -277,6 +277,9 @@ struct StatusArgs {
     /// Market API endpoints (same order).
     #[arg(long)]
     market: Vec<String>,
+    /// Gateway gRPC endpoints (same order): adds each replica's per-peer, per-transport links.
+    #[arg(long)]
+    gateway: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -602,7 +605,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(a) => {
-            let (ordering, market) = match &a.devnet {
+            let (ordering, market, gateways) = match &a.devnet {
                 Some(dir) => {
                     let committee = CommitteeFile::load(&dir.join("committee.json"))?;
                     let base = devnet_base_port(&committee)?;
@@ -624,14 +627,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         } else {
                             Vec::new()
                         },
+                        (0..n)
+                            .map(|i| format!("http://{}", ports(i).gateway()))
+                            .collect(),
                     )
                 }
                 None if a.endpoint.is_empty() => {
                     anyhow::bail!("give --devnet DIR or --endpoint URL")
                 }
-                None => (a.endpoint, a.market),
+                None => (a.endpoint, a.market, a.gateway),
             };
-            let all_up = runtime()?.block_on(client::status(&ordering, &market))?;
+            let rt = runtime()?;
+            let all_up = rt.block_on(client::status(&ordering, &market))?;
+            if !gateways.is_empty() {
+                rt.block_on(client::links(&gateways))?;
+            }
             Ok(if all_up {
                 ExitCode::SUCCESS
             } else {

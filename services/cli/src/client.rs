@@ -245,6 +245,73 @@ pub async fn status(ordering: &[String], market: &[String]) -> anyhow::Result<bo
     Ok(all_up)
 }
 
+/// The links part of `beat status`: every replica's gateway, per peer and transport.
+pub async fn links(gateways: &[String]) -> anyhow::Result<()> {
+    use beat_proto::gateway::v1::{
+        LinkState, PeersRequest, gateway_service_client::GatewayServiceClient,
+    };
+    println!();
+    println!(
+        "{:<8} {:<5} {:<10} {:<12} {:<8} {:>20} {:>20} {:>8} {:>8}  last error",
+        "replica",
+        "peer",
+        "transport",
+        "out link",
+        "in link",
+        "sent frames/bytes",
+        "recv frames/bytes",
+        "connects",
+        "unacked"
+    );
+    for (i, endpoint) in gateways.iter().enumerate() {
+        let mut client = GatewayServiceClient::new(crate::monitor::channel(endpoint)?);
+        let call = tokio::time::timeout(Duration::from_secs(2), client.peers(PeersRequest {}));
+        let peers = match call.await {
+            Ok(Ok(r)) => r.into_inner().peers,
+            Ok(Err(status)) => {
+                println!("{i:<8} gateway {endpoint}: {}", status.message());
+                continue;
+            }
+            Err(_) => {
+                println!("{i:<8} gateway {endpoint}: no answer within 2 s");
+                continue;
+            }
+        };
+        for peer in peers {
+            for t in &peer.transports {
+                let state = match LinkState::try_from(t.state) {
+                    Ok(LinkState::Up) => "up".to_owned(),
+                    Ok(LinkState::Connecting) => "connecting".to_owned(),
+                    Ok(LinkState::Backoff) => format!("backoff {}ms", t.backoff_ms),
+                    Ok(LinkState::Unavailable) => "unavailable".to_owned(),
+                    Ok(LinkState::Unspecified) | Err(_) => "?".to_owned(),
+                };
+                println!(
+                    "{i:<8} {:<5} {:<10} {state:<12} {:<8} {:>20} {:>20} {:>8} {:>8}  {}",
+                    peer.replica,
+                    t.transport,
+                    if t.inbound_up { "up" } else { "down" },
+                    format!("{}/{}", t.frames_sent, human_bytes(t.bytes_sent)),
+                    format!("{}/{}", t.frames_received, human_bytes(t.bytes_received)),
+                    t.connects,
+                    peer.unacknowledged,
+                    t.last_error,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        0..1_000 => format!("{b}B"),
+        1_000..1_000_000 => format!("{:.1}kB", b as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}MB", b as f64 / 1e6),
+        _ => format!("{:.2}GB", b as f64 / 1e9),
+    }
+}
+
 /// `beat market state`: the market state of one replica.
 pub async fn market_state(endpoint: &str) -> anyhow::Result<()> {
     let mut client = market_client(endpoint)?;
