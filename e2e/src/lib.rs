@@ -7,6 +7,7 @@
 //! transactions appear. [`compose`] drives the same checks against the Compose cluster of
 //! containers (`compose.yaml`).
 
+pub mod firewall;
 pub mod transports;
 
 use std::{

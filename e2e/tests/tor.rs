@@ -5,6 +5,12 @@
 //! 1. Tor only: no replica has TCP; every peer link is an arti → onion-service stream.
 //! 2. Mixed: replica 3 runs Tor only and lists only its onion address; replicas 0–2 run TCP
 //!    and Tor side by side (fan-out on both).
+//! 3. Censorship: every replica runs TCP and Tor under a steady load. Clearnet is cut for every
+//!    replica (iptables DROP on the peer ports): consensus goes on over Tor. Tor is cut too
+//!    (DROP on every relay and authority port): no progress and no divergence, while the
+//!    replicas still acknowledge new transactions. Both restored: progress resumes and every
+//!    transaction acknowledged during the cut is committed everywhere, in one order. Needs
+//!    root for iptables; without it this scenario prints a loud SKIPPED message.
 //!
 //! Each scenario offers a steady load and reports commit throughput and latency, then commits
 //! a checked set of transactions everywhere, compares every replica's batches, and reads the
@@ -30,7 +36,9 @@ use beat_cli::{
 };
 use beat_config::Endpoints;
 use beat_e2e::{
-    scenario_dir,
+    committed_everywhere, epochs,
+    firewall::Cut,
+    market_tx, scenario_dir, submit_spread,
     transports::{
         all_pairs, checked_commit, describe, expect_traffic, measure, per_peer, wait_links,
     },
@@ -294,6 +302,156 @@ async fn scenario(
     result
 }
 
+/// Sum over peers of a gateway's per-transport counter, per replica.
+async fn totals(cluster: &Cluster, metric: &str, transport: &str) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for i in 0..cluster.n() {
+        out.push(
+            per_peer(cluster, i, metric, transport)
+                .await?
+                .iter()
+                .map(|(_, v)| v)
+                .sum(),
+        );
+    }
+    Ok(out)
+}
+
+/// Waits until no replica reports a `transport` link up.
+async fn wait_links_down(
+    cluster: &Cluster,
+    transport: &str,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let up: f64 = totals(cluster, "beat_gateway_link_up", transport)
+            .await?
+            .iter()
+            .sum();
+        if up == 0.0 {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "{up} {transport} links still up {timeout:?} after the cut"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What the censorship scenario measured.
+struct Censorship {
+    all_up: LoadReport,
+    clearnet_cut: LoadReport,
+    restored: LoadReport,
+    links_down_after: Duration,
+    recovered_after: Duration,
+}
+
+/// Scenario 3 (see the module documentation).
+async fn censorship(net: &TorNet) -> anyhow::Result<Censorship> {
+    const BASE: u16 = 41_000;
+    let name = "censorship";
+    let spec = spec(name, BASE, [Mix::TcpAndTor; N], &net.arti_toml)?;
+    let dir = spec.dir.clone();
+    let mut cluster = Cluster::prepare(spec)?;
+    cluster.start_all()?;
+    let result = async {
+        cluster.wait_all_ready(Duration::from_secs(60)).await?;
+        let pairs = all_pairs(N);
+        wait_links(&cluster, "tcp", &pairs, Duration::from_secs(60)).await?;
+        let took = wait_links(&cluster, "tor", &pairs, Duration::from_secs(180)).await?;
+        eprintln!(
+            "{name}: tcp and tor links up ({:.1} s for tor)",
+            took.as_secs_f64()
+        );
+        let ordering: Vec<String> = (0..N).map(|i| cluster.ordering_endpoint(i)).collect();
+        let tracker = AgreementTracker::start(ordering.clone(), Vec::new(), 0);
+
+        let all_up = measure(&cluster, RATE).await?;
+        eprintln!("{name}: all transports up: {}", describe(&all_up));
+
+        // 1. The censor blocks clearnet (the peer ports) for everyone.
+        let clearnet = Cut::ports("clearnet", BASE, BASE + N as u16 - 1)?;
+        let tor_before = totals(&cluster, "beat_gateway_bytes_received_total", "tor").await?;
+        let clearnet_cut = measure(&cluster, RATE).await?;
+        eprintln!("{name}: clearnet cut: {}", describe(&clearnet_cut));
+        anyhow::ensure!(
+            clearnet_cut.submit_errors == 0 && clearnet_cut.throughput_tps > 0.5 * RATE as f64,
+            "consensus did not go on over Tor with clearnet cut: {clearnet_cut:?}"
+        );
+        let tor_after = totals(&cluster, "beat_gateway_bytes_received_total", "tor").await?;
+        for i in 0..N {
+            anyhow::ensure!(
+                tor_after[i] > tor_before[i],
+                "replica {i} received nothing over tor while clearnet was cut"
+            );
+        }
+        let links_down_after = wait_links_down(&cluster, "tcp", Duration::from_secs(60)).await?;
+        eprintln!(
+            "{name}: every tcp link reported down {:.1} s after the cut measurement",
+            links_down_after.as_secs_f64()
+        );
+
+        // 2. Tor too: every relay and authority port (tornet: OR ports base.., dir ports
+        //    base+32..).
+        let tor = Cut::ports("tor", TORNET_BASE_PORT, TORNET_BASE_PORT + 63)?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let stalled_at = epochs(&ordering).await?;
+        let during: Vec<Vec<u8>> = (0..400).map(|k| market_tx("during-cut", k)).collect();
+        // Acknowledged although nothing can be ordered now.
+        submit_spread(&ordering, &during, 100).await?;
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let still = epochs(&ordering).await?;
+        anyhow::ensure!(
+            still == stalled_at,
+            "progress with every transport cut: epochs {stalled_at:?} -> {still:?}"
+        );
+        eprintln!("{name}: every transport cut: epochs stay at {still:?} for 20 s");
+
+        // 3. Both restored.
+        let restored_at = tokio::time::Instant::now();
+        tor.restore();
+        clearnet.restore();
+        let from = still.iter().copied().min().unwrap_or(0);
+        committed_everywhere(&ordering, from, &during, COMMIT_TIMEOUT).await?;
+        let recovered_after = restored_at.elapsed();
+        eprintln!(
+            "{name}: restored; the 400 transactions acknowledged during the cut committed \
+             everywhere in one order {:.1} s later",
+            recovered_after.as_secs_f64()
+        );
+        let restored = measure(&cluster, RATE).await?;
+        eprintln!("{name}: restored: {}", describe(&restored));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let agreement = tracker.stop();
+        anyhow::ensure!(
+            agreement.divergences.is_empty(),
+            "divergences: {:?}",
+            agreement.divergences
+        );
+        let exited = cluster.reap_exited();
+        anyhow::ensure!(exited.is_empty(), "processes exited: {exited:?}");
+        Ok(Censorship {
+            all_up,
+            clearnet_cut,
+            restored,
+            links_down_after,
+            recovered_after,
+        })
+    }
+    .await;
+    cluster.stop_all(Duration::from_secs(10));
+    drop(cluster);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(dir);
+    } else {
+        eprintln!("{name}: logs kept in {}", dir.display());
+    }
+    result
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n4_over_a_private_tor_network() -> anyhow::Result<()> {
     if !tor_installed() {
@@ -323,11 +481,36 @@ async fn n4_over_a_private_tor_network() -> anyhow::Result<()> {
         &net,
     )
     .await?;
-    eprintln!("transport mix                     | committed tx/s | p50 ms | p99 ms");
-    for (label, r) in [
+    let censored = match Cut::available() {
+        Ok(()) => Some(censorship(&net).await?),
+        Err(why) => {
+            eprintln!(
+                "\n\
+                 ******************************************************************************\n\
+                 *** SKIPPED the censorship scenario: {why}\n\
+                 *** It needs root and iptables to cut clearnet and Tor on loopback.\n\
+                 ******************************************************************************\n"
+            );
+            None
+        }
+    };
+    let mut rows = vec![
         ("tor only (4 replicas)", &tor_only),
         ("tcp+tor, replica 3 tor only", &mixed),
-    ] {
+    ];
+    if let Some(c) = &censored {
+        rows.push(("tcp+tor, all transports up", &c.all_up));
+        rows.push(("tcp+tor, clearnet cut", &c.clearnet_cut));
+        rows.push(("tcp+tor, after both restored", &c.restored));
+        eprintln!(
+            "censorship: tcp links seen down {:.1} s after the clearnet measurement; \
+             recovery from the full cut {:.1} s",
+            c.links_down_after.as_secs_f64(),
+            c.recovered_after.as_secs_f64()
+        );
+    }
+    eprintln!("transport mix                     | committed tx/s | p50 ms | p99 ms");
+    for (label, r) in rows {
         eprintln!(
             "{label:<33} | {:>14.0} | {:>6.0} | {:>6.0}",
             r.throughput_tps, r.latency_ms.p50, r.latency_ms.p99
