@@ -98,16 +98,27 @@ impl Store {
             ),
         };
         let path = config.path.clone();
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(&path)
             .flush_every_ms(flush_every_ms)
             // sled's page cache defaults to 1 GiB; bound it to the service's memory budget.
-            .cache_capacity(32 * 1024 * 1024)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+            .cache_capacity(32 * 1024 * 1024);
+        // sled's background threads hold the database's file lock for a moment after the last
+        // handle is dropped (and a restarted process's predecessor may still be exiting): a
+        // lock conflict is retried for a bounded time before it is reported.
+        let mut attempts = 0;
+        let db = loop {
+            match sled_config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if attempts < 50 && e.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(source) => return Err(StoreError::Open { path, source }),
+            }
+        };
         let store = Self {
             db,
             path,
