@@ -66,7 +66,8 @@ async fn i2p_address(key: &Path, sam: &str) -> anyhow::Result<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fails today: on the emissary 0.4 network all 12 I2P links come up in ~20 s and 4 \
             epochs commit, then the streams stall (links dropped after 20 s without traffic) and \
-            progress stops; run with --ignored, see docs/transports.md"]
+            progress stops; run with --ignored, see docs/transports.md (the same scenario on \
+            i2pd, tests/i2pd.rs, passes)"]
 async fn n4_over_a_private_i2p_network() -> anyhow::Result<()> {
     let net_id = 0x40 | (std::process::id() % 0x3f) as u8;
     let net = I2pNet::start(
