@@ -8,6 +8,7 @@
 //! containers (`compose.yaml`).
 
 pub mod firewall;
+pub mod networks;
 pub mod transports;
 
 use std::{

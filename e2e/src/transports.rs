@@ -1,16 +1,345 @@
-//! Helpers for the transport scenarios (`tests/tor.rs`, `tests/i2p.rs`): gateway metrics per
-//! peer and transport, waiting for links, a measured load, and a checked commit with agreement.
+//! Helpers for the transport scenarios (`tests/tor.rs`, `tests/i2pd.rs`, `tests/i2p.rs`,
+//! `tests/censorship.rs`): a cluster whose replicas run chosen transport mixes, gateway metrics
+//! per peer and transport, waiting for links, a measured load, a checked commit with agreement,
+//! and the steady-load scenario they share.
 
-use std::{collections::HashSet, net::SocketAddr, time::Duration};
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use beat_cli::{
     bench::{LoadOptions, LoadReport, run_load},
-    cluster::Cluster,
+    cluster::{Cluster, ClusterSpec, Configure, KdfParams, ReplicaConfigs},
     layout::Service,
+    monitor::AgreementTracker,
+};
+use beat_config::Endpoints;
+
+use crate::{
+    batches_until, check_same_order, market_tx,
+    networks::{i2p_address, tor_address},
+    scenario_dir, submit_all,
 };
 
-use crate::{batches_until, check_same_order, market_tx, submit_all};
+/// Which transports a replica runs, and lists in the committee file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mix {
+    /// Clearnet TCP links.
+    pub tcp: bool,
+    /// Tor: an onion service for inbound, arti circuits for outbound.
+    pub tor: bool,
+    /// I2P: a SAM v3 STREAM session on the replica's own SAM bridge.
+    pub i2p: bool,
+}
+
+impl Mix {
+    /// Tor only.
+    pub const TOR: Self = Self {
+        tcp: false,
+        tor: true,
+        i2p: false,
+    };
+    /// I2P only.
+    pub const I2P: Self = Self {
+        tcp: false,
+        tor: false,
+        i2p: true,
+    };
+    /// Clearnet and Tor.
+    pub const TCP_TOR: Self = Self {
+        tcp: true,
+        tor: true,
+        i2p: false,
+    };
+    /// All three transports at once.
+    pub const ALL: Self = Self {
+        tcp: true,
+        tor: true,
+        i2p: true,
+    };
+
+    /// Whether the replica runs `transport` (`"tcp"`, `"tor"` or `"i2p"`, the metrics' label).
+    pub fn has(self, transport: &str) -> bool {
+        match transport {
+            "tcp" => self.tcp,
+            "tor" => self.tor,
+            "i2p" => self.i2p,
+            _ => false,
+        }
+    }
+}
+
+/// The transport labels of the gateway's metrics.
+pub const TRANSPORTS: [&str; 3] = ["tcp", "tor", "i2p"];
+
+/// SAM session options for the private i2pd network: one-hop tunnels, three of them each way
+/// (fewer leave new sessions unreachable on a network this small; e2e/networks/i2pd/README.md),
+/// ECIES and ElGamal LeaseSets.
+pub const I2PD_SESSION_OPTIONS: [(&str, &str); 5] = [
+    ("inbound.length", "1"),
+    ("outbound.length", "1"),
+    ("inbound.quantity", "3"),
+    ("outbound.quantity", "3"),
+    ("i2cp.leaseSetEncType", "4,0"),
+];
+
+/// The I2P side of a transport cluster: replica `i` uses bridge `sam[i]`.
+pub struct I2pSetup<'a> {
+    /// SAM bridge addresses (`host:port`), one per replica.
+    pub sam: &'a [String],
+    /// Extra SAM session options (tunnel lengths and counts) for every replica.
+    pub options: &'a [(&'a str, &'a str)],
+}
+
+fn tor_dir(cluster_dir: &Path, i: usize) -> PathBuf {
+    cluster_dir.join(format!("replica-{i}")).join("tor")
+}
+
+fn i2p_key(cluster_dir: &Path, i: usize) -> PathBuf {
+    cluster_dir
+        .join(format!("replica-{i}"))
+        .join("i2p")
+        .join("destination.key")
+}
+
+/// A cluster spec (in a fresh scenario directory `name`) whose replica `i` runs `mixes[i]`:
+/// onion identities and I2P destinations are created first, so the committee file lists every
+/// transport a replica runs and only those. Keystore, gateway and consensus services; the
+/// caller may adjust the rest (batch size, log filter) before preparing it.
+pub async fn transport_spec(
+    beat: &Path,
+    name: &str,
+    base_port: u16,
+    mixes: &[Mix],
+    arti_toml: Option<&Path>,
+    i2p: Option<I2pSetup<'_>>,
+) -> anyhow::Result<ClusterSpec> {
+    let dir = scenario_dir(name);
+    std::fs::create_dir_all(&dir)?;
+    let dir = dir.canonicalize()?;
+    let mut endpoints = Vec::new();
+    for (i, mix) in mixes.iter().enumerate() {
+        let tor = match (mix.tor, arti_toml) {
+            (false, _) => None,
+            (true, Some(arti)) => Some(tor_address(beat, &tor_dir(&dir, i), arti)?),
+            (true, None) => anyhow::bail!("replica {i} runs Tor but there is no Tor network"),
+        };
+        let i2p_endpoint = match (mix.i2p, &i2p) {
+            (false, _) => None,
+            (true, Some(setup)) => {
+                let sam = setup
+                    .sam
+                    .get(i)
+                    .context("fewer SAM bridges than replicas")?;
+                Some(i2p_address(beat, &i2p_key(&dir, i), sam, 60).await?)
+            }
+            (true, None) => anyhow::bail!("replica {i} runs I2P but there is no I2P network"),
+        };
+        endpoints.push(Endpoints {
+            tcp: mix
+                .tcp
+                .then(|| format!("127.0.0.1:{}", base_port + i as u16)),
+            tor,
+            i2p: i2p_endpoint,
+        });
+    }
+    let mut spec = ClusterSpec::new(&dir, beat);
+    spec.replicas = mixes.len();
+    spec.base_port = base_port;
+    spec.kdf = KdfParams::insecure_fast_for_tests();
+    spec.services = vec![Service::Keystore, Service::Gateway, Service::Consensus];
+    spec.log_filter =
+        "info,sled=warn,h2=warn,tower=warn,hyper=warn,actix_server=warn,tor_=warn,arti_=warn"
+            .into();
+    spec.endpoints = Some(endpoints);
+    let mixes = mixes.to_vec();
+    let arti_toml = arti_toml.map(Path::to_owned);
+    let sam: Vec<String> = i2p.as_ref().map(|s| s.sam.to_vec()).unwrap_or_default();
+    let options: Vec<(String, String)> = i2p
+        .as_ref()
+        .map(|s| {
+            s.options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    spec.configure = Some(Configure(Arc::new(
+        move |i: usize, c: &mut ReplicaConfigs| {
+            let mix = mixes[i];
+            c.gateway.tcp.enabled = mix.tcp;
+            c.gateway.tor.enabled = mix.tor;
+            if let (true, Some(arti)) = (mix.tor, &arti_toml) {
+                let tor = tor_dir(&dir, i);
+                c.gateway.tor.state_dir = tor.join("state");
+                c.gateway.tor.cache_dir = tor.join("cache");
+                c.gateway.tor.arti_config = Some(arti.clone());
+            }
+            c.gateway.i2p.enabled = mix.i2p;
+            if mix.i2p {
+                c.gateway.i2p.sam = sam[i].clone();
+                c.gateway.i2p.key_file = i2p_key(&dir, i);
+                for (k, v) in &options {
+                    c.gateway.i2p.options.insert(k.clone(), v.clone());
+                }
+            }
+        },
+    )));
+    Ok(spec)
+}
+
+/// The ordered pairs `(replica, peer)` that both run `transport`.
+pub fn pairs_over(mixes: &[Mix], transport: &str) -> Vec<(usize, usize)> {
+    all_pairs(mixes.len())
+        .into_iter()
+        .filter(|&(i, p)| mixes[i].has(transport) && mixes[p].has(transport))
+        .collect()
+}
+
+/// Starts the cluster of `spec`, runs `body` on it, stops it, and removes its directory when
+/// `body` succeeded (keeps it, and says where, when not).
+pub async fn with_cluster<T>(
+    spec: ClusterSpec,
+    body: impl AsyncFnOnce(&mut Cluster) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let dir = spec.dir.clone();
+    let mut cluster = Cluster::prepare(spec)?;
+    cluster.start_all()?;
+    let result = body(&mut cluster).await;
+    cluster.stop_all(Duration::from_secs(10));
+    drop(cluster);
+    match &result {
+        Ok(_) => {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Err(_) => eprintln!("logs kept in {}", dir.display()),
+    }
+    result
+}
+
+/// The steady-load scenario every transport mix runs: waits until every link the mixes allow
+/// is up (`links_timeout` for the slowest transport), offers `rate` tx/s ([`measure`]),
+/// commits `checked` transactions everywhere in one order ([`checked_commit`]), checks that
+/// no replica diverged and that every link carried traffic over every transport both ends run
+/// and none over a transport either end lacks, and that no process exited.
+pub async fn steady(
+    cluster: &mut Cluster,
+    name: &str,
+    mixes: &[Mix],
+    rate: u64,
+    checked: u64,
+    links_timeout: Duration,
+    commit_timeout: Duration,
+) -> anyhow::Result<LoadReport> {
+    cluster.wait_all_ready(Duration::from_secs(120)).await?;
+    for transport in TRANSPORTS {
+        let pairs = pairs_over(mixes, transport);
+        if pairs.is_empty() {
+            continue;
+        }
+        let took = wait_links(cluster, transport, &pairs, links_timeout).await?;
+        eprintln!(
+            "{name}: {} {transport} links up {:.1} s after start",
+            pairs.len(),
+            took.as_secs_f64()
+        );
+    }
+    let ordering: Vec<String> = (0..cluster.n())
+        .map(|i| cluster.ordering_endpoint(i))
+        .collect();
+    let tracker = AgreementTracker::start(ordering, Vec::new(), 0);
+    let report = measure(cluster, rate).await?;
+    eprintln!("{name}: {}", describe(&report));
+    anyhow::ensure!(
+        report.submit_errors == 0 && report.measured_committed > 0,
+        "load failed: {report:?}"
+    );
+    checked_commit(cluster, name, checked, commit_timeout).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let agreement = tracker.stop();
+    anyhow::ensure!(
+        agreement.divergences.is_empty() && agreement.batch_epochs_all_agree > 0,
+        "agreement: {agreement:?}"
+    );
+    expect_transports(cluster, mixes).await?;
+    eprintln!(
+        "{name}: agreement on {} epochs at all replicas, {checked} checked transactions in the          same order everywhere, traffic on every link over every transport both ends run",
+        agreement.batch_epochs_all_agree
+    );
+    let exited = cluster.reap_exited();
+    anyhow::ensure!(exited.is_empty(), "processes exited: {exited:?}");
+    Ok(report)
+}
+
+/// Every pair of replicas that both run a transport exchanged bytes over it, and no replica
+/// sent a byte over a transport the peer does not run (or reports the transport at all when it
+/// does not run it itself).
+pub async fn expect_transports(cluster: &Cluster, mixes: &[Mix]) -> anyhow::Result<()> {
+    for transport in TRANSPORTS {
+        expect_traffic(cluster, transport, &pairs_over(mixes, transport)).await?;
+        for (i, mix) in mixes.iter().enumerate() {
+            let sent = per_peer(cluster, i, "beat_gateway_bytes_sent_total", transport).await?;
+            if !mix.has(transport) {
+                anyhow::ensure!(
+                    sent.is_empty(),
+                    "replica {i} does not run {transport} but reports {transport} traffic {sent:?}"
+                );
+                continue;
+            }
+            for (p, v) in &sent {
+                anyhow::ensure!(
+                    mixes[*p].has(transport) || *v == 0.0,
+                    "replica {i} sent {v} bytes over {transport} to replica {p}, which does not \
+                     run it"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sum over peers of a gateway's per-transport counter, per replica.
+pub async fn totals(cluster: &Cluster, metric: &str, transport: &str) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for i in 0..cluster.n() {
+        out.push(
+            per_peer(cluster, i, metric, transport)
+                .await?
+                .iter()
+                .map(|(_, v)| v)
+                .sum(),
+        );
+    }
+    Ok(out)
+}
+
+/// Waits until no replica reports a `transport` link up; returns how long it took.
+pub async fn wait_links_down(
+    cluster: &Cluster,
+    transport: &str,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let up: f64 = totals(cluster, "beat_gateway_link_up", transport)
+            .await?
+            .iter()
+            .sum();
+        if up == 0.0 {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "{up} {transport} links still up {timeout:?} after the cut"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
 
 /// Every ordered pair `(replica, peer)` of distinct replicas among `n`.
 pub fn all_pairs(n: usize) -> Vec<(usize, usize)> {
