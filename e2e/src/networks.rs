@@ -75,6 +75,18 @@ pub struct TorNet {
     base_port: u16,
     /// The arti configuration that points at this network's authorities.
     pub arti_toml: PathBuf,
+    /// The network's C tor client, when it was started with one ([`TorNet::up_with_client`]).
+    pub client: Option<TorClient>,
+}
+
+/// A C tor client on the private network, as an operator's own tor daemon would be: a SOCKS5
+/// port and onion services forwarded to local ports (`HiddenServicePort`).
+#[derive(Clone, Debug)]
+pub struct TorClient {
+    /// Its SOCKS5 port, `127.0.0.1:port`.
+    pub socks: String,
+    /// One `<address>.onion:<virtual port>` per requested onion service, in request order.
+    pub onions: Vec<String>,
 }
 
 impl TorNet {
@@ -84,28 +96,56 @@ impl TorNet {
 
     /// Generates and starts the network in `dir` with its ports from `base_port`; returns once
     /// it has a usable consensus (at most ~4 minutes).
+    pub fn up(dir: &Path, base_port: u16) -> anyhow::Result<Self> {
+        Self::start(dir, base_port, None)
+    }
+
+    /// Like [`TorNet::up`], plus the network's C tor client with one onion service per
+    /// `(virtual port, local port)`, forwarded to `127.0.0.1:<local port>`: what a replica in
+    /// the gateway's external (`tor.socks5`) mode runs beside it.
+    pub fn up_with_client(
+        dir: &Path,
+        base_port: u16,
+        onions: &[(u16, u16)],
+    ) -> anyhow::Result<Self> {
+        Self::start(dir, base_port, Some(onions))
+    }
+
     #[expect(
         clippy::disallowed_methods,
         reason = "timing an external network's start-up for the report: wall-clock time"
     )]
-    pub fn up(dir: &Path, base_port: u16) -> anyhow::Result<Self> {
+    fn start(dir: &Path, base_port: u16, client: Option<&[(u16, u16)]>) -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
-        let out = Command::new("timeout")
+        let mut command = Command::new("timeout");
+        command
             .args(["-k", "10", "240", "python3"])
             .arg(script("networks/tor/tornet.py"))
-            .args(["up", "--fresh", "--no-client", "--timeout", "180"])
+            .args(["up", "--fresh", "--timeout", "180"])
             .args(["--lifetime", "1800", "--base-port"])
             .arg(base_port.to_string())
             .arg("--dir")
-            .arg(dir)
+            .arg(dir);
+        match client {
+            None => {
+                command.arg("--no-client");
+            }
+            Some(onions) => {
+                for (virtual_port, local_port) in onions {
+                    command.arg(format!("--c-onion={virtual_port}=127.0.0.1:{local_port}"));
+                }
+            }
+        }
+        let out = command
             .env("PATH", search_path())
             .output()
             .context("cannot run e2e/networks/tor/tornet.py (python3 and coreutils timeout)")?;
         // From here on the network may be partly up: let Drop take it down whatever happens.
-        let net = Self {
+        let mut net = Self {
             dir: dir.to_owned(),
             base_port,
             arti_toml: dir.join("arti.toml"),
+            client: None,
         };
         anyhow::ensure!(
             out.status.success(),
@@ -118,10 +158,14 @@ impl TorNet {
             "tornet.py wrote no {}",
             net.arti_toml.display()
         );
+        if client.is_some() {
+            net.client = Some(read_client(&dir.join("network.json"))?);
+        }
         eprintln!(
-            "private Tor network up in {:.1} s: {}",
+            "private Tor network up in {:.1} s: {}; C tor client {:?}",
             started.elapsed().as_secs_f64(),
-            String::from_utf8_lossy(&out.stdout).trim()
+            String::from_utf8_lossy(&out.stdout).trim(),
+            net.client
         );
         Ok(net)
     }
@@ -130,6 +174,30 @@ impl TorNet {
     pub fn ports(&self) -> (u16, u16) {
         (self.base_port, self.base_port + Self::PORT_SPAN - 1)
     }
+}
+
+/// The C tor client's SOCKS port and onion addresses from tornet.py's `network.json`.
+fn read_client(network_json: &Path) -> anyhow::Result<TorClient> {
+    let text = std::fs::read_to_string(network_json)
+        .with_context(|| format!("cannot read {}", network_json.display()))?;
+    let net: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", network_json.display()))?;
+    let client = &net["client"];
+    let socks = client["socks"]
+        .as_str()
+        .context("network.json: no client.socks (was the C tor client started?)")?
+        .to_owned();
+    let mut onions = Vec::new();
+    for service in client["onion_services"].as_array().into_iter().flatten() {
+        let onion = service["onion"]
+            .as_str()
+            .context("network.json: an onion service without an address")?;
+        let port = service["virtport"]
+            .as_u64()
+            .context("network.json: an onion service without a virtual port")?;
+        onions.push(format!("{onion}:{port}"));
+    }
+    Ok(TorClient { socks, onions })
 }
 
 impl Drop for TorNet {

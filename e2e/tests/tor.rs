@@ -1,9 +1,15 @@
-//! Consensus over a real (private) Tor network alone: 4 replicas whose gateways run embedded
-//! arti clients and onion services on a network of Debian `tor` daemons on loopback
-//! (`e2e/networks/tor/tornet.py`: 3 directory authorities, 5 relays). No replica has TCP or
-//! I2P; every peer link is an arti → onion-service stream.
+//! Consensus over a real (private) Tor network alone: 4 replicas on a network of Debian `tor`
+//! daemons on loopback (`e2e/networks/tor/tornet.py`: 3 directory authorities, 5 relays, and
+//! one C tor client). No replica has TCP or I2P; every peer link is an onion-service stream.
 //!
-//! The scenario offers a steady load and reports commit throughput and latency (the issue's
+//! 1. **Embedded arti.** Every gateway runs its own arti client and onion service; every link
+//!    is arti → arti onion service.
+//! 2. **An operator's own tor.** Replicas 0–2 as above; replica 3 runs the gateway's external
+//!    mode: outbound through the C tor client's SOCKS5 port, inbound from that tor's onion
+//!    service (`HiddenServicePort`) to the gateway's `tor.listen`, no arti. Its links are C tor
+//!    → arti onion service one way and arti → C tor onion service the other.
+//!
+//! Each cluster offers a steady load and reports commit throughput and latency (the issue's
 //! target over Tor alone: 500 tx/s, median under 2 s), then commits a checked set of
 //! transactions everywhere, compares every replica's batches, and reads the gateways' metrics
 //! to prove the links crossed Tor. Mixed transports and censorship (clearnet, Tor and I2P cut
@@ -13,8 +19,10 @@
 //! Needs the `tor` binary (Debian package `tor`; `.ci/run` installs it). Without it the test
 //! prints a loud SKIPPED message and passes.
 
-use std::{path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
+use beat_cli::cluster::Configure;
 use beat_e2e::{
     networks::{TorNet, tor_installed},
     scenario_dir,
@@ -24,8 +32,16 @@ use beat_e2e::{
 const N: usize = 4;
 const TORNET_BASE_PORT: u16 = 31_000;
 const BASE_PORT: u16 = 32_000;
+const EXTERNAL_BASE_PORT: u16 = 26_000;
+/// Where the C tor client forwards replica 3's onion service in scenario 2 (the gateway's
+/// `tor.listen`), outside both clusters' port ranges.
+const EXTERNAL_LISTEN_PORT: u16 = 28_900;
+/// The virtual port of that onion service, as in the committee file.
+const EXTERNAL_ONION_PORT: u16 = 7000;
 /// Offered load; the issue's target over Tor alone is 500 tx/s.
 const RATE: u64 = 600;
+const LINKS_TIMEOUT: Duration = Duration::from_secs(180);
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n4_over_a_private_tor_network() -> anyhow::Result<()> {
@@ -42,8 +58,14 @@ async fn n4_over_a_private_tor_network() -> anyhow::Result<()> {
     }
     let beat = Path::new(env!("CARGO_BIN_EXE_beat-e2e"));
     let net_dir = scenario_dir("tornet");
-    let net = TorNet::up(&net_dir, TORNET_BASE_PORT)?;
+    let net = TorNet::up_with_client(
+        &net_dir,
+        TORNET_BASE_PORT,
+        &[(EXTERNAL_ONION_PORT, EXTERNAL_LISTEN_PORT)],
+    )?;
     let mixes = [Mix::TOR; N];
+
+    // 1. Embedded arti everywhere.
     let mut spec = transport_spec(
         beat,
         "tor-only",
@@ -54,24 +76,84 @@ async fn n4_over_a_private_tor_network() -> anyhow::Result<()> {
     )
     .await?;
     spec.params.batch_size = 3000;
-    let report = with_cluster(spec, async |cluster| {
+    let arti = with_cluster(spec, async |cluster| {
         steady(
             cluster,
             "tor-only",
             &mixes,
             RATE,
             2_000,
-            Duration::from_secs(180),
-            Duration::from_secs(240),
+            LINKS_TIMEOUT,
+            COMMIT_TIMEOUT,
         )
         .await
     })
     .await?;
+
+    // 2. Replica 3 behind the C tor client (the gateway's external mode).
+    let client = net
+        .client
+        .clone()
+        .context("the network has no C tor client")?;
+    let onion = client
+        .onions
+        .first()
+        .context("the C tor client has no onion service")?
+        .clone();
+    let mut spec = transport_spec(
+        beat,
+        "tor-external",
+        EXTERNAL_BASE_PORT,
+        &mixes,
+        Some(&net.arti_toml),
+        None,
+    )
+    .await?;
+    spec.params.batch_size = 3000;
+    let endpoints = spec.endpoints.as_mut().context("no endpoints")?;
+    endpoints[N - 1].tor = Some(onion.clone());
+    let embedded = spec
+        .configure
+        .take()
+        .context("no transport configuration")?;
+    let socks = client.socks.clone();
+    let listen = SocketAddr::from(([127, 0, 0, 1], EXTERNAL_LISTEN_PORT));
+    spec.configure = Some(Configure(Arc::new(move |i, c| {
+        (embedded.0)(i, c);
+        if i == N - 1 {
+            c.gateway.tor.socks5 = Some(socks.clone());
+            c.gateway.tor.listen = Some(listen);
+        }
+    })));
     eprintln!(
-        "transport mix | committed tx/s | p50 ms | p99 ms\ntor only (4 replicas) | {:.0} | {:.0} \
-         | {:.0}",
-        report.throughput_tps, report.latency_ms.p50, report.latency_ms.p99
+        "tor-external: replica {} dials through {} and is reached at {onion}",
+        N - 1,
+        client.socks
     );
+    let external = with_cluster(spec, async |cluster| {
+        steady(
+            cluster,
+            "tor-external",
+            &mixes,
+            RATE,
+            1_000,
+            LINKS_TIMEOUT,
+            COMMIT_TIMEOUT,
+        )
+        .await
+    })
+    .await?;
+
+    eprintln!("transport mix | committed tx/s | p50 ms | p99 ms");
+    for (label, r) in [
+        ("tor only, arti everywhere", &arti),
+        ("tor only, replica 3 via an external C tor", &external),
+    ] {
+        eprintln!(
+            "{label} | {:.0} | {:.0} | {:.0}",
+            r.throughput_tps, r.latency_ms.p50, r.latency_ms.p99
+        );
+    }
     drop(net);
     let _ = std::fs::remove_dir_all(net_dir);
     Ok(())
