@@ -43,6 +43,39 @@ pub fn i2pd_installed() -> bool {
     installed(&["i2pd"])
 }
 
+/// Whether this process may create the private network namespace the i2pd routers live in;
+/// `Err` says why not. Probed in a throw-away `python3` child exactly as i2pdnet.py does it:
+/// `unshare(CLONE_NEWNET)` (root), else `unshare(CLONE_NEWUSER | CLONE_NEWNET)` (unprivileged
+/// user namespaces).
+pub fn netns_available() -> Result<(), String> {
+    const PROBE: &str = "import ctypes, sys\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        ok = libc.unshare(0x40000000) == 0 or libc.unshare(0x50000000) == 0\n\
+        sys.exit(0 if ok else 1)\n";
+    match Command::new("python3").args(["-c", PROBE]).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(_) => Err(
+            "cannot create a network namespace for the i2pd routers: run as root or \
+                      enable unprivileged user namespaces"
+                .into(),
+        ),
+        Err(e) => Err(format!("cannot run python3: {e}")),
+    }
+}
+
+/// Whether a private i2pd network can run here: `i2pd` installed and a network namespace
+/// available; `Err` says what is missing.
+pub fn i2pd_network_possible() -> Result<(), String> {
+    if !i2pd_installed() {
+        return Err(
+            "no `i2pd` binary in PATH, /usr/sbin or /usr/bin (Debian package `i2pd`; \
+                    .ci/run installs it)"
+                .into(),
+        );
+    }
+    netns_available()
+}
+
 fn script(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }

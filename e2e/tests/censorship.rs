@@ -23,9 +23,9 @@
 //! down by process id when the test ends, pass or fail (`beat_e2e::networks`).
 //!
 //! Needs `tor` and `i2pd` (Debian packages; `.ci/run` installs them), network namespaces for the
-//! I2P routers, and root with `iptables` for the cuts. Without the daemons the test prints a
-//! loud SKIPPED message and passes; without iptables it runs scenario 1 and says loudly that it
-//! skipped scenario 2.
+//! I2P routers, and root with `iptables` for the cuts. Without the daemons or a network
+//! namespace the test prints a loud SKIPPED message saying which is missing, and passes;
+//! without iptables it runs scenario 1 and says loudly that it skipped scenario 2.
 
 use std::{path::Path, time::Duration};
 
@@ -35,7 +35,7 @@ use beat_e2e::{
     committed_everywhere, epochs,
     firewall::Cut,
     market_tx,
-    networks::{I2pdNet, TorNet, i2pd_installed, tor_installed},
+    networks::{I2pdNet, TorNet, i2pd_network_possible, tor_installed},
     scenario_dir, submit_spread,
     transports::{
         I2PD_SESSION_OPTIONS, I2pSetup, Mix, all_pairs, describe, measure, steady, totals,
@@ -239,13 +239,22 @@ async fn censorship(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clearnet_tor_and_i2p_side_by_side() -> anyhow::Result<()> {
-    if !tor_installed() || !i2pd_installed() {
+    let possible = if tor_installed() {
+        i2pd_network_possible()
+    } else {
+        Err(
+            "no `tor`/`tor-gencert` binary in PATH, /usr/sbin or /usr/bin (Debian package \
+             `tor`; .ci/run installs it)"
+                .to_owned(),
+        )
+    };
+    if let Err(why) = possible {
         eprintln!(
             "\n\
              ******************************************************************************\n\
-             *** SKIPPED clearnet_tor_and_i2p_side_by_side: needs `tor`, `tor-gencert` and   \n\
-             *** `i2pd` in PATH, /usr/sbin or /usr/bin. Install the Debian packages `tor`    \n\
-             *** and `i2pd` (.ci/run does) to run consensus over all three transports.       \n\
+             *** SKIPPED clearnet_tor_and_i2p_side_by_side: {why}\n\
+             *** It runs consensus over clearnet, a private Tor network and a private I2P\n\
+             *** network side by side.\n\
              ******************************************************************************\n"
         );
         return Ok(());
