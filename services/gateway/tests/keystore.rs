@@ -48,10 +48,14 @@ fn n3_handshakes_signed_by_the_keystore_service() {
         let (s0, s1) = (secrets.next().unwrap(), secrets.next().unwrap());
         let stop_keystores = Shutdown::default();
         let ks1 = keystore(&keys, s1, stop_keystores.clone()).await;
-        // Replica 0's keystore address is reserved now and served later.
+        // Replica 0's keystore address is bound now and served later. The listener is kept
+        // rather than dropped and bound again: a freed ephemeral port can be taken meanwhile
+        // (by any outgoing connection, or by the gateway's own dial to it connecting to
+        // itself), which made the later bind fail. Until it is served, connections wait in
+        // the backlog unanswered, so the gateway still sees no keystore.
         let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        reserved.set_nonblocking(true).unwrap();
         let ks0_addr: SocketAddr = reserved.local_addr().unwrap();
-        drop(reserved);
         let ks0 = format!("http://{ks0_addr}");
 
         let (listeners, addrs) = listeners(3).await;
@@ -75,7 +79,7 @@ fn n3_handshakes_signed_by_the_keystore_service() {
             NodeId(0),
         )
         .unwrap();
-        let grpc = bind(ks0_addr).await;
+        let grpc = tokio::net::TcpListener::from_std(reserved).unwrap();
         let ops = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         actix_rt::spawn(beat_keystore::serve(
             beat_keystore::config::Config::default(),
