@@ -20,7 +20,7 @@ use anyhow::Context as _;
 const SBIN_DIRS: [&str; 2] = ["/usr/sbin", "/usr/bin"];
 
 /// `PATH` with the Debian daemon directories appended.
-pub fn search_path() -> String {
+fn search_path() -> String {
     let mut path = std::env::var("PATH").unwrap_or_default();
     for d in SBIN_DIRS {
         path.push(':');

@@ -50,12 +50,6 @@ impl Mix {
         tor: false,
         i2p: true,
     };
-    /// Clearnet and Tor.
-    pub const TCP_TOR: Self = Self {
-        tcp: true,
-        tor: true,
-        i2p: false,
-    };
     /// All three transports at once.
     pub const ALL: Self = Self {
         tcp: true,
@@ -268,7 +262,8 @@ pub async fn steady(
     );
     expect_transports(cluster, mixes).await?;
     eprintln!(
-        "{name}: agreement on {} epochs at all replicas, {checked} checked transactions in the          same order everywhere, traffic on every link over every transport both ends run",
+        "{name}: agreement on {} epochs at all replicas, {checked} checked transactions in the \
+         same order everywhere, traffic on every link over every transport both ends run",
         agreement.batch_epochs_all_agree
     );
     let exited = cluster.reap_exited();
