@@ -60,7 +60,10 @@ pub struct Params {
     pub max_future_rounds: u32,
     /// For how many epochs committed transactions are remembered to suppress duplicates.
     pub dedup_window_epochs: u64,
-    /// Request catch-up when f+1 peers are at least this many epochs ahead.
+    /// Request catch-up when f+1 peers are at least this many epochs ahead. It is also how many
+    /// epochs a replica keeps relaying agreement votes for after leaving them (R1): a replica
+    /// further behind than that is brought forward by catch-up, which f+1 replicas that far
+    /// ahead trigger — so the two must be the same number.
     pub catch_up_lag: u64,
     /// Most epochs requested or served in one catch-up exchange.
     pub catch_up_max_epochs: u32,

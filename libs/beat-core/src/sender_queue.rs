@@ -8,6 +8,10 @@
 //! accept it. Messages for epochs the recipient has already left are dropped — it will never
 //! need them.
 //!
+//! A recipient that has left an epoch still relays that epoch's binary-agreement votes for
+//! `catch_up_lag` epochs (rule R1, module `aba`), so BVAL votes for those epochs still go to it;
+//! everything else for an epoch the recipient has left is dropped.
+//!
 //! A recipient can fall arbitrarily far behind (it crashed, or was partitioned). The queue keeps
 //! messages for at most `max_deferred_epochs` beyond the recipient's epoch and drops the rest:
 //! that replica will catch up from f+1 committed batches instead (module `node::catch_up`), so
@@ -26,6 +30,7 @@ pub struct SenderQueue {
     committee: Committee,
     window: u64,
     max_deferred_epochs: u64,
+    relay_epochs: u64,
     peer_epochs: BTreeMap<NodeId, Epoch>,
     deferred: BTreeMap<NodeId, BTreeMap<Epoch, Vec<Message>>>,
     deferred_count: usize,
@@ -45,11 +50,31 @@ impl SenderQueue {
             committee,
             window,
             max_deferred_epochs: max_deferred_epochs.max(window),
+            relay_epochs: 0,
             peer_epochs: BTreeMap::new(),
             deferred: BTreeMap::new(),
             deferred_count: 0,
         }
     }
+
+    /// The queue for replicas running with `params`: the window is `max_future_epochs`, votes
+    /// for left epochs go out for `catch_up_lag` epochs (R1), and messages are held back for up
+    /// to [`Self::DEFERRED_BEYOND_WINDOW`] epochs beyond the window.
+    pub fn for_params(our_id: NodeId, committee: Committee, params: &crate::Params) -> Self {
+        let window = params.max_future_epochs;
+        let mut queue = Self::new(
+            our_id,
+            committee,
+            window,
+            window + Self::DEFERRED_BEYOND_WINDOW,
+        );
+        queue.relay_epochs = params.catch_up_lag;
+        queue
+    }
+
+    /// How many epochs beyond a recipient's window messages are held back for it; a recipient
+    /// further behind catches up from committed batches instead.
+    pub const DEFERRED_BEYOND_WINDOW: u64 = 64;
 
     /// After a restart, assumes every peer is at least at `epoch` (the replica's own epoch).
     ///
@@ -130,6 +155,10 @@ impl SenderQueue {
         };
         let peer = self.peer_epoch(to);
         if epoch < peer {
+            // R1: the recipient left `epoch` but still relays its agreement votes.
+            if peer.distance_from(epoch) <= self.relay_epochs && message.is_agreement_vote() {
+                ready.push((to, message));
+            }
             return;
         }
         let ahead = epoch.distance_from(peer);
@@ -221,6 +250,43 @@ mod tests {
             }])
             .is_empty()
         );
+    }
+
+    fn bval_msg(e: u64) -> Message {
+        Message::Epoch {
+            epoch: Epoch(e),
+            message: crate::epoch::EpochMessage::Subset(crate::acs::SubsetMessage::Agreement {
+                proposer: NodeId(3),
+                message: crate::aba::Message::BVal {
+                    round: 0,
+                    value: true,
+                },
+            }),
+        }
+    }
+
+    /// R1: a peer that left an epoch still relays its BVAL votes for `catch_up_lag` epochs, so
+    /// they still go to it; nothing else for a left epoch does.
+    #[test]
+    fn votes_for_left_epochs_still_go_out_within_the_relay_span() {
+        let c = Committee::new(4).unwrap();
+        let params = crate::Params {
+            catch_up_lag: 2,
+            ..crate::Params::default()
+        };
+        let mut q = SenderQueue::for_params(NodeId(0), c, &params);
+        let _ = q.incoming(NodeId(1), &Message::EpochStarted(Epoch(10)));
+        let send = |q: &mut SenderQueue, m: Message| {
+            q.outgoing(vec![Outgoing {
+                target: Target::Node(NodeId(1)),
+                message: m,
+            }])
+            .len()
+        };
+        assert_eq!(send(&mut q, bval_msg(9)), 1);
+        assert_eq!(send(&mut q, bval_msg(8)), 1);
+        assert_eq!(send(&mut q, bval_msg(7)), 0, "beyond the relay span");
+        assert_eq!(send(&mut q, epoch_msg(9)), 0, "only votes are still needed");
     }
 
     #[test]

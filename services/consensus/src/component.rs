@@ -119,9 +119,7 @@ impl Component {
     ) -> Result<(Self, Effects), anyhow::Error> {
         let seed = store.proposal_seed()?;
         let checkpoint = store.checkpoint()?;
-        let our_id = config.our_id;
-        let committee = config.committee;
-        let window = config.params.max_future_epochs;
+        let queue = SenderQueue::for_params(config.our_id, config.committee, &config.params);
         let (mut node, from) = match checkpoint {
             Some((cp, next)) => (BeatNode::from_checkpoint(config, seed, cp)?, Some(next)),
             None => (BeatNode::new(config, seed)?, None),
@@ -130,7 +128,7 @@ impl Component {
         let mut component = Self {
             node,
             store,
-            queue: SenderQueue::new(our_id, committee, window, window + 64),
+            queue,
             limits,
             sent_since_checkpoint: Vec::new(),
             committed_transactions: 0,

@@ -61,7 +61,10 @@ pub enum StoreError {
     Io(String),
 }
 
-const FORMAT: &[u8] = b"beat-consensus-store/2";
+/// Format 3: checkpoints carry the epochs a replica left and still relays for (liveness rules
+/// R1 and R2 of the core); format-2 checkpoints do not decode as format 3.
+const FORMAT: &[u8] = b"beat-consensus-store/3";
+const FORMAT_2: &[u8] = b"beat-consensus-store/2";
 /// WAL segments rotate at checkpoints; this bounds one between them.
 const WAL_SEGMENT_BYTES: u64 = 256 << 20;
 /// Batch segments: a few hundred epochs at full load each.
@@ -157,6 +160,14 @@ impl Store {
         let marker = path.join("FORMAT");
         match std::fs::read(&marker) {
             Ok(f) if f == FORMAT => {}
+            Ok(f) if f == FORMAT_2 => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} holds a store of an earlier format (beat-consensus-store/2, whose \
+                     checkpoints lack the relay state of left epochs); remove it to resync this \
+                     replica from its peers",
+                    path.display()
+                )));
+            }
             Ok(f) => {
                 return Err(StoreError::Corrupt(format!(
                     "unknown store format {:?} in {}",

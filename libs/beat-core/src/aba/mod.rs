@@ -19,7 +19,25 @@
 //! A9  r := r + 1
 //! T1  on TERM(b) from j: count it as BVAL(b), AUX(b) and CONF({b}) from j in every later round
 //! T2  on f+1 TERM(b): decide b, multicast TERM(b), terminate
+//!
+//! Liveness rules (obligations that outlive a round, a decision and the epoch):
+//! R1  for every round r already left — and, once decided (or the epoch is over), for every
+//!     round — keep counting BVAL(r, v) and relay it on f+1 as in A2; a decided replica need not
+//!     relay its decision b (its TERM(b) stands for BVAL(b) in every round, T1)
+//! R2  a coin share requested in A7 is multicast whenever the keystore returns it, even if the
+//!     round was left or the instance decided meanwhile
 //! ```
+//!
+//! Why R1: A4 waits for `n−f` AUX votes whose values are in `bin_values`. A replica that
+//! voted AUX(v) first may be counted only by replicas that also have `v` in `bin_values`,
+//! which takes `2f+1` BVAL(v); MMR guarantees this (BV-broadcast's "if one honest replica has
+//! `v`, all eventually do") only because every honest replica keeps relaying BVAL on `f+1`. A
+//! replica that decides or moves on first and then drops the round stops relaying, and a replica
+//! still in it can wait for ever — one faulty replica that votes selectively arranges this with
+//! a few seeds (`relay-starvation` in beat-sim). Why R2: a replica can combine `f+1` coin shares
+//! before its own comes back from the keystore (a faulty replica may have sent its valid share
+//! to it alone); replicas that were not sent the faulty share need the honest ones, all of them
+//! if the faulty replicas withhold (`selective-coin-shares`).
 //!
 //! Safety comes from MMR's quorum intersections (if an honest replica has `vals = {b}`, every
 //! honest replica's `vals` contains `b`, so all honest estimates become `b` when one decides).
@@ -45,12 +63,18 @@
 //!   quorum; it can only be a superset, which keeps every quorum-intersection argument intact.
 //! * Rounds more than `max_future_rounds` ahead are dropped (bounded memory); honest replicas are
 //!   never that far apart in practice, and TERM lets a lagging replica finish regardless.
+//! * hbbft and HoneyBadgerBFT-Python drop the messages of rounds they have left and ignore
+//!   everything after terminating; R1 and R2 replace that. What a decided instance keeps is its
+//!   BVAL senders per round and its unanswered coin requests ([`AgreementRelay`], part of
+//!   checkpoints); an epoch keeps its agreements this way for `catch_up_lag` epochs after the
+//!   replica left it (module `epoch`), after which a replica still in it is brought forward by
+//!   catch-up instead.
 
 mod message;
 mod state;
 
 pub use message::{BoolSet, Message};
-pub use state::{AbaOutput, BinaryAgreement};
+pub use state::{AbaOutput, AgreementRelay, BinaryAgreement, BvalRound};
 
 #[cfg(test)]
 mod tests;

@@ -8,18 +8,38 @@ use std::{
 use beat_crypto::bls;
 use beat_types::{Committee, Epoch, NodeId};
 
+use serde::{Deserialize, Serialize};
+
 use super::{BoolSet, Message};
 use crate::{CoinId, Fault, FaultKind, Request, Step};
 
 /// The decided bit.
 pub type AbaOutput = bool;
 
+/// The BVAL senders of one round and the BVALs this replica sent in it: the part of a round
+/// that outlives it, because the relay rule R1 keeps applying to it (see the module docs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BvalRound {
+    /// Senders of BVAL(b), indexed by b.
+    senders: [BTreeSet<NodeId>; 2],
+    /// Whether this replica sent BVAL(b), indexed by b.
+    sent: [bool; 2],
+}
+
+/// What a binary agreement instance still owes others once it only relays (decided, or its
+/// epoch is over): kept in checkpoints, restored with [`BinaryAgreement::from_relay`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgreementRelay {
+    decision: Option<bool>,
+    terms: [BTreeSet<NodeId>; 2],
+    bvals: BTreeMap<u32, BvalRound>,
+    requested_coins: BTreeSet<u32>,
+}
+
 /// Per-round state.
 #[derive(Debug, Default)]
 struct RoundState {
-    /// Senders of BVAL(b), indexed by b.
-    bval: [BTreeSet<NodeId>; 2],
-    bval_sent: [bool; 2],
+    bval: BvalRound,
     bin_values: BoolSet,
     aux: BTreeMap<NodeId, bool>,
     aux_sent: bool,
@@ -49,11 +69,18 @@ pub struct BinaryAgreement {
     round: u32,
     estimate: Option<bool>,
     decision: Option<bool>,
-    terminated: bool,
+    /// Set once the instance decided or was retired: it then only relays (R1) and releases
+    /// late coin shares (R2).
+    relay_only: bool,
     /// Senders of TERM(b), indexed by b.
     terms: [BTreeSet<NodeId>; 2],
-    /// The current round and buffered future rounds.
+    /// The current round and buffered future rounds (while participating).
     rounds: BTreeMap<u32, RoundState>,
+    /// BVAL bookkeeping of the rounds this replica left, and of every round once it only
+    /// relays (R1).
+    past: BTreeMap<u32, BvalRound>,
+    /// Rounds whose coin share was requested from the keystore and has not come back (R2).
+    requested_coins: BTreeSet<u32>,
 }
 
 fn idx(b: bool) -> usize {
@@ -80,10 +107,50 @@ impl BinaryAgreement {
             round: 0,
             estimate: None,
             decision: None,
-            terminated: false,
+            relay_only: false,
             terms: Default::default(),
             rounds: BTreeMap::new(),
+            past: BTreeMap::new(),
+            requested_coins: BTreeSet::new(),
         }
+    }
+
+    /// Restores an instance that only relays, from [`Self::relay`] (a checkpoint).
+    pub fn from_relay(
+        our_id: NodeId,
+        committee: Committee,
+        coin_keys: Arc<bls::PublicKeySet>,
+        epoch: Epoch,
+        instance: NodeId,
+        max_future_rounds: u32,
+        relay: AgreementRelay,
+    ) -> Self {
+        let mut aba = Self::new(
+            our_id,
+            committee,
+            coin_keys,
+            epoch,
+            instance,
+            max_future_rounds,
+        );
+        aba.relay_only = true;
+        aba.decision = relay.decision;
+        aba.estimate = relay.decision;
+        aba.terms = relay.terms;
+        aba.round = relay.bvals.keys().next_back().copied().unwrap_or(0);
+        aba.past = relay.bvals;
+        aba.requested_coins = relay.requested_coins;
+        aba
+    }
+
+    /// What this instance still owes others, if it only relays (decided or retired).
+    pub fn relay(&self) -> Option<AgreementRelay> {
+        self.relay_only.then(|| AgreementRelay {
+            decision: self.decision,
+            terms: self.terms.clone(),
+            bvals: self.past.clone(),
+            requested_coins: self.requested_coins.clone(),
+        })
     }
 
     /// The decision, once made.
@@ -91,14 +158,15 @@ impl BinaryAgreement {
         self.decision
     }
 
-    /// Returns `true` once decided; the instance then ignores further messages.
+    /// Returns `true` once decided. A decided instance takes part in no further round; it
+    /// keeps relaying BVAL votes (R1) and releasing late coin shares (R2).
     pub fn is_terminated(&self) -> bool {
-        self.terminated
+        self.decision.is_some()
     }
 
     /// Returns `true` while the instance still takes an input: round 0 and no estimate yet.
     pub fn accepts_input(&self) -> bool {
-        !self.terminated && self.round == 0 && self.estimate.is_none()
+        !self.relay_only && self.round == 0 && self.estimate.is_none()
     }
 
     /// The current round (for status and tests).
@@ -106,15 +174,26 @@ impl BinaryAgreement {
         self.round
     }
 
-    /// The coin share this instance asked the keystore for and has not received yet.
-    pub fn pending_coin_request(&self) -> Option<CoinId> {
-        let rs = self.rounds.get(&self.round)?;
-        (!self.terminated && rs.share_requested && !rs.coin_shares.contains_key(&self.our_id))
-            .then_some(CoinId {
-                epoch: self.epoch,
-                instance: self.instance,
-                round: self.round,
-            })
+    /// Coin shares this instance asked the keystore for and has not received yet, however old
+    /// their round (R2: each must still be released when it arrives).
+    pub fn pending_coin_requests(&self) -> impl Iterator<Item = CoinId> + '_ {
+        self.requested_coins.iter().map(|&round| CoinId {
+            epoch: self.epoch,
+            instance: self.instance,
+            round,
+        })
+    }
+
+    /// Stops participating without a decision (its epoch ended through catch-up): from now on
+    /// the instance only relays (R1) and releases late coin shares (R2).
+    pub fn retire(&mut self) {
+        if self.relay_only {
+            return;
+        }
+        self.relay_only = true;
+        for (round, rs) in std::mem::take(&mut self.rounds) {
+            self.past.insert(round, rs.bval);
+        }
     }
 
     /// Sets the input (A1 of round 0). Ignored unless [`Self::accepts_input`].
@@ -132,14 +211,30 @@ impl BinaryAgreement {
     /// Handles a message from `sender`.
     pub fn handle_message(&mut self, sender: NodeId, message: Message) -> Step<Message, AbaOutput> {
         let mut step = Step::default();
-        if self.terminated || !self.committee.contains(sender) {
+        if !self.committee.contains(sender) {
+            return step;
+        }
+        if self.relay_only {
+            match message {
+                Message::BVal { round, value } => {
+                    self.on_past_bval(sender, round, value, &mut step)
+                }
+                Message::Term(b) => {
+                    self.record_term(sender, b, &mut step);
+                }
+                // Nothing else is owed once the instance only relays.
+                Message::Aux { .. } | Message::Conf { .. } | Message::Coin { .. } => {}
+            }
             return step;
         }
         match message {
             Message::Term(b) => self.on_term(sender, b, &mut step),
+            Message::BVal { round, value } if round < self.round => {
+                self.on_past_bval(sender, round, value, &mut step);
+            }
             Message::BVal { round, value } => {
                 if let Some(rs) = self.round_state(round) {
-                    rs.bval[idx(value)].insert(sender);
+                    rs.bval.senders[idx(value)].insert(sender);
                 }
             }
             Message::Aux { round, value } => {
@@ -195,22 +290,27 @@ impl BinaryAgreement {
     }
 
     /// Handles this replica's own coin share for `round`, returned by the keystore (A7).
+    ///
+    /// R2: a share that was requested is broadcast whenever it arrives — even if the round is
+    /// over or the instance decided meanwhile (having combined `f+1` shares from others), because
+    /// replicas still in that round may need it to reach `f+1` when a faulty replica sent its
+    /// share to only some of them.
     pub fn handle_coin_share(
         &mut self,
         round: u32,
         share: bls::SignatureShare,
     ) -> Step<Message, AbaOutput> {
         let mut step = Step::default();
-        if self.terminated || round < self.round {
+        if !self.requested_coins.remove(&round) {
+            // Never requested, or already released (a repeated reply).
             return step;
         }
+        step.broadcast(Message::Coin { round, share });
         let our_id = self.our_id;
-        if let Some(rs) = self.rounds.get_mut(&round)
-            && rs.share_requested
-            && !rs.coin_shares.contains_key(&our_id)
+        if !self.relay_only
+            && let Some(rs) = self.rounds.get_mut(&round)
         {
-            rs.coin_shares.insert(our_id, share);
-            step.broadcast(Message::Coin { round, share });
+            rs.coin_shares.entry(our_id).or_insert(share);
             self.progress(&mut step);
         }
         step
@@ -224,43 +324,88 @@ impl BinaryAgreement {
         Some(self.rounds.entry(round).or_default())
     }
 
-    fn send_bval(&mut self, round: u32, value: bool, step: &mut Step<Message, AbaOutput>) {
+    /// R1: a BVAL for a round this replica left (or for any round once it only relays) is
+    /// still counted, and relayed on `f+1` like A2. A decided replica's TERM(b) stands for
+    /// BVAL(b) in every round (T1), so it relays only the other value.
+    fn on_past_bval(
+        &mut self,
+        sender: NodeId,
+        round: u32,
+        value: bool,
+        step: &mut Step<Message, AbaOutput>,
+    ) {
+        if round.saturating_sub(self.round) > self.max_future_rounds {
+            return;
+        }
+        if self.decision == Some(value) {
+            return;
+        }
+        let f1 = self.committee.f_plus_one();
         let our_id = self.our_id;
-        if let Some(rs) = self.round_state(round)
-            && !rs.bval_sent[idx(value)]
-        {
-            rs.bval_sent[idx(value)] = true;
-            rs.bval[idx(value)].insert(our_id);
+        let br = self.past.entry(round).or_default();
+        br.senders[idx(value)].insert(sender);
+        let count = br.senders[idx(value)]
+            .union(&self.terms[idx(value)])
+            .count();
+        if count >= f1 && !br.sent[idx(value)] {
+            br.sent[idx(value)] = true;
+            br.senders[idx(value)].insert(our_id);
             step.broadcast(Message::BVal { round, value });
         }
     }
 
-    // T1, T2
-    fn on_term(&mut self, sender: NodeId, b: bool, step: &mut Step<Message, AbaOutput>) {
+    fn send_bval(&mut self, round: u32, value: bool, step: &mut Step<Message, AbaOutput>) {
+        let our_id = self.our_id;
+        if let Some(rs) = self.round_state(round)
+            && !rs.bval.sent[idx(value)]
+        {
+            rs.bval.sent[idx(value)] = true;
+            rs.bval.senders[idx(value)].insert(our_id);
+            step.broadcast(Message::BVal { round, value });
+        }
+    }
+
+    /// Records a TERM; returns `false` if it conflicts with an earlier one from `sender`.
+    fn record_term(
+        &mut self,
+        sender: NodeId,
+        b: bool,
+        step: &mut Step<Message, AbaOutput>,
+    ) -> bool {
         if self.terms[idx(!b)].contains(&sender) {
             step.fault(Fault::new(sender, FaultKind::ConflictingTerm));
-            return;
+            return false;
         }
         self.terms[idx(b)].insert(sender);
-        if self.terms[idx(b)].len() >= self.committee.f_plus_one() {
+        true
+    }
+
+    // T1, T2
+    fn on_term(&mut self, sender: NodeId, b: bool, step: &mut Step<Message, AbaOutput>) {
+        if self.record_term(sender, b, step)
+            && self.terms[idx(b)].len() >= self.committee.f_plus_one()
+        {
             self.decide(b, step);
         }
     }
 
+    /// Decides `b`, multicasts TERM(b) and from now on only relays: the BVAL bookkeeping of
+    /// the current and buffered rounds moves to `past` (R1), everything else is dropped.
     fn decide(&mut self, b: bool, step: &mut Step<Message, AbaOutput>) {
-        if self.decision.is_none() {
-            self.decision = Some(b);
-            step.output(b);
+        if self.decision.is_some() {
+            return;
         }
-        if !self.terminated {
-            self.terminated = true;
-            step.broadcast(Message::Term(b));
-            self.rounds.clear();
+        self.decision = Some(b);
+        step.output(b);
+        step.broadcast(Message::Term(b));
+        self.relay_only = true;
+        for (round, rs) in std::mem::take(&mut self.rounds) {
+            self.past.insert(round, rs.bval);
         }
     }
 
     fn progress(&mut self, step: &mut Step<Message, AbaOutput>) {
-        while !self.terminated && self.progress_round(step) {}
+        while !self.relay_only && self.progress_round(step) {}
     }
 
     /// Applies every rule of the current round whose condition holds. Returns `true` if
@@ -284,14 +429,14 @@ impl BinaryAgreement {
         let rs = self.rounds.entry(round).or_default();
         // A2, A3 (TERM senders count as BVAL senders, T1).
         for b in [false, true] {
-            let count = rs.bval[idx(b)].union(&terms[idx(b)]).count();
-            if count >= f1 && !rs.bval_sent[idx(b)] {
-                rs.bval_sent[idx(b)] = true;
-                rs.bval[idx(b)].insert(our_id);
+            let count = rs.bval.senders[idx(b)].union(&terms[idx(b)]).count();
+            if count >= f1 && !rs.bval.sent[idx(b)] {
+                rs.bval.sent[idx(b)] = true;
+                rs.bval.senders[idx(b)].insert(our_id);
                 step.broadcast(Message::BVal { round, value: b });
                 changed = true;
             }
-            let count = rs.bval[idx(b)].union(&terms[idx(b)]).count();
+            let count = rs.bval.senders[idx(b)].union(&terms[idx(b)]).count();
             if count >= q2 && rs.bin_values.insert(b) {
                 changed = true;
                 if !rs.aux_sent {
@@ -362,6 +507,7 @@ impl BinaryAgreement {
                 };
                 if !rs.share_requested {
                     rs.share_requested = true;
+                    self.requested_coins.insert(round);
                     step.request(Request::CoinShare(coin_id));
                     changed = true;
                 }
@@ -398,9 +544,14 @@ impl BinaryAgreement {
             None => s,
         };
         self.estimate = Some(estimate);
-        // A9, then A1 of the next round.
+        // A9, then A1 of the next round. The round left keeps its BVAL bookkeeping (R1).
+        let left = self.round;
         self.round += 1;
-        self.rounds = self.rounds.split_off(&self.round);
+        let later = self.rounds.split_off(&self.round);
+        for (round, rs) in std::mem::replace(&mut self.rounds, later) {
+            debug_assert_eq!(round, left);
+            self.past.insert(round, rs.bval);
+        }
         self.send_bval(self.round, estimate, step);
         true
     }

@@ -347,3 +347,194 @@ fn bool_set_rejects_invalid_encodings() {
     assert!(BoolSet::single(false).is_subset(BoolSet::BOTH));
     assert!(!BoolSet::BOTH.is_subset(BoolSet::single(true)));
 }
+
+/// Drives replica 0 of a fresh n = 4 network to decide 1 in round 0 on its own inputs: BVAL(1)
+/// and AUX(1) from replicas 1 and 2, none of them ever having sent it BVAL(0).
+fn decided_at_round_zero() -> BinaryAgreement {
+    let (mut net, _) = net(4, 0);
+    let mut aba = net.nodes.remove(&NodeId(0)).unwrap().aba;
+    let _ = aba.propose(true);
+    for from in [1, 2] {
+        let _ = aba.handle_message(
+            NodeId(from),
+            Message::BVal {
+                round: 0,
+                value: true,
+            },
+        );
+    }
+    for from in [1, 2] {
+        let _ = aba.handle_message(
+            NodeId(from),
+            Message::Aux {
+                round: 0,
+                value: true,
+            },
+        );
+    }
+    assert_eq!(aba.decision(), Some(true));
+    aba
+}
+
+fn sends_bval(step: &Step<Message, bool>, round: u32, value: bool) -> bool {
+    step.messages
+        .iter()
+        .any(|m| m.message == Message::BVal { round, value })
+}
+
+/// R1: a replica that decided still relays BVAL(¬b) of its decision round on f+1 — replicas
+/// still in that round may need it to count the AUX votes of replicas that saw ¬b first.
+#[test]
+fn a_decided_replica_keeps_relaying_the_other_value_of_its_rounds() {
+    let mut aba = decided_at_round_zero();
+    let bval = |value| Message::BVal { round: 0, value };
+    let step = aba.handle_message(NodeId(1), bval(false));
+    assert!(!sends_bval(&step, 0, false), "one vote is not f+1");
+    let step = aba.handle_message(NodeId(3), bval(false));
+    assert!(sends_bval(&step, 0, false), "f+1 = 2 votes are relayed");
+    let step = aba.handle_message(NodeId(2), bval(false));
+    assert!(!sends_bval(&step, 0, false), "relayed once");
+    // Its own value needs no relay: TERM(1) stands for BVAL(1) in every round (T1).
+    let step = aba.handle_message(NodeId(3), bval(true));
+    assert!(step.messages.is_empty());
+    // And it survives a checkpoint.
+    let relay = aba.relay().expect("a decided instance only relays");
+    let (_, pks) = net(4, 0);
+    let mut restored = BinaryAgreement::from_relay(
+        NodeId(0),
+        Committee::new(4).unwrap(),
+        pks,
+        Epoch(1),
+        NodeId(0),
+        64,
+        relay,
+    );
+    assert_eq!(restored.decision(), Some(true));
+    let step = restored.handle_message(
+        NodeId(1),
+        Message::BVal {
+            round: 1,
+            value: false,
+        },
+    );
+    assert!(step.messages.is_empty());
+    let step = restored.handle_message(
+        NodeId(2),
+        Message::BVal {
+            round: 1,
+            value: false,
+        },
+    );
+    assert!(sends_bval(&step, 1, false), "rounds it never reached, too");
+}
+
+/// R1 before deciding: rounds a replica has left keep their BVAL bookkeeping and relay.
+#[test]
+fn rounds_left_behind_still_relay() {
+    let (mut net, _) = net(4, 0);
+    let mut aba = net.nodes.remove(&NodeId(0)).unwrap().aba;
+    let _ = aba.propose(false);
+    // Round 0 (coin 1): BVAL(0) and AUX(0) from 1 and 2 make vals = {0}, est = 0, round 1.
+    for from in [1, 2] {
+        let _ = aba.handle_message(
+            NodeId(from),
+            Message::BVal {
+                round: 0,
+                value: false,
+            },
+        );
+        let _ = aba.handle_message(
+            NodeId(from),
+            Message::Aux {
+                round: 0,
+                value: false,
+            },
+        );
+    }
+    assert_eq!(aba.round(), 1);
+    let step = aba.handle_message(
+        NodeId(1),
+        Message::BVal {
+            round: 0,
+            value: true,
+        },
+    );
+    assert!(!sends_bval(&step, 0, true));
+    let step = aba.handle_message(
+        NodeId(3),
+        Message::BVal {
+            round: 0,
+            value: true,
+        },
+    );
+    assert!(
+        sends_bval(&step, 0, true),
+        "round 0 is left but still relays"
+    );
+}
+
+/// R2: a coin share requested in a round the replica has since left (it combined f+1 shares
+/// of others first, or decided) is broadcast when the keystore returns it, exactly once.
+#[test]
+fn a_late_own_coin_share_is_still_released() {
+    let (mut net, _) = net(4, 0);
+    let (_, sks) = bls::deal(4, 1, &mut ChaCha20Rng::seed_from_u64(99)).unwrap();
+    let mut aba = net.nodes.remove(&NodeId(0)).unwrap().aba;
+    let _ = aba.propose(true);
+    // Rounds 0 and 1 with split votes: vals = {0, 1}, est = coin.
+    let mut requested = None;
+    for round in 0..3u32 {
+        for from in [1, 2, 3] {
+            for value in [false, true] {
+                let _ = aba.handle_message(NodeId(from), Message::BVal { round, value });
+            }
+        }
+        for (from, value) in [(1, false), (2, true)] {
+            let step = aba.handle_message(NodeId(from), Message::Aux { round, value });
+            for r in step.requests {
+                requested = Some(r);
+            }
+        }
+        if round == 2 {
+            for from in [1, 2] {
+                let step = aba.handle_message(
+                    NodeId(from),
+                    Message::Conf {
+                        round,
+                        values: BoolSet::BOTH,
+                    },
+                );
+                for r in step.requests {
+                    requested = Some(r);
+                }
+            }
+        }
+    }
+    let Some(Request::CoinShare(id)) = requested else {
+        panic!("round 2 requested a coin share: {requested:?}");
+    };
+    assert_eq!(id.round, 2);
+    assert_eq!(aba.pending_coin_requests().count(), 1);
+    // Two other replicas' shares arrive first: the coin is known, the replica moves on.
+    for from in [1, 2] {
+        let share = sks[from].sign(&id.message());
+        let _ = aba.handle_message(NodeId(from as u32), Message::Coin { round: 2, share });
+    }
+    assert_eq!(aba.round(), 3, "combined without its own share");
+    let own = sks[0].sign(&id.message());
+    let step = aba.handle_coin_share(2, own);
+    assert_eq!(
+        step.messages
+            .iter()
+            .filter(|m| m.message
+                == Message::Coin {
+                    round: 2,
+                    share: own
+                })
+            .count(),
+        1,
+        "released although the round is over"
+    );
+    assert_eq!(aba.pending_coin_requests().count(), 0);
+    assert!(aba.handle_coin_share(2, own).messages.is_empty(), "once");
+}

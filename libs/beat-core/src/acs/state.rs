@@ -105,8 +105,19 @@ impl Subset {
     pub fn pending_coin_requests(&self) -> Vec<crate::CoinId> {
         self.agreements
             .values()
-            .filter_map(BinaryAgreement::pending_coin_request)
+            .flat_map(BinaryAgreement::pending_coin_requests)
             .collect()
+    }
+
+    /// Ends this subset at this replica (its epoch is over): every agreement stops
+    /// participating and only keeps what it owes others (relays, late coin shares). Returns
+    /// them.
+    pub fn into_agreements(self) -> BTreeMap<NodeId, BinaryAgreement> {
+        let mut agreements = self.agreements;
+        for aba in agreements.values_mut() {
+            aba.retire();
+        }
+        agreements
     }
 
     /// S1: broadcasts this replica's proposal.
@@ -131,10 +142,11 @@ impl Subset {
         message: SubsetMessage,
     ) -> Step<SubsetMessage, SubsetOutput> {
         let mut step = Step::default();
-        if self.done {
-            return step;
-        }
         match message {
+            // Once the subset is output, no broadcast is needed any more: every included
+            // proposer's value was delivered here, so this replica already sent everything
+            // the broadcast asks of it.
+            SubsetMessage::Broadcast { .. } if self.done => {}
             SubsetMessage::Broadcast { proposer, message } => {
                 if let Some(bc) = self.broadcasts.get_mut(&proposer) {
                     let sub = bc.handle_message(sender, message);
@@ -244,8 +256,9 @@ impl Subset {
             .filter_map(|p| self.delivered.remove(&p).map(|v| (p, v)))
             .collect();
         step.output(output);
+        // Every agreement decided, so each now only relays (R1 in module `aba`); they stay
+        // to answer for their rounds.
         self.broadcasts.clear();
-        self.agreements.clear();
     }
 }
 

@@ -32,7 +32,7 @@ mod message;
 mod state;
 
 pub use message::Message;
-pub use state::Bracha;
+pub use state::{Bracha, digest};
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,8 @@ use crate::{Fault, FaultKind, Step};
 
 const VALUE_DIGEST_DST: &[u8] = b"_BEAT_CORE_BRACHA_VALUE";
 
-fn digest(value: &[u8]) -> Digest {
+/// The digest a `Ready` carries for `value` (B3).
+pub fn digest(value: &[u8]) -> Digest {
     hash(VALUE_DIGEST_DST, value)
 }
 

@@ -6,7 +6,10 @@
 //! ```text
 //! D1  for every ciphertext of the agreed subset that verifies and carries its expected label:
 //!     ask the keystore for my decryption share (one batched request)
-//! D2  multicast all my shares in one message
+//! D2  multicast all my shares in one message, whenever the keystore returns them — even after
+//!     this replica decrypted every ciphertext from others' shares and left the epoch (a faulty
+//!     replica may have sent its valid shares to only some replicas; the others need every
+//!     honest share, rule R2 in module `aba`)
 //! D3  per ciphertext, once f+1 shares are in: combine optimistically; on failure verify the
 //!     shares one by one, attribute the invalid ones and wait for more
 //! D4  when every ciphertext is decrypted (or proven undecryptable), the epoch is decided

@@ -76,13 +76,6 @@ impl Decryption {
         Some(Request::DecryptionShares { epoch, items })
     }
 
-    /// Returns `true` if `node`'s shares were received (or every slot is already resolved).
-    pub fn has_shares_from(&self, node: NodeId) -> bool {
-        self.slots
-            .values()
-            .all(|s| s.result.is_some() || s.shares.contains_key(&node) || s.bad.contains(&node))
-    }
-
     /// Returns `true` once every slot has a result.
     pub fn is_done(&self) -> bool {
         self.pending == 0

@@ -19,6 +19,12 @@
 //! E3 waits for the previous epoch because BEAT2's duplicate suppression depends on what was
 //! committed before.
 //!
+//! When the replica leaves the epoch (it committed it, or catch-up carried it past), the epoch
+//! is *retired* rather than dropped: its binary agreements keep relaying BVAL votes and its
+//! unanswered keystore requests stay pending, so that late shares are still released (rules R1
+//! and R2 of module `aba`; `retired.rs`). Broadcast, decryption and retrieval state is dropped:
+//! everything they ask of this replica was sent once, when it was due.
+//!
 //! BEAT3/BEAT4 deliver either commitments only (each replica keeps its verified fragments; the
 //! batch carries the agreed commitments) or full batches, retrieved after agreement:
 //!
@@ -31,9 +37,11 @@
 //! ```
 
 mod message;
+mod retired;
 mod retrieval;
 mod state;
 
 pub use message::EpochMessage;
+pub(crate) use retired::{RetiredEpoch, RetiredSnapshot};
 pub use state::StoredFragments;
 pub(crate) use state::{EpochOutcome, EpochState, label_key, verified_client_ciphertext};

@@ -15,9 +15,9 @@ use beat_crypto::{
 use beat_types::{Epoch, NodeId, Transaction, Variant};
 use bytes::Bytes;
 
-use super::{EpochMessage, retrieval::Retrieval};
+use super::{EpochMessage, retired::RetiredEpoch, retrieval::Retrieval};
 use crate::{
-    CiphertextSlot, Delivery, Fault, FaultKind, Step,
+    CiphertextSlot, DecryptionItem, Delivery, Fault, FaultKind, Step,
     acs::{Subset, SubsetOutput},
     batch::{Content, Contribution, StoredCommitment},
     broadcast::{BroadcastConfig, Delivered},
@@ -107,6 +107,8 @@ pub(crate) struct EpochState {
     early_fragments: BTreeMap<NodeId, BTreeMap<(NodeId, u32), Fragment>>,
     code: Arc<AvidFpCode>,
     stored: Vec<StoredFragments>,
+    /// This replica's decryption-share request (D1), until the keystore answers it.
+    own_request: Option<Vec<DecryptionItem>>,
     /// Set once any message for this epoch arrived: somebody started it, so join.
     pub seen_message: bool,
     outcome: Option<EpochOutcome>,
@@ -134,6 +136,7 @@ impl EpochState {
             early_fragments: BTreeMap::new(),
             code: broadcast.code.clone(),
             stored: Vec::new(),
+            own_request: None,
             seen_message: false,
             outcome: None,
         }
@@ -156,13 +159,19 @@ impl EpochState {
             .into_iter()
             .map(crate::Request::CoinShare)
             .collect();
-        if let Phase::Decrypting { decryption, .. } = &self.phase
-            && !decryption.has_shares_from(self.config.our_id)
-            && let Some(request) = decryption.request(self.epoch)
-        {
-            out.push(request);
+        if let Some(items) = &self.own_request {
+            out.push(crate::Request::DecryptionShares {
+                epoch: self.epoch,
+                items: items.clone(),
+            });
         }
         out
+    }
+
+    /// Ends the epoch at this replica (committed, or passed by catch-up) and keeps what it
+    /// still owes the replicas that are still in it (module `retired`).
+    pub fn retire(self) -> RetiredEpoch {
+        RetiredEpoch::new(self.epoch, self.subset.into_agreements(), self.own_request)
     }
 
     pub fn take_outcome(&mut self) -> Option<EpochOutcome> {
@@ -264,17 +273,22 @@ impl EpochState {
         self.absorb_subset(sub)
     }
 
-    /// This replica's own decryption shares, from the keystore: D2 and D3.
+    /// This replica's own decryption shares, from the keystore: D2 and D3. R2: they are
+    /// broadcast whatever this replica's progress (it may have decrypted from others' shares
+    /// already); replicas that were sent a faulty share only by some may need them.
     pub fn handle_own_shares(
         &mut self,
         shares: Vec<(CiphertextSlot, tdh2::DecryptionShare)>,
     ) -> EpochStep {
         let mut step = Step::default();
-        if !matches!(self.phase, Phase::Decrypting { .. }) || shares.is_empty() {
+        if self.own_request.take().is_none() || shares.is_empty() {
+            // Not requested, already answered, or the keystore refused every item.
             return step;
         }
         step.broadcast(EpochMessage::DecryptionShares(shares.clone()));
-        step.extend(self.on_shares(self.config.our_id, shares));
+        if matches!(self.phase, Phase::Decrypting { .. }) {
+            step.extend(self.on_shares(self.config.our_id, shares));
+        }
         step
     }
 
@@ -497,6 +511,9 @@ impl EpochState {
         let mut decryption =
             Decryption::new(config.keys.encryption.clone(), config.committee, slots);
         if let Some(request) = decryption.request(self.epoch) {
+            if let crate::Request::DecryptionShares { items, .. } = &request {
+                self.own_request = Some(items.clone());
+            }
             step.request(request);
         }
         for (sender, shares) in std::mem::take(&mut self.early_shares) {

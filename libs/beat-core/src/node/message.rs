@@ -3,7 +3,7 @@
 use beat_types::Epoch;
 use serde::{Deserialize, Serialize};
 
-use crate::{Batch, epoch::EpochMessage};
+use crate::{Batch, aba, acs::SubsetMessage, epoch::EpochMessage};
 
 /// A message between replicas. This is the whole node-to-node protocol; its postcard encoding
 /// is the payload the gateway carries (see `docs/wire.md`).
@@ -38,5 +38,20 @@ impl Message {
             Self::Epoch { epoch, .. } => Some(*epoch),
             _ => None,
         }
+    }
+
+    /// Returns `true` for a binary-agreement BVAL vote: the one kind of message a replica still
+    /// needs for an epoch it has left, because it keeps relaying them (R1, module `aba`).
+    pub fn is_agreement_vote(&self) -> bool {
+        matches!(
+            self,
+            Self::Epoch {
+                message: EpochMessage::Subset(SubsetMessage::Agreement {
+                    message: aba::Message::BVal { .. },
+                    ..
+                }),
+                ..
+            }
+        )
     }
 }

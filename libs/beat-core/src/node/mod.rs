@@ -8,12 +8,18 @@
 //! N2  a replica proposes in its current epoch e once it has pending transactions, or once any
 //!     message for e arrived (someone else started e): a random sample of ⌈B/n⌉ of the first B
 //! N3  messages for epoch e are processed; messages for (e, e + max_future_epochs] are queued
-//!     raw, bounded per sender, and processed in arrival order when their epoch starts; older
-//!     ones are ignored, later ones dropped (the sender's queue holds them back, module
-//!     `sender_queue`)
+//!     raw, bounded per sender, and processed in arrival order when their epoch starts; later
+//!     ones are dropped (the sender's queue holds them back, module `sender_queue`); agreement
+//!     votes for the last `catch_up_lag` epochs left go to their relaying agreements (R1, module
+//!     `aba`), anything older is ignored
+//! N3' keystore replies are handled whatever the epoch: a share requested for an epoch already
+//!     left is multicast for that epoch (R2); the requests of left epochs stay pending (and
+//!     are re-issued after a restart) until answered
 //! N4  when epoch e has an outcome (and every earlier epoch is committed), remove duplicates —
 //!     within the batch and against the last `dedup_window_epochs` — commit it, drop its
-//!     transactions from the buffer, announce EpochStarted(e+1) and continue with e+1
+//!     transactions from the buffer, retire e (keep what it still owes others: relaying
+//!     agreements and unanswered share requests, module `epoch::retired`), announce
+//!     EpochStarted(e+1) and continue with e+1
 //! N5  catch-up (module `catch_up`) may commit e from f+1 matching answers instead
 //! ```
 //!

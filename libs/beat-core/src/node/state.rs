@@ -12,13 +12,14 @@ use zeroize::Zeroize;
 
 use super::{Message, catch_up::CatchUp, window::CommittedWindow};
 use crate::{
-    Batch, Error, Fault, Reply, Request, Step,
+    Batch, Error, Fault, Reply, Request, Step, aba,
+    acs::SubsetMessage,
     batch::Content,
     broadcast::BroadcastConfig,
     buffer::{TransactionBuffer, TransactionError, transaction_digest},
     codec::{encode_transactions, epoch_label},
     config::Config,
-    epoch::{EpochMessage, EpochOutcome, EpochState},
+    epoch::{EpochMessage, EpochOutcome, EpochState, RetiredEpoch, RetiredSnapshot},
 };
 
 /// A local input.
@@ -82,6 +83,7 @@ pub struct Checkpoint {
     peer_epochs: BTreeMap<NodeId, Epoch>,
     catch_up: CatchUp,
     future: BTreeMap<Epoch, FutureEpoch>,
+    retired: BTreeMap<Epoch, RetiredSnapshot>,
 }
 
 /// Messages for an epoch the replica has not reached yet, in arrival order, with per-sender
@@ -100,6 +102,8 @@ pub struct BeatNode {
     epoch: Epoch,
     current: Option<EpochState>,
     future: BTreeMap<Epoch, FutureEpoch>,
+    /// The last `catch_up_lag` epochs this replica left, with what it still owes them (R1, R2).
+    retired: BTreeMap<Epoch, RetiredEpoch>,
     buffer: TransactionBuffer,
     window: CommittedWindow,
     peer_epochs: BTreeMap<NodeId, Epoch>,
@@ -131,6 +135,7 @@ impl BeatNode {
             epoch: Epoch::ZERO,
             current: None,
             future: BTreeMap::new(),
+            retired: BTreeMap::new(),
             buffer: TransactionBuffer::default(),
             window,
             peer_epochs: BTreeMap::new(),
@@ -161,6 +166,13 @@ impl BeatNode {
         };
         if checkpoint.future.keys().any(|e| *e < checkpoint.epoch) {
             return Err(bad("queued messages for past epochs"));
+        }
+        if checkpoint.retired.keys().any(|e| *e >= checkpoint.epoch) {
+            return Err(bad("a retired epoch that is not in the past"));
+        }
+        for (epoch, snapshot) in checkpoint.retired {
+            let retired = RetiredEpoch::from_snapshot(&node.config, epoch, snapshot)?;
+            node.retired.insert(epoch, retired);
         }
         node.epoch = checkpoint.epoch;
         for (key, tx) in checkpoint.buffer {
@@ -220,12 +232,24 @@ impl BeatNode {
         &self.peer_epochs
     }
 
-    /// Keystore requests whose replies have not arrived (to re-issue after a restart).
+    /// Keystore requests whose replies have not arrived (to re-issue after a restart),
+    /// including those of epochs this replica has left: a requested share is always released
+    /// (R2).
     pub fn pending_requests(&self) -> Vec<Request> {
-        self.current
-            .as_ref()
-            .map(EpochState::pending_requests)
-            .unwrap_or_default()
+        let mut out: Vec<Request> = self
+            .retired
+            .values()
+            .flat_map(RetiredEpoch::pending_requests)
+            .collect();
+        if let Some(state) = &self.current {
+            out.extend(state.pending_requests());
+        }
+        out
+    }
+
+    /// Epochs this replica left and still relays for (R1).
+    pub fn retired_epochs(&self) -> impl Iterator<Item = Epoch> + '_ {
+        self.retired.keys().copied()
     }
 
     /// Checks a transaction before it is accepted from a client and returns its
@@ -304,6 +328,10 @@ impl BeatNode {
                     && epoch.distance_from(self.epoch) <= self.config.params.max_future_epochs
                 {
                     self.queue_future(sender, epoch, message);
+                } else if let Some(retired) = self.retired.get_mut(&epoch) {
+                    // R1: votes for an epoch this replica left are still relayed.
+                    let sub = retired.handle_message(sender, message);
+                    absorb_epoch(&mut step, epoch, sub);
                 }
             }
             Message::EpochStarted(e) => {
@@ -346,21 +374,46 @@ impl BeatNode {
         let mut step = Step::default();
         let epoch = self.epoch;
         match reply {
+            // R2: a requested share is released whenever it arrives, however far this
+            // replica has moved on since.
             Reply::CoinShare { id, share } => {
-                if id.epoch == epoch
+                let sub = if id.epoch == epoch
                     && let Some(state) = self.current.as_mut()
                 {
-                    let sub = state.handle_coin_share(id.instance, id.round, share);
-                    absorb_epoch(&mut step, epoch, sub);
-                }
+                    state.handle_coin_share(id.instance, id.round, share)
+                } else if let Some(retired) = self.retired.get_mut(&id.epoch) {
+                    retired.handle_coin_share(id.instance, id.round, share)
+                } else if id.epoch < epoch {
+                    let mut sub = Step::default();
+                    sub.broadcast(EpochMessage::Subset(SubsetMessage::Agreement {
+                        proposer: id.instance,
+                        message: aba::Message::Coin {
+                            round: id.round,
+                            share,
+                        },
+                    }));
+                    sub
+                } else {
+                    Step::default()
+                };
+                absorb_epoch(&mut step, id.epoch, sub);
             }
             Reply::DecryptionShares { epoch: e, shares } => {
-                if e == epoch
+                let sub = if e == epoch
                     && let Some(state) = self.current.as_mut()
                 {
-                    let sub = state.handle_own_shares(shares);
-                    absorb_epoch(&mut step, epoch, sub);
-                }
+                    state.handle_own_shares(shares)
+                } else if e < epoch && !shares.is_empty() {
+                    if let Some(retired) = self.retired.get_mut(&e) {
+                        retired.on_own_shares();
+                    }
+                    let mut sub = Step::default();
+                    sub.broadcast(EpochMessage::DecryptionShares(shares));
+                    sub
+                } else {
+                    Step::default()
+                };
+                absorb_epoch(&mut step, e, sub);
             }
             Reply::Committed { peer, batches } => {
                 if !batches.is_empty() {
@@ -505,10 +558,16 @@ impl BeatNode {
         step.output(Output::Committed(batch));
     }
 
-    /// Moves to the next epoch: checkpoint, then enter it.
+    /// Moves to the next epoch: retire the one left (R1, R2), checkpoint, then enter the next.
     fn advance(&mut self, step: &mut NodeStep) {
-        self.current = None;
+        if let Some(state) = self.current.take() {
+            self.retired.insert(self.epoch, state.retire());
+        }
         self.epoch = self.epoch.next();
+        // Keep the last `catch_up_lag` epochs: a replica further behind than that is brought
+        // forward by catch-up (N5), which f+1 replicas that far ahead trigger.
+        let keep_from = Epoch(self.epoch.0.saturating_sub(self.config.params.catch_up_lag));
+        self.retired = self.retired.split_off(&keep_from);
         self.future = self.future.split_off(&self.epoch);
         if self.epoch.0.is_multiple_of(self.checkpoint_every) {
             step.output(Output::Checkpoint(Box::new(self.checkpoint())));
@@ -539,6 +598,11 @@ impl BeatNode {
             peer_epochs: self.peer_epochs.clone(),
             catch_up: self.catch_up.clone(),
             future: self.future.clone(),
+            retired: self
+                .retired
+                .iter()
+                .map(|(e, r)| (*e, r.snapshot()))
+                .collect(),
         }
     }
 

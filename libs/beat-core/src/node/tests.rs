@@ -19,6 +19,10 @@ struct Replica {
     keys: PublicKeys,
     log: Vec<Batch>,
     stored: Vec<crate::epoch::StoredFragments>,
+    /// Keystore requests for decryption shares are held back (answered by the test) when set.
+    hold_decryption: bool,
+    held: Vec<Request>,
+    checkpoints: Vec<Checkpoint>,
 }
 
 impl Replica {
@@ -27,7 +31,7 @@ impl Replica {
             match out {
                 Output::Committed(b) => self.log.push(b.clone()),
                 Output::Stored { fragments, .. } => self.stored.extend(fragments.iter().cloned()),
-                Output::Checkpoint(_) => {}
+                Output::Checkpoint(c) => self.checkpoints.push((**c).clone()),
             }
         }
         step
@@ -42,7 +46,19 @@ impl Node for Replica {
         self.record(step)
     }
     fn serve(&mut self, request: Request) -> NodeStep {
-        let reply = match request {
+        if self.hold_decryption && matches!(request, Request::DecryptionShares { .. }) {
+            self.held.push(request);
+            return Step::default();
+        }
+        let reply = self.answer(request);
+        let step = self.node.handle_reply(reply).unwrap();
+        self.record(step)
+    }
+}
+
+impl Replica {
+    fn answer(&self, request: Request) -> Reply {
+        match request {
             Request::CoinShare(id) => Reply::CoinShare {
                 id,
                 share: self.bls.sign(&id.message()),
@@ -72,9 +88,7 @@ impl Node for Replica {
                     .cloned()
                     .collect(),
             },
-        };
-        let step = self.node.handle_reply(reply).unwrap();
-        self.record(step)
+        }
     }
 }
 
@@ -107,6 +121,9 @@ fn replicas(n: usize, params: Params, seed: u64) -> (Vec<Replica>, PublicKeys) {
                 keys: keys.clone(),
                 log: Vec::new(),
                 stored: Vec::new(),
+                hold_decryption: false,
+                held: Vec::new(),
+                checkpoints: Vec::new(),
             }
         })
         .collect();
@@ -363,4 +380,62 @@ fn storage_variants_commit_commitments_and_fragments_reconstruct_contributions()
             assert!(decoded.iter().all(|t| t.as_bytes().starts_with(b"stored-")));
         }
     }
+}
+
+/// R2 at the node: replica 0's keystore answers its decryption request only after the epoch is
+/// over (it decrypted with the others' shares). The request survives the epoch (and a
+/// checkpoint), and the late shares are broadcast for the epoch they belong to.
+#[test]
+fn late_own_decryption_shares_are_released_after_the_epoch() {
+    let (reps, _) = replicas(4, params(Variant::Beat0, 8), 21);
+    let mut net = TestNet::new(reps.into_iter().map(|r| (r.node.our_id(), r)), 21);
+    net.nodes.get_mut(&NodeId(0)).unwrap().hold_decryption = true;
+    for id in 0..4 {
+        submit(&mut net, NodeId(id), txs("late", 8));
+    }
+    net.run(5_000_000);
+    assert_agreement(&net);
+    let r0 = net.nodes.get_mut(&NodeId(0)).unwrap();
+    assert!(
+        r0.node.epoch() > Epoch::ZERO,
+        "replica 0 committed without its shares"
+    );
+    let request = r0.held.remove(0);
+    let Request::DecryptionShares { epoch, .. } = &request else {
+        unreachable!()
+    };
+    let epoch = *epoch;
+    assert!(epoch < r0.node.epoch());
+    assert!(
+        r0.node.pending_requests().contains(&request),
+        "the unanswered request is still pending (re-issued after a restart)"
+    );
+    // A checkpoint taken since keeps it.
+    let checkpoint = r0
+        .checkpoints
+        .last()
+        .cloned()
+        .expect("a checkpoint per epoch");
+    let config = r0.node.config().clone();
+    let restored =
+        BeatNode::from_checkpoint(config, crate::ProposalSeed([0; 32]), checkpoint).unwrap();
+    assert!(restored.pending_requests().contains(&request));
+    let reply = r0.answer(request);
+    let step = r0.node.handle_reply(reply).unwrap();
+    assert!(
+        step.messages.iter().any(|m| matches!(
+            &m.message,
+            Message::Epoch { epoch: e, message: crate::epoch::EpochMessage::DecryptionShares(s) }
+                if *e == epoch && !s.is_empty()
+        )),
+        "late shares are broadcast: {:?}",
+        step.messages
+    );
+    assert!(
+        !r0.node
+            .pending_requests()
+            .iter()
+            .any(|r| matches!(r, Request::DecryptionShares { epoch: e, .. } if *e == epoch)),
+        "answered"
+    );
 }
