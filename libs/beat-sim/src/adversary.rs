@@ -22,7 +22,7 @@
 
 use std::collections::BTreeSet;
 
-use beat_core::{Config, Message, PublicKeys};
+use beat_core::{Config, Message, PublicKeys, Reply};
 
 use beat_crypto::{bls, tdh2};
 use beat_types::{Committee, NodeId};
@@ -39,6 +39,19 @@ pub struct Envelope {
     pub message: Message,
     /// The crank at which it was sent.
     pub sent_at: u64,
+}
+
+/// A keystore reply on its way back to the replica that asked. The keystore is a separate
+/// service: its replies are events of their own, delivered when the schedule says so, not in
+/// the step that made the request.
+#[derive(Clone, Debug)]
+pub struct PendingReply {
+    /// The replica that asked.
+    pub node: NodeId,
+    /// The reply.
+    pub reply: Reply,
+    /// The crank at which the request was made.
+    pub issued_at: u64,
 }
 
 /// What the adversary knows and holds when it acts for the faulty replicas.
@@ -63,6 +76,8 @@ pub struct Ctx<'a> {
     pub honest_epoch: beat_types::Epoch,
     /// Every message in flight (the adversary eavesdrops).
     pub in_flight: &'a [Envelope],
+    /// Keystore replies not yet returned to their replicas.
+    pub replies: &'a [PendingReply],
 }
 
 impl Ctx<'_> {
@@ -84,6 +99,17 @@ pub trait Adversary {
     /// network overrides the choice when an honest-to-honest message exceeds the delay bound.
     fn pick(&mut self, ctx: &mut Ctx<'_>) -> usize {
         random_pick(ctx.in_flight.len(), ctx.rng)
+    }
+
+    /// Chooses whether the next event is a keystore reply rather than a message: an index into
+    /// `ctx.replies` (non-empty), or `None` to deliver a message. The network delivers a reply
+    /// when no message is in flight, and any reply older than the delay bound, whatever this
+    /// says. By default every pending event is equally likely to be next.
+    fn pick_reply(&mut self, ctx: &mut Ctx<'_>) -> Option<usize> {
+        let replies = ctx.replies.len();
+        let total = replies + ctx.in_flight.len();
+        let i = random_pick(total, ctx.rng);
+        (i < replies).then_some(i)
     }
 
     /// Rewrites one message a faulty replica's protocol code is about to send to `to`:
@@ -110,6 +136,19 @@ pub trait Adversary {
     /// replica is indistinguishable from a slow one).
     fn restart(&mut self, _ctx: &mut Ctx<'_>) -> Option<NodeId> {
         None
+    }
+
+    /// The eventual-delivery bound this adversary is granted, for a committee of `n` (default:
+    /// the network's, `40·n²` deliveries). Still finite: every message is delivered.
+    fn delay_bound(&self, n: usize) -> Option<u64> {
+        let _ = n;
+        None
+    }
+
+    /// How many times the scenario's default workload this adversary needs to show its effect
+    /// (one that makes a replica lag many epochs needs many epochs of work).
+    fn workload_scale(&self) -> usize {
+        1
     }
 
     /// Whether faulty replicas receive client transactions (and so propose them).

@@ -9,7 +9,7 @@ use std::{
 
 use beat_core::{
     Batch, BeatNode, Checkpoint, Config, Input, Message, NodeStep, Outgoing, Output, Params,
-    ProposalSeed, PublicKeys, Reply, sender_queue::SenderQueue,
+    ProposalSeed, PublicKeys, Reply, Request, sender_queue::SenderQueue,
 };
 use beat_crypto::{bls, tdh2};
 use beat_types::{Committee, Epoch, NodeId, Transaction};
@@ -17,7 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
 use crate::{
-    adversary::{Adversary, Ctx, Envelope},
+    adversary::{Adversary, Ctx, Envelope, PendingReply},
     invariants::Checker,
     keystore::SimKeystore,
 };
@@ -85,6 +85,8 @@ pub struct VirtualNet {
     decryption_secrets: Vec<(NodeId, tdh2::SecretKeyShare)>,
     faulty_config: Config,
     queue: Vec<Envelope>,
+    /// Keystore replies on their way back (separate, later events).
+    replies: Vec<PendingReply>,
     seqs: Vec<u64>,
     positions: HashMap<u64, usize>,
     /// Honest-to-honest messages by age, for the eventual-delivery bound (lazy deletion).
@@ -95,6 +97,8 @@ pub struct VirtualNet {
     crank: u64,
     max_delay: u64,
     measure: bool,
+    /// Serve keystore requests within the step that made them (benchmarks only).
+    immediate_replies: bool,
     /// Invariant checks, run after every delivery.
     pub checker: Checker,
     /// Statistics.
@@ -202,7 +206,6 @@ impl Builder {
                 keys: keys.clone(),
                 params: self.params.clone(),
             };
-            let window = self.params.max_future_epochs;
             let mut seed = [0u8; 32];
             rng.fill_bytes(&mut seed);
             // Replicas checkpoint every 1, 2 or 3 epochs, so crash-restart replays cover both
@@ -228,7 +231,7 @@ impl Builder {
                         coin_shares_served: 0,
                     },
                     log: Vec::new(),
-                    queue: SenderQueue::new(id, committee, window, window + 64),
+                    queue: SenderQueue::for_params(id, committee, &self.params),
                     busy: Duration::ZERO,
                     sent_messages: 0,
                     sent_bytes: 0,
@@ -243,6 +246,10 @@ impl Builder {
         };
         let n = self.n as u64;
         let checker = Checker::new(committee, faulty.clone(), self.params.clone());
+        let max_delay = self
+            .max_delay
+            .or_else(|| self.adversary.delay_bound(self.n))
+            .unwrap_or(40 * n * n);
         Ok(VirtualNet {
             committee,
             keys,
@@ -252,6 +259,7 @@ impl Builder {
             decryption_secrets,
             faulty_config,
             queue: Vec::new(),
+            replies: Vec::new(),
             seqs: Vec::new(),
             positions: HashMap::new(),
             ages: BinaryHeap::new(),
@@ -259,8 +267,9 @@ impl Builder {
             adversary: self.adversary,
             rng: ChaCha20Rng::seed_from_u64(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             crank: 0,
-            max_delay: self.max_delay.unwrap_or(40 * n * n),
+            max_delay,
             measure: self.measure,
+            immediate_replies: self.measure,
             checker,
             stats: Stats::default(),
         })
@@ -317,6 +326,11 @@ impl VirtualNet {
         self.queue.len()
     }
 
+    /// Keystore replies not yet returned.
+    pub fn pending_replies(&self) -> usize {
+        self.replies.len()
+    }
+
     /// Submits transactions to replica `to` as a client would.
     pub fn submit(&mut self, to: NodeId, txs: Vec<Transaction>) -> anyhow::Result<()> {
         let measure = self.measure;
@@ -335,6 +349,8 @@ impl VirtualNet {
     /// sends nothing it had not sent before.
     pub fn restart(&mut self, id: NodeId) {
         let crank = self.crank;
+        // Keystore calls in progress are lost with the process; the rebuilt replica asks again.
+        self.replies.retain(|r| r.node != id);
         let Some(sim) = self.nodes.get_mut(&id) else {
             return;
         };
@@ -383,6 +399,7 @@ impl VirtualNet {
             crank: self.crank,
             honest_epoch,
             in_flight: &self.queue,
+            replies: &self.replies,
         };
         f(self.adversary.as_mut(), &mut ctx)
     }
@@ -445,10 +462,20 @@ impl VirtualNet {
                     busy,
                     ..
                 } = &mut *sim;
+                let synchronous = matches!(request, Request::ReadCommitted { .. });
                 let reply: Reply = timed(measure, busy, || keystore.serve(request, log));
-                match sim.apply(Event::Reply(reply), measure) {
-                    Ok(next) => pending.push(next),
-                    Err(e) => self.checker.on_error(id, &e.to_string(), self.crank),
+                if synchronous || self.immediate_replies {
+                    // A storage read is served by the replica's own process, within the event.
+                    match sim.apply(Event::Reply(reply), measure) {
+                        Ok(next) => pending.push(next),
+                        Err(e) => self.checker.on_error(id, &e.to_string(), self.crank),
+                    }
+                } else {
+                    self.replies.push(PendingReply {
+                        node: id,
+                        reply,
+                        issued_at: self.crank,
+                    });
                 }
             }
             let ready = sim.queue.outgoing(step.messages);
@@ -491,19 +518,60 @@ impl VirtualNet {
                 self.enqueue(from, to, message);
             }
         }
-        if self.queue.is_empty() {
+        if self.queue.is_empty() && self.replies.is_empty() {
             return false;
         }
-        let index = self.forced_index().unwrap_or_else(|| {
-            let i = self.with_ctx(|adv, ctx| adv.pick(ctx));
-            i.min(self.queue.len() - 1)
-        });
-        let envelope = self.take(index);
+        let forced_message = self.forced_index();
+        let reply = if forced_message.is_some() {
+            None
+        } else if let Some(i) = self.overdue_reply() {
+            Some(i)
+        } else if self.queue.is_empty() {
+            Some(0)
+        } else if self.replies.is_empty() {
+            None
+        } else {
+            self.with_ctx(|adv, ctx| adv.pick_reply(ctx))
+                .map(|i| i.min(self.replies.len() - 1))
+        };
         self.crank += 1;
         self.stats.delivered += 1;
-        self.deliver(envelope);
+        if let Some(i) = reply {
+            let PendingReply { node, reply, .. } = self.replies.remove(i);
+            self.deliver_reply(node, reply);
+        } else {
+            let index = forced_message.unwrap_or_else(|| {
+                let i = self.with_ctx(|adv, ctx| adv.pick(ctx));
+                i.min(self.queue.len() - 1)
+            });
+            let envelope = self.take(index);
+            self.deliver(envelope);
+        }
         self.checker.after_delivery(&self.nodes, self.crank);
         true
+    }
+
+    /// The oldest keystore reply to an honest replica, if it exceeded the delay bound.
+    fn overdue_reply(&self) -> Option<usize> {
+        self.replies
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                !self.faulty.contains(&r.node) && self.crank - r.issued_at > self.max_delay
+            })
+            .min_by_key(|(_, r)| r.issued_at)
+            .map(|(i, _)| i)
+    }
+
+    fn deliver_reply(&mut self, node: NodeId, reply: Reply) {
+        let measure = self.measure;
+        let Some(sim) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        match sim.apply(Event::Reply(reply), measure) {
+            Ok(step) => self.run_step(node, step),
+            Err(e) => self.checker.on_error(node, &e.to_string(), self.crank),
+        }
     }
 
     /// The oldest honest-to-honest message, if it exceeded the delay bound.
@@ -609,11 +677,10 @@ impl SimNode {
         }
         self.node = node;
         self.restarts += 1;
-        self.queue = SenderQueue::new(
+        self.queue = SenderQueue::for_params(
             self.config.our_id,
             self.config.committee,
-            self.config.params.max_future_epochs,
-            self.config.params.max_future_epochs + 64,
+            &self.config.params,
         );
         self.queue.assume_peers_at(self.node.epoch());
         Ok((replayed, unexpected))

@@ -64,6 +64,7 @@ impl Scenario {
     pub fn run(&self) -> anyhow::Result<Report> {
         let adversary = adversaries::by_name(&self.adversary)
             .ok_or_else(|| anyhow::anyhow!("unknown adversary {:?}", self.adversary))?;
+        let transactions = self.transactions * adversary.workload_scale();
         let mut net = VirtualNet::builder(self.n)
             .faulty(self.faulty)
             .seed(self.seed)
@@ -74,7 +75,7 @@ impl Scenario {
         let workload = workload(
             self.variant,
             &net,
-            self.transactions,
+            transactions,
             self.tx_size,
             self.seed,
             &mut rng,
@@ -105,7 +106,7 @@ impl Scenario {
         }
         let params = self.params();
         let per_epoch = params.proposal_size(net.committee);
-        let bound = (self.transactions.div_ceil(per_epoch) + 2 * self.n + 8) as u64;
+        let bound = (transactions.div_ceil(per_epoch) + 2 * self.n + 8) as u64;
         let cranks = net.cranks();
         net.checker.finish(completed, cranks, bound);
         Ok(Report {

@@ -11,7 +11,10 @@ use beat_types::NodeId;
 use crate::adversary::{Adversary, Ctx};
 
 /// Applies `f` to the agreement message inside `message`, if it is one.
-fn map_agreement(message: Message, f: impl FnOnce(aba::Message) -> aba::Message) -> Message {
+pub(crate) fn map_agreement(
+    message: Message,
+    f: impl FnOnce(aba::Message) -> aba::Message,
+) -> Message {
     match message {
         Message::Epoch {
             epoch,

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::adversary::{Adversary, Ctx};
 
 /// If `message` is `from`'s own proposal (`Val` of its own broadcast), returns its epoch.
-fn own_val(from: NodeId, message: &Message) -> Option<Epoch> {
+pub(crate) fn own_val(from: NodeId, message: &Message) -> Option<Epoch> {
     match message {
         Message::Epoch {
             epoch,
@@ -32,7 +32,7 @@ fn own_val(from: NodeId, message: &Message) -> Option<Epoch> {
 }
 
 /// The `Val` messages an honest proposer `proposer` would send for `value`, per recipient.
-fn val_messages(
+pub(crate) fn val_messages(
     ctx: &Ctx<'_>,
     proposer: NodeId,
     value: Bytes,
@@ -61,7 +61,12 @@ fn val_messages(
 
 /// A valid contribution from `proposer` for `epoch` with made-up transactions, encoded (and
 /// encrypted) exactly as an honest proposer would.
-fn alternative_contribution(ctx: &mut Ctx<'_>, epoch: Epoch, proposer: NodeId, tag: &str) -> Bytes {
+pub(crate) fn alternative_contribution(
+    ctx: &mut Ctx<'_>,
+    epoch: Epoch,
+    proposer: NodeId,
+    tag: &str,
+) -> Bytes {
     let params = &ctx.config.params;
     let txs = vec![Transaction::new(
         format!("{tag}/{epoch}/{proposer}").into_bytes(),
@@ -86,7 +91,7 @@ fn alternative_contribution(ctx: &mut Ctx<'_>, epoch: Epoch, proposer: NodeId, t
     }
 }
 
-fn wrap(epoch: Epoch, proposer: NodeId, message: BroadcastMessage) -> Message {
+pub(crate) fn wrap(epoch: Epoch, proposer: NodeId, message: BroadcastMessage) -> Message {
     Message::Epoch {
         epoch,
         message: EpochMessage::Subset(SubsetMessage::Broadcast { proposer, message }),
@@ -155,7 +160,7 @@ impl BadShards {
         *bytes = Bytes::from(v);
     }
 
-    fn corrupt(message: &mut BroadcastMessage) {
+    pub(crate) fn corrupt(message: &mut BroadcastMessage) {
         match message {
             BroadcastMessage::Avid(
                 avid::Message::Val { shard, .. } | avid::Message::Echo { shard, .. },

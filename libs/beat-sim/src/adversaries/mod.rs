@@ -20,21 +20,40 @@
 //! | `wrong-coin-shares` | faulty replicas send invalid coin shares |
 //! | `wrong-decryption-shares` | faulty replicas send decryption shares for a different ciphertext |
 //! | `future-epoch-flood` | faulty replicas flood far-future epochs and lie about their epoch |
+//! | `selective-coin-shares` | faulty replicas send valid coin shares to all honest replicas but one, keystore replies are late (R2) |
+//! | `selective-decryption-shares` | faulty replicas send valid decryption shares to all honest replicas but one, keystore replies are late (R2) |
+//! | `relay-starvation` | splits the honest replicas' votes on one agreement so that `f` of them decide before seeing the other value, which the rest can then only get from their relays (R1) |
+//! | `partial-val` | faulty proposers' `Val` reaches only `n − f` replicas |
+//! | `partial-val-k` | faulty proposers' `Val` reaches only `k = n − 2f` replicas |
+//! | `silent-proposer` | faulty replicas take part in everything but never propose |
+//! | `equivocating-echo` | faulty replicas send `Echo`/`Ready` for another (well-formed) value to half the replicas, both to one |
+//! | `lagging-past-window` | one honest replica falls further behind than every window, then the load stops: it must catch up while the cluster is idle |
+//! | `exclude-proposer` | the scheduler keeps one honest proposer's broadcast last, epoch after epoch |
+//! | `chaos` | composite: a seeded mixture of delay, drop, mutate, replay, duplicate, selective sends, late replies and crashes, chosen per message |
 //!
 //! The HoneyBadgerBFT issue-59 attack on binary agreement is a separate harness
 //! ([`crate::aba_attack`]), because it schedules one agreement instance message by message.
 
 mod agreement;
 mod broadcast;
+mod chaos;
 mod noise;
 mod schedule;
+mod selective;
 mod shares;
+mod withholding;
 
 pub use agreement::{AbaAlwaysZero, AbaEquivocation, AbaOpposite};
 pub use broadcast::{BadCiphertext, BadShards, EquivocatingProposer};
+pub use chaos::Chaos;
 pub use noise::{FutureEpochFlood, Garbage, Replay, Silent};
-pub use schedule::{Benign, CrashRestart, Fifo, FirstDelivery, Lagging, Partition};
+pub use schedule::{
+    Benign, CrashRestart, ExcludeProposer, Fifo, FirstDelivery, Lagging, LaggingPastWindow,
+    Partition,
+};
+pub use selective::{RelayStarvation, SelectiveCoinShares, SelectiveDecryptionShares};
 pub use shares::{WrongCoinShares, WrongDecryptionShares};
+pub use withholding::{EquivocatingEcho, PartialVal, Reach, SilentProposer};
 
 use crate::adversary::Adversary;
 
@@ -58,6 +77,16 @@ pub const NAMES: &[&str] = &[
     "wrong-coin-shares",
     "wrong-decryption-shares",
     "future-epoch-flood",
+    "selective-coin-shares",
+    "selective-decryption-shares",
+    "relay-starvation",
+    "partial-val",
+    "partial-val-k",
+    "silent-proposer",
+    "equivocating-echo",
+    "lagging-past-window",
+    "exclude-proposer",
+    "chaos",
 ];
 
 /// Creates the adversary called `name`.
@@ -81,6 +110,16 @@ pub fn by_name(name: &str) -> Option<Box<dyn Adversary>> {
         "wrong-coin-shares" => Box::new(WrongCoinShares),
         "wrong-decryption-shares" => Box::new(WrongDecryptionShares::default()),
         "future-epoch-flood" => Box::new(FutureEpochFlood),
+        "selective-coin-shares" => Box::new(SelectiveCoinShares),
+        "selective-decryption-shares" => Box::new(SelectiveDecryptionShares),
+        "relay-starvation" => Box::new(RelayStarvation::default()),
+        "partial-val" => Box::new(PartialVal::new(Reach::Quorum)),
+        "partial-val-k" => Box::new(PartialVal::new(Reach::DataShards)),
+        "silent-proposer" => Box::new(SilentProposer),
+        "equivocating-echo" => Box::new(EquivocatingEcho::default()),
+        "lagging-past-window" => Box::new(LaggingPastWindow::default()),
+        "exclude-proposer" => Box::new(ExcludeProposer::default()),
+        "chaos" => Box::new(Chaos::default()),
         _ => return None,
     })
 }

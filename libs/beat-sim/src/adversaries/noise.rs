@@ -35,7 +35,7 @@ impl Adversary for Silent {
     }
 }
 
-fn random_of<T: Copy>(items: &[T], rng: &mut impl Rng) -> Option<T> {
+pub(crate) fn random_of<T: Copy>(items: &[T], rng: &mut impl Rng) -> Option<T> {
     (!items.is_empty()).then(|| items[(rng.next_u64() % items.len() as u64) as usize])
 }
 
@@ -68,7 +68,7 @@ impl Adversary for Replay {
 }
 
 /// Builds a random, well-typed message with bogus contents for `epoch`.
-fn garbage_message(ctx: &mut Ctx<'_>, from: NodeId, epoch: Epoch) -> Message {
+pub(crate) fn garbage_message(ctx: &mut Ctx<'_>, from: NodeId, epoch: Epoch) -> Message {
     let n = ctx.committee.n() as u64;
     let rng = &mut *ctx.rng;
     let proposer = NodeId((rng.next_u64() % n) as u32);

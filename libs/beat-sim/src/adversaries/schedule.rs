@@ -29,6 +29,16 @@ impl Adversary for Fifo {
             .min_by_key(|(_, e)| e.sent_at)
             .map_or(0, |(i, _)| i)
     }
+
+    fn pick_reply(&mut self, ctx: &mut Ctx<'_>) -> Option<usize> {
+        let oldest_message = ctx.in_flight.iter().map(|e| e.sent_at).min();
+        ctx.replies
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, r)| r.issued_at)
+            .filter(|(_, r)| oldest_message.is_none_or(|m| r.issued_at <= m))
+            .map(|(i, _)| i)
+    }
 }
 
 /// Always delivers to the lowest-numbered replica first (hbbft's `NodeOrderAdversary`).
@@ -141,5 +151,78 @@ impl Adversary for CrashRestart {
         self.next = Some(ctx.crank + 20 * n + ctx.rng.next_u64() % (60 * n * n));
         let honest = ctx.honest();
         (!honest.is_empty()).then(|| honest[(ctx.rng.next_u64() % honest.len() as u64) as usize])
+    }
+}
+
+/// Makes one honest replica fall far behind — further than the others' future-epoch window
+/// and their send queues' deferral — by delaying everything to and from it with a much larger
+/// (still finite) delivery bound, over a workload long enough for the others to run ahead and
+/// then go idle. The lagging replica must come back by catch-up, with nobody submitting any
+/// more (the idle-lag bug: catch-up waited for peers that never advanced again).
+#[derive(Default)]
+pub struct LaggingPastWindow {
+    target: Option<NodeId>,
+}
+
+impl Adversary for LaggingPastWindow {
+    fn name(&self) -> &'static str {
+        "lagging-past-window"
+    }
+
+    fn pick(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let target = *self
+            .target
+            .get_or_insert_with(|| ctx.honest().last().copied().unwrap_or(NodeId(0)));
+        pick_avoiding(ctx, |from, to| from == target || to == target)
+    }
+
+    fn delay_bound(&self, n: usize) -> Option<u64> {
+        Some(2_000 * (n * n) as u64)
+    }
+
+    fn workload_scale(&self) -> usize {
+        6
+    }
+}
+
+/// Keeps excluding one honest proposer: every message of its broadcast instance waits as long
+/// as the delivery bound allows, so its agreement tends to decide 0 epoch after epoch. Its
+/// clients' transactions, given to every honest replica, must still be committed within the
+/// censorship bound (CEN-1) through the other proposers.
+#[derive(Default)]
+pub struct ExcludeProposer {
+    target: Option<NodeId>,
+}
+
+impl Adversary for ExcludeProposer {
+    fn name(&self) -> &'static str {
+        "exclude-proposer"
+    }
+
+    fn pick(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let target = *self.target.get_or_insert_with(|| {
+            let honest = ctx.honest();
+            honest
+                .get((ctx.rng.next_u64() % honest.len().max(1) as u64) as usize)
+                .copied()
+                .unwrap_or(NodeId(0))
+        });
+        let excluded = |e: &crate::adversary::Envelope| {
+            matches!(
+                &e.message,
+                beat_core::Message::Epoch {
+                    message: beat_core::epoch::EpochMessage::Subset(
+                        beat_core::acs::SubsetMessage::Broadcast { proposer, .. }
+                    ),
+                    ..
+                } if *proposer == target
+            )
+        };
+        let len = ctx.in_flight.len();
+        let start = random_pick(len, ctx.rng);
+        (0..len)
+            .map(|k| (start + k) % len)
+            .find(|&i| !excluded(&ctx.in_flight[i]))
+            .unwrap_or(start)
     }
 }

@@ -9,6 +9,64 @@ use rand_core::Rng;
 
 use crate::adversary::{Adversary, Ctx};
 
+/// The schedule of the coin adversaries: every message about the highest-numbered proposer's
+/// instance (its broadcast and its agreement) reaches the even-numbered replicas only when
+/// nothing else is in flight (or the delivery bound forces it). They input 0 to that agreement
+/// after n−f others decided 1, while the odd-numbered replicas input 1 on delivering the
+/// broadcast: split inputs, so that random-coin rounds happen.
+pub(crate) fn split_inputs_pick(ctx: &mut Ctx<'_>) -> usize {
+    let last = NodeId((ctx.committee.n() - 1) as u32);
+    let slow = |e: &crate::adversary::Envelope| {
+        e.to.0.is_multiple_of(2)
+            && matches!(
+                &e.message,
+                Message::Epoch {
+                    message: EpochMessage::Subset(
+                        SubsetMessage::Broadcast { proposer, .. }
+                            | SubsetMessage::Agreement { proposer, .. }
+                    ),
+                    ..
+                } if *proposer == last
+            )
+    };
+    let len = ctx.in_flight.len();
+    let start = crate::adversary::random_pick(len, ctx.rng);
+    (0..len)
+        .map(|k| (start + k) % len)
+        .find(|&i| !slow(&ctx.in_flight[i]))
+        .unwrap_or(start)
+}
+
+/// Rewrites a faulty replica's BVAL or AUX in a fixed-coin round to vote against that round's
+/// coin (1 in rounds ≡ 0, 0 in rounds ≡ 1 mod 3), so that agreements reach random rounds.
+pub(crate) fn vote_against_fixed_coins(message: Message, ctx: &mut Ctx<'_>) -> Message {
+    match message {
+        Message::Epoch {
+            epoch,
+            message:
+                EpochMessage::Subset(SubsetMessage::Agreement {
+                    proposer,
+                    message: aba::Message::BVal { round, .. } | aba::Message::Aux { round, .. },
+                }),
+        } if round % 3 != 2 => {
+            let value = round % 3 == 1;
+            let m = if ctx.rng.next_u32().is_multiple_of(2) {
+                aba::Message::BVal { round, value }
+            } else {
+                aba::Message::Aux { round, value }
+            };
+            Message::Epoch {
+                epoch,
+                message: EpochMessage::Subset(SubsetMessage::Agreement {
+                    proposer,
+                    message: m,
+                }),
+            }
+        }
+        other => other,
+    }
+}
+
 /// Faulty replicas replace their coin shares with signatures on another message: valid group
 /// elements that fail verification.
 pub struct WrongCoinShares;
@@ -18,32 +76,9 @@ impl Adversary for WrongCoinShares {
         "wrong-coin-shares"
     }
 
-    /// Splits agreement inputs so that random-coin rounds happen: every message about the
-    /// highest-numbered proposer's instance (its broadcast and its agreement) reaches the
-    /// even-numbered replicas only when nothing else is in flight (or the delivery bound forces
-    /// it). They input 0 to that agreement after n−f others decided 1, while the odd-numbered
-    /// replicas input 1 on delivering the broadcast.
+    /// Splits agreement inputs so that random-coin rounds happen ([`split_inputs_pick`]).
     fn pick(&mut self, ctx: &mut Ctx<'_>) -> usize {
-        let last = NodeId((ctx.committee.n() - 1) as u32);
-        let slow = |e: &crate::adversary::Envelope| {
-            e.to.0.is_multiple_of(2)
-                && matches!(
-                    &e.message,
-                    Message::Epoch {
-                        message: EpochMessage::Subset(
-                            SubsetMessage::Broadcast { proposer, .. }
-                                | SubsetMessage::Agreement { proposer, .. }
-                        ),
-                        ..
-                    } if *proposer == last
-                )
-        };
-        let len = ctx.in_flight.len();
-        let start = crate::adversary::random_pick(len, ctx.rng);
-        (0..len)
-            .map(|k| (start + k) % len)
-            .find(|&i| !slow(&ctx.in_flight[i]))
-            .unwrap_or(start)
+        split_inputs_pick(ctx)
     }
 
     fn tamper(
@@ -61,31 +96,7 @@ impl Adversary for WrongCoinShares {
         else {
             return vec![(to, message)];
         };
-        let message = match message {
-            // Vote against each round's fixed coin so that agreements reach random rounds,
-            // where the bad shares matter.
-            Message::Epoch {
-                epoch,
-                message:
-                    EpochMessage::Subset(SubsetMessage::Agreement {
-                        proposer,
-                        message: aba::Message::BVal { round, .. } | aba::Message::Aux { round, .. },
-                    }),
-            } if round % 3 != 2 => {
-                let value = round % 3 == 1;
-                let m = if ctx.rng.next_u32().is_multiple_of(2) {
-                    aba::Message::BVal { round, value }
-                } else {
-                    aba::Message::Aux { round, value }
-                };
-                Message::Epoch {
-                    epoch,
-                    message: EpochMessage::Subset(SubsetMessage::Agreement {
-                        proposer,
-                        message: m,
-                    }),
-                }
-            }
+        let message = match vote_against_fixed_coins(message, ctx) {
             Message::Epoch {
                 epoch,
                 message:
