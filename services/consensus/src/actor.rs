@@ -62,6 +62,10 @@ pub struct ConsensusActor {
     waiting: Group,
     /// Whether a flush is running (its group is held by the flush future).
     flushing: bool,
+    /// How long without a new epoch counts as stalled (catch-up when idle).
+    stall_after: std::time::Duration,
+    /// The epoch seen at the last stall check.
+    epoch_at_last_check: Epoch,
 }
 
 impl ConsensusActor {
@@ -72,8 +76,10 @@ impl ConsensusActor {
         keystore: mpsc::UnboundedSender<Request>,
         committed: broadcast::Sender<Arc<Batch>>,
         metrics: Metrics,
+        stall_after: std::time::Duration,
     ) -> Self {
         let flusher = component.flusher();
+        let epoch_at_last_check = component.epoch();
         Self {
             component,
             link,
@@ -84,6 +90,31 @@ impl ConsensusActor {
             flusher,
             waiting: Group::default(),
             flushing: false,
+            stall_after,
+            epoch_at_last_check,
+        }
+    }
+
+    /// Runs every `stall_after`: a replica whose epoch did not move since the last check while
+    /// f+1 peers are ahead asks them for the committed batches (N5'). With load, epochs move
+    /// and this does nothing; idle, nobody else would ever make it catch up.
+    fn check_stall(&mut self, ctx: &mut Context<Self>) {
+        let epoch = self.component.epoch();
+        let moved = epoch != self.epoch_at_last_check;
+        self.epoch_at_last_check = epoch;
+        if moved {
+            return;
+        }
+        match self.component.stalled() {
+            Ok(Some(fx)) => {
+                tracing::info!(
+                    epoch = epoch.0,
+                    "no progress while peers are ahead; catching up"
+                );
+                self.commit(fx, Vec::new(), ctx);
+            }
+            Ok(None) => {}
+            Err(e) => fatal(&e),
         }
     }
 
@@ -179,6 +210,10 @@ fn fatal(e: &StoreError) {
 
 impl Actor for ConsensusActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.stall_after, |act, ctx| act.check_stall(ctx));
+    }
 }
 
 /// Effects left over from recovery, to perform once the actor runs.

@@ -283,6 +283,22 @@ impl Component {
         Ok(fx)
     }
 
+    /// Reports that the replica made no progress for a while (N5' in the core): if f+1 peers
+    /// announced later epochs, the event is logged and asks them for the committed batches.
+    /// Returns `None` when there is nothing to catch up with (nothing is logged).
+    pub fn stalled(&mut self) -> Result<Option<Effects>, StoreError> {
+        if self.node.peers_ahead() < self.node.config().committee.f_plus_one() {
+            return Ok(None);
+        }
+        let mut fx = Effects::default();
+        let seq = self.store.append(&WalEvent::Input(Input::Stalled))?;
+        match self.node.handle_input(Input::Stalled) {
+            Ok(step) => self.absorb(step, &mut fx, seq)?,
+            Err(e) => tracing::error!(error = %e, "protocol rejected a stall report locally"),
+        }
+        Ok(Some(fx))
+    }
+
     /// Every message produced since the last checkpoint, for a gateway that reconnected.
     pub fn resend(&mut self) -> Effects {
         let mut fx = Effects::default();

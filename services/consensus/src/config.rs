@@ -34,6 +34,9 @@ pub struct Config {
     pub checkpoint_every_epochs: u64,
     /// Longest reconnect backoff to the gateway and keystore, in milliseconds.
     pub max_backoff_ms: u64,
+    /// Ask peers that announced later epochs for the committed batches once this replica has
+    /// made no progress for this long, in milliseconds (catch-up when idle, N5' in the core).
+    pub stall_catch_up_ms: u64,
     /// Logging.
     pub log: LogConfig,
 }
@@ -53,6 +56,7 @@ impl Default for Config {
             max_grpc_message_bytes: 64 << 20,
             checkpoint_every_epochs: 8,
             max_backoff_ms: 5_000,
+            stall_catch_up_ms: 2_000,
             log: LogConfig::default(),
         }
     }
@@ -75,6 +79,9 @@ impl Config {
             return Err(
                 "max_submit_transactions and checkpoint_every_epochs must be at least 1".to_owned(),
             );
+        }
+        if self.stall_catch_up_ms == 0 {
+            return Err("stall_catch_up_ms must be at least 1".to_owned());
         }
         if self.max_payload_bytes < 1024 {
             return Err("max_payload_bytes must be at least 1024".to_owned());

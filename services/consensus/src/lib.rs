@@ -104,6 +104,7 @@ pub async fn serve(
         keystore_tx,
         committed.clone(),
         metrics.clone(),
+        Duration::from_millis(config.stall_catch_up_ms),
     );
     let addr = ConsensusActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
     addr.do_send(Recovered(recovered));

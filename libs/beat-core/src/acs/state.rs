@@ -96,6 +96,15 @@ impl Subset {
         self.done
     }
 
+    /// The agreements that have not decided yet, with their rounds.
+    pub fn undecided_agreements(&self) -> Vec<(NodeId, u32)> {
+        self.agreements
+            .iter()
+            .filter(|(_, a)| a.decision().is_none())
+            .map(|(p, a)| (*p, a.round()))
+            .collect()
+    }
+
     /// The proposers whose agreement has decided so far (for status reporting).
     pub fn decided(&self) -> usize {
         self.decisions.len()

@@ -146,6 +146,16 @@ impl EpochState {
         self.subset.has_proposed()
     }
 
+    /// Returns `true` once the common subset was output here.
+    pub fn is_subset_fixed(&self) -> bool {
+        self.subset.is_done()
+    }
+
+    /// The agreements that have not decided yet, with their rounds.
+    pub fn undecided_agreements(&self) -> Vec<(NodeId, u32)> {
+        self.subset.undecided_agreements()
+    }
+
     /// Returns `true` once the common subset is known and E3 can start.
     pub fn is_ready_to_finalize(&self) -> bool {
         self.subset_output.is_some() && matches!(self.phase, Phase::Agreeing)

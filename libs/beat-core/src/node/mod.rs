@@ -20,7 +20,12 @@
 //!     transactions from the buffer, retire e (keep what it still owes others: relaying
 //!     agreements and unanswered share requests, module `epoch::retired`), announce
 //!     EpochStarted(e+1) and continue with e+1
-//! N5  catch-up (module `catch_up`) may commit e from f+1 matching answers instead
+//! N5  catch-up (module `catch_up`) may commit e from f+1 matching answers instead; it is asked
+//!     for when f+1 peers announce epochs at least `catch_up_lag` ahead
+//! N5' or, when the host reports no progress for a while (`Input::Stalled`, from a timer), when
+//!     f+1 peers announce any later epoch: in an idle cluster nobody moves further ahead, so a
+//!     replica left one or two epochs behind (its messages lost with a peer's restart) would
+//!     otherwise wait for ever
 //! ```
 //!
 //! Idle replicas run no epochs: an epoch starts only when someone has something to order.

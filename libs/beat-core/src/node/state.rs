@@ -27,6 +27,9 @@ use crate::{
 pub enum Input {
     /// Transactions submitted by clients of this replica.
     Submit(Vec<Transaction>),
+    /// The host has seen this replica make no progress for a while although peers announced
+    /// later epochs (N5'). The core has no clock; hosts send this from a timer.
+    Stalled,
 }
 
 /// An output of the replica.
@@ -247,6 +250,43 @@ impl BeatNode {
         out
     }
 
+    /// How many peers announced an epoch after this replica's.
+    pub fn peers_ahead(&self) -> usize {
+        self.peer_epochs
+            .values()
+            .filter(|e| **e > self.epoch)
+            .count()
+    }
+
+    /// Returns `true` if the current epoch has started here (this replica proposed in it or
+    /// received a message for it) and is not committed yet.
+    pub fn is_epoch_in_progress(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|s| s.has_proposed() || s.seen_message)
+    }
+
+    /// The binary agreements of the current epoch that have not decided, with their rounds
+    /// (diagnostics: a run that stops with one of these is stranded).
+    pub fn undecided_agreements(&self) -> Vec<(NodeId, u32)> {
+        self.current
+            .as_ref()
+            .map(EpochState::undecided_agreements)
+            .unwrap_or_default()
+    }
+
+    /// Returns `true` once this replica knows the common subset of `epoch` (every earlier epoch
+    /// is past, and the current one's subset is output). Decryption shares for an epoch must
+    /// never be requested before (causal order, BEAT2's guarantee).
+    pub fn is_subset_fixed(&self, epoch: Epoch) -> bool {
+        epoch < self.epoch
+            || (epoch == self.epoch
+                && self
+                    .current
+                    .as_ref()
+                    .is_some_and(EpochState::is_subset_fixed))
+    }
+
     /// Epochs this replica left and still relays for (R1).
     pub fn retired_epochs(&self) -> impl Iterator<Item = Epoch> + '_ {
         self.retired.keys().copied()
@@ -303,6 +343,10 @@ impl BeatNode {
                         self.buffer.push(key, tx);
                     }
                 }
+            }
+            Input::Stalled => {
+                self.request_catch_up(&mut step, 1, true);
+                return Ok(step);
             }
         }
         self.maybe_propose(&mut step);
@@ -608,7 +652,12 @@ impl BeatNode {
 
     /// N5: asks each peer that is far enough ahead, once per own epoch.
     fn maybe_request_catch_up(&mut self, step: &mut NodeStep) {
-        let lag = self.config.params.catch_up_lag;
+        self.request_catch_up(step, self.config.params.catch_up_lag, false);
+    }
+
+    /// Asks each peer at least `lag` epochs ahead, if there are f+1 of them: once per own epoch,
+    /// or `again` (a stall: an earlier answer may have been lost with a link).
+    fn request_catch_up(&mut self, step: &mut NodeStep, lag: u64, again: bool) {
         let ahead: Vec<NodeId> = self
             .peer_epochs
             .iter()
@@ -619,7 +668,7 @@ impl BeatNode {
             return;
         }
         for peer in ahead {
-            if self.catch_up.should_ask(peer, self.epoch) {
+            if again || self.catch_up.should_ask(peer, self.epoch) {
                 self.catch_up.mark_asked(peer, self.epoch);
                 step.send(
                     peer,

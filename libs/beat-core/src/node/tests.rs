@@ -439,3 +439,32 @@ fn late_own_decryption_shares_are_released_after_the_epoch() {
         "answered"
     );
 }
+
+/// N5': one epoch behind an idle cluster, catch-up waits for `catch_up_lag` epochs of lead that
+/// never comes; a stall report asks the peers ahead at once, and again on the next report (an
+/// answer may have been lost with a link).
+#[test]
+fn a_stall_report_asks_peers_that_are_only_one_epoch_ahead() {
+    let (mut reps, _) = replicas(4, params(Variant::Beat0, 8), 5);
+    let node = &mut reps[0].node;
+    let asks = |step: &NodeStep| {
+        step.messages
+            .iter()
+            .filter(|m| matches!(m.message, Message::CatchUpRequest { .. }))
+            .count()
+    };
+    let step = node
+        .handle_message(NodeId(1), Message::EpochStarted(Epoch(1)))
+        .unwrap();
+    assert_eq!(asks(&step), 0, "one epoch is below catch_up_lag");
+    let step = node.handle_input(Input::Stalled).unwrap();
+    assert_eq!(asks(&step), 0, "one peer ahead is not f+1");
+    let step = node
+        .handle_message(NodeId(2), Message::EpochStarted(Epoch(1)))
+        .unwrap();
+    assert_eq!(asks(&step), 0);
+    let step = node.handle_input(Input::Stalled).unwrap();
+    assert_eq!(asks(&step), 2, "f+1 = 2 peers ahead are asked");
+    let step = node.handle_input(Input::Stalled).unwrap();
+    assert_eq!(asks(&step), 2, "and asked again on the next stall");
+}
