@@ -11,14 +11,18 @@
 //! * faulty replicas (the f lowest ids, whose shares the adversary holds) send `BVAL` for both
 //!   values in every round, withhold their coin shares, and once a round's coin `s` is known send
 //!   `AUX(¬s)` and `CONF({0,1})`;
-//! * the scheduler eavesdrops every coin share in flight and computes the coin as soon as it can;
+//! * the scheduler knows the fixed coins of rounds ≡ 0 and ≡ 1 (mod 3) in advance, eavesdrops
+//!   every coin share in flight and computes each random coin as soon as it can;
 //! * it delivers messages carrying `¬s` to honest replicas first and holds messages carrying `s`
-//!   back, and delays coin shares to honest replicas as long as it can;
+//!   back, and delays coin shares to honest replicas — and each replica's own share coming back
+//!   from its keystore, a separate event — as long as it can;
 //! * like every adversary here it must deliver honest-to-honest messages within a finite bound.
 //!
 //! With the CONF round, no honest replica releases its share before n−f replicas fixed their
 //! values, so the steering comes too late: every run must terminate with agreement within
-//! `max_rounds`.
+//! `max_rounds`. Steering the fixed-coin rounds keeps the agreement going into later random
+//! rounds (a sweep of seeds reaches round 5 and beyond), where the late-share rule R2 and the
+//! relay rule R1 of decided replicas are what let the last replicas finish.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -79,6 +83,12 @@ pub fn run(
     let instance = NodeId(0);
     let faulty: Vec<NodeId> = committee.members().take(f).collect();
     let honest: Vec<NodeId> = committee.members().skip(f).collect();
+    // Group 1 of the split the scheduler maintains in fixed-coin rounds.
+    let split: Vec<NodeId> = honest
+        .iter()
+        .copied()
+        .take(honest.len().div_ceil(3))
+        .collect();
     let mut nodes: BTreeMap<NodeId, BinaryAgreement> = honest
         .iter()
         .map(|id| {
@@ -98,6 +108,12 @@ pub fn run(
     let mut seen_shares: BTreeMap<u32, BTreeMap<NodeId, bls::SignatureShare>> = BTreeMap::new();
     let mut coins: BTreeMap<u32, bool> = BTreeMap::new();
     let mut faulty_aux_sent: BTreeMap<u32, bool> = BTreeMap::new();
+    // Keystore replies on their way back: (replica, round, share, requested at).
+    let mut replies: Vec<(NodeId, u32, bls::SignatureShare, u64)> = Vec::new();
+    // The fixed coins are public.
+    for round in (0..max_rounds).filter(|r| r % 3 != 2) {
+        coins.insert(round, round % 3 == 0);
+    }
 
     // Faulty replicas vote both values in every round up front.
     for round in 0..max_rounds {
@@ -179,11 +195,7 @@ pub fn run(
                         }
                         .message(),
                     );
-                    let next = nodes
-                        .get_mut(&id)
-                        .map(|a| a.handle_coin_share(round, share))
-                        .unwrap_or_default();
-                    pending.push((id, next));
+                    replies.push((id, round, share, crank));
                 }
             }
             for out in step.messages {
@@ -228,12 +240,20 @@ pub fn run(
             if faulty_aux_sent.insert(*round, true).is_none() {
                 for from in &faulty {
                     for to in &honest {
+                        // A fixed coin is known before the round: keep the honest replicas
+                        // split (group 1 towards ¬s, group 2 towards {0, 1}, so est = s).
+                        // A random coin is learned late: push everyone towards ¬s.
+                        let value = if round % 3 != 2 && !split.contains(to) {
+                            *s
+                        } else {
+                            !*s
+                        };
                         queue.push(Flight {
                             from: *from,
                             to: *to,
                             message: aba::Message::Aux {
                                 round: *round,
-                                value: !*s,
+                                value,
                             },
                             sent_at: crank,
                         });
@@ -241,7 +261,24 @@ pub fn run(
                 }
             }
         }
-        if decided.len() == honest.len() || queue.is_empty() {
+        // A keystore reply comes back only when nothing else is left, or when overdue.
+        if let Some(i) = replies
+            .iter()
+            .position(|r| queue.is_empty() || crank - r.3 > max_delay)
+        {
+            let (id, round, share, _) = replies.swap_remove(i);
+            crank += 1;
+            let next = nodes
+                .get_mut(&id)
+                .map(|a| a.handle_coin_share(round, share))
+                .unwrap_or_default();
+            pending.push((id, next));
+            continue;
+        }
+        if decided.len() == honest.len() && queue.is_empty() {
+            break;
+        }
+        if queue.is_empty() {
             break;
         }
         let max_round = nodes
@@ -276,14 +313,24 @@ pub fn run(
                     | aba::Message::Coin { round, .. } => Some(*round),
                     aba::Message::Term(_) => None,
                 };
+                let fixed = round.is_some_and(|r| r % 3 != 2);
+                let bval = matches!(m.message, aba::Message::BVal { .. });
                 match (round.and_then(|r| coins.get(&r)), &m.message) {
                     // Coin shares reach honest replicas last, except invalid faulty ones, which
                     // the adversary wants counted among the first f+1.
-                    (_, aba::Message::Coin { .. }) if faulty.contains(&m.from) => 2,
+                    (_, aba::Message::Coin { .. }) if faulty.contains(&m.from) => 3,
                     (_, aba::Message::Coin { .. }) => 0,
-                    (Some(s), _) if carries(!*s) => 3,
+                    // Fixed coin s, group 2: BVAL(¬s) first (AUX(¬s)), then s into bin_values
+                    // too, so that vals = {0, 1} and est = s.
+                    (Some(s), _) if fixed && !split.contains(&m.to) => match (bval, carries(!*s)) {
+                        (true, true) => 4,
+                        (true, false) => 3,
+                        (false, false) if faulty.contains(&m.from) => 3,
+                        _ => 1,
+                    },
+                    (Some(s), _) if carries(!*s) => 4,
                     (Some(s), _) if carries(*s) => 0,
-                    _ => 1,
+                    _ => 2,
                 }
             };
             let best = queue.iter().map(score).max().unwrap_or(0);

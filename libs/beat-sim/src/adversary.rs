@@ -151,6 +151,21 @@ pub trait Adversary {
         1
     }
 
+    /// Resets an honest replica's peer links before the next delivery, as a restart of its
+    /// gateway would: every message in flight to it is lost, and each peer re-sends what it
+    /// sent since its last checkpoint (what the consensus service re-sends when its gateway
+    /// link comes back). Older messages are gone for good; the replica must catch up.
+    fn reset_links(&mut self, _ctx: &mut Ctx<'_>) -> Option<NodeId> {
+        None
+    }
+
+    /// Fires an honest replica's stall timer before the next delivery (a host's timer can fire
+    /// whenever progress is slow, not only when it has stopped): `Input::Stalled`, which asks
+    /// for catch-up if f+1 peers are ahead.
+    fn stall(&mut self, _ctx: &mut Ctx<'_>) -> Option<NodeId> {
+        None
+    }
+
     /// Whether faulty replicas receive client transactions (and so propose them).
     fn faulty_get_inputs(&self) -> bool {
         true

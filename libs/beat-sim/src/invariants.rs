@@ -13,10 +13,16 @@
 //! | `MEM-1` | bounded memory: an honest replica queues messages for at most `max_future_epochs` future epochs |
 //! | `ERR-1` | no entry point of an honest replica returns an error |
 //! | `RST-1` | a restarted replica, rebuilt from its checkpoint and write-ahead log, sends nothing it had not sent before (it cannot equivocate) |
+//! | `TRM-1` | no honest replica is stranded: once nothing is in flight (and stall timers fired), every honest replica is in the same epoch and none has an epoch in progress — every binary agreement any of them started has decided everywhere |
+//! | `CAU-1` | causal order: an honest replica asks for decryption shares of an epoch only once its common subset is fixed there, and only for ciphertexts labelled for that epoch and proposer (BEAT2: for a client) |
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use beat_core::{Batch, Content, Fault, Params, buffer::transaction_digest};
+use beat_core::{
+    Batch, BeatNode, Content, Fault, Params, Request,
+    buffer::transaction_digest,
+    codec::{epoch_label, is_client_label},
+};
 use beat_crypto::Digest;
 use beat_types::{Committee, Epoch, NodeId, Transaction};
 
@@ -215,6 +221,89 @@ impl Checker {
         if !self.faulty.contains(&node) {
             self.violate("ERR-1", crank, format!("node {node}: {error}"));
         }
+    }
+
+    /// Checks a keystore request an honest replica made (`CAU-1`); `node` is its state right
+    /// after the step that made it.
+    pub fn on_request(&mut self, id: NodeId, node: &BeatNode, request: &Request, crank: u64) {
+        let Request::DecryptionShares { epoch, items } = request else {
+            return;
+        };
+        if !node.is_subset_fixed(*epoch) {
+            self.violate(
+                "CAU-1",
+                crank,
+                format!("node {id} asked for decryption shares of epoch {epoch} before its common subset was fixed"),
+            );
+        }
+        let beat2 = self.params.variant == beat_types::Variant::Beat2;
+        for item in items {
+            let ok = if beat2 {
+                is_client_label(&item.expected_label)
+            } else {
+                item.expected_label == epoch_label(*epoch, item.slot.proposer)
+            };
+            if !ok {
+                self.violate(
+                    "CAU-1",
+                    crank,
+                    format!(
+                        "node {id} asked for a decryption share in epoch {epoch} slot {:?} under a label that does not bind it there",
+                        item.slot
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Checks that no honest replica is stranded once nothing is in flight (`TRM-1`).
+    pub fn check_quiescent(&mut self, nodes: &BTreeMap<NodeId, SimNode>, crank: u64) {
+        let honest: Vec<(NodeId, &BeatNode)> = self
+            .next_epoch
+            .keys()
+            .filter_map(|id| nodes.get(id).map(|s| (*id, &s.node)))
+            .collect();
+        let highest = honest
+            .iter()
+            .map(|(_, n)| n.epoch())
+            .max()
+            .unwrap_or_default();
+        let mut stranded = Vec::new();
+        for (id, node) in &honest {
+            if node.epoch() < highest {
+                stranded.push(format!(
+                    "node {id} at epoch {} (others at {highest})",
+                    node.epoch()
+                ));
+            } else if node.is_epoch_in_progress() {
+                let undecided: Vec<String> = node
+                    .undecided_agreements()
+                    .iter()
+                    .map(|(p, r)| format!("agreement {p} in round {r}"))
+                    .collect();
+                stranded.push(format!(
+                    "node {id} has epoch {} in progress, undecided: [{}]",
+                    node.epoch(),
+                    undecided.join(", ")
+                ));
+            }
+        }
+        if !stranded.is_empty() {
+            self.violate(
+                "TRM-1",
+                crank,
+                format!("nothing in flight, but {}", stranded.join("; ")),
+            );
+        }
+    }
+
+    /// Records that the run could not drain (messages kept flowing after the workload).
+    pub fn on_no_quiescence(&mut self, crank: u64) {
+        self.violate(
+            "TRM-1",
+            crank,
+            "messages still in flight when the drain budget ran out".to_owned(),
+        );
     }
 
     /// Records a restarted replica that produced messages it had not sent before.

@@ -9,7 +9,7 @@ use std::{
 
 use beat_core::{
     Batch, BeatNode, Checkpoint, Config, Input, Message, NodeStep, Outgoing, Output, Params,
-    ProposalSeed, PublicKeys, Reply, Request, sender_queue::SenderQueue,
+    ProposalSeed, PublicKeys, Reply, Request, Target, sender_queue::SenderQueue,
 };
 use beat_crypto::{bls, tdh2};
 use beat_types::{Committee, Epoch, NodeId, Transaction};
@@ -69,6 +69,8 @@ pub struct Stats {
     pub delivered: u64,
     /// Deliveries forced by the eventual-delivery bound.
     pub forced: u64,
+    /// Peer-link resets (messages in flight lost, recent ones re-sent).
+    pub link_resets: u64,
 }
 
 /// The seeded virtual network.
@@ -99,6 +101,9 @@ pub struct VirtualNet {
     measure: bool,
     /// Serve keystore requests within the step that made them (benchmarks only).
     immediate_replies: bool,
+    /// Set while draining: faulty replicas stop injecting and the adversary stops crashing
+    /// replicas, so that the network can become quiescent (its schedule still applies).
+    quiesce: bool,
     /// Invariant checks, run after every delivery.
     pub checker: Checker,
     /// Statistics.
@@ -270,6 +275,7 @@ impl Builder {
             max_delay,
             measure: self.measure,
             immediate_replies: self.measure,
+            quiesce: false,
             checker,
             stats: Stats::default(),
         })
@@ -329,6 +335,60 @@ impl VirtualNet {
     /// Keystore replies not yet returned.
     pub fn pending_replies(&self) -> usize {
         self.replies.len()
+    }
+
+    /// Tells replica `id` it made no progress for a while, as its host's timer would (the
+    /// consensus service does so after `stall_catch_up_ms` without a new epoch while f+1 peers
+    /// are ahead).
+    pub fn stall(&mut self, id: NodeId) {
+        let measure = self.measure;
+        let Some(sim) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if sim.node.peers_ahead() < self.committee.f_plus_one() {
+            return;
+        }
+        match sim.apply(Event::Input(Input::Stalled), measure) {
+            Ok(step) => self.run_step(id, step),
+            Err(e) => self.checker.on_error(id, &e.to_string(), self.crank),
+        }
+    }
+
+    /// Resets replica `id`'s peer links (see [`Adversary::reset_links`]): messages in flight to
+    /// it are lost, and every peer re-sends what it sent since its last checkpoint.
+    pub fn reset_links(&mut self, id: NodeId) {
+        let lost: Vec<usize> = (0..self.queue.len())
+            .rev()
+            .filter(|&i| self.queue[i].to == id)
+            .collect();
+        for i in lost {
+            let _ = self.take(i);
+        }
+        self.stats.link_resets += 1;
+        let peers: Vec<NodeId> = self.committee.members().filter(|p| *p != id).collect();
+        for peer in peers {
+            let Some(sim) = self.nodes.get_mut(&peer) else {
+                continue;
+            };
+            let again: Vec<Outgoing<Message>> = sim
+                .sent_since_checkpoint
+                .iter()
+                .filter(|o| matches!(o.target, Target::All) || o.target == Target::Node(id))
+                .map(|o| Outgoing {
+                    target: Target::Node(id),
+                    message: o.message.clone(),
+                })
+                .collect();
+            let ready = sim.queue.outgoing(again);
+            self.send_all(peer, ready);
+        }
+    }
+
+    /// Fires every honest replica's stall timer (the network is quiescent).
+    pub fn stall_all(&mut self) {
+        for id in self.honest().collect::<Vec<_>>() {
+            self.stall(id);
+        }
     }
 
     /// Submits transactions to replica `to` as a client would.
@@ -456,6 +516,9 @@ impl VirtualNet {
                 }
             }
             for request in step.requests {
+                if !self.faulty.contains(&id) {
+                    self.checker.on_request(id, &sim.node, &request, self.crank);
+                }
                 let SimNode {
                     keystore,
                     log,
@@ -507,16 +570,8 @@ impl VirtualNet {
 
     /// Delivers one message. Returns `false` when nothing is in flight.
     pub fn crank(&mut self) -> bool {
-        if let Some(id) = self.with_ctx(|adv, ctx| adv.restart(ctx))
-            && !self.faulty.contains(&id)
-        {
-            self.restart(id);
-        }
-        let injected = self.with_ctx(|adv, ctx| adv.inject(ctx));
-        for (from, to, message) in injected {
-            if self.faulty.contains(&from) {
-                self.enqueue(from, to, message);
-            }
+        if !self.quiesce {
+            self.adversary_acts();
         }
         if self.queue.is_empty() && self.replies.is_empty() {
             return false;
@@ -549,6 +604,60 @@ impl VirtualNet {
         }
         self.checker.after_delivery(&self.nodes, self.crank);
         true
+    }
+
+    /// Crashes, stall timers and injected messages, as the adversary decides.
+    fn adversary_acts(&mut self) {
+        if let Some(id) = self.with_ctx(|adv, ctx| adv.restart(ctx))
+            && !self.faulty.contains(&id)
+        {
+            self.restart(id);
+        }
+        if let Some(id) = self.with_ctx(|adv, ctx| adv.stall(ctx))
+            && !self.faulty.contains(&id)
+        {
+            self.stall(id);
+        }
+        if let Some(id) = self.with_ctx(|adv, ctx| adv.reset_links(ctx))
+            && !self.faulty.contains(&id)
+        {
+            self.reset_links(id);
+        }
+        let injected = self.with_ctx(|adv, ctx| adv.inject(ctx));
+        for (from, to, message) in injected {
+            if self.faulty.contains(&from) {
+                self.enqueue(from, to, message);
+            }
+        }
+    }
+
+    /// Delivers everything in flight (the adversary injecting and crashing nothing more, its
+    /// schedule still applying), firing the honest replicas' stall timers whenever the network
+    /// falls quiet, then checks that nobody is stranded (`TRM-1`). At most `budget` deliveries.
+    pub fn drain(&mut self, budget: u64) {
+        self.quiesce = true;
+        let limit = self.crank.saturating_add(budget);
+        let mut quiet_stalls = 0;
+        while self.crank < limit {
+            if self.crank() {
+                continue;
+            }
+            // Quiet: stall timers fire; if they start nothing, the run is settled.
+            let before = self.queue.len() + self.replies.len();
+            self.stall_all();
+            if self.queue.len() + self.replies.len() == before {
+                quiet_stalls += 1;
+            }
+            if quiet_stalls >= 2 {
+                break;
+            }
+        }
+        self.quiesce = false;
+        if !self.queue.is_empty() || !self.replies.is_empty() {
+            self.checker.on_no_quiescence(self.crank);
+        } else {
+            self.checker.check_quiescent(&self.nodes, self.crank);
+        }
     }
 
     /// The oldest keystore reply to an honest replica, if it exceeded the delay bound.

@@ -94,15 +94,26 @@ impl Scenario {
             net.submit(id, submitted.clone())?;
         }
         let mut completed = false;
+        let mut quiet = 0;
         while net.cranks() < self.max_cranks {
             if net.checker.workload_done() {
                 completed = true;
                 break;
             }
-            if !net.crank() {
-                completed = net.checker.workload_done();
+            if net.crank() {
+                quiet = 0;
+                continue;
+            }
+            // Nothing in flight and the workload not done: the hosts' stall timers fire (N5').
+            quiet += 1;
+            if quiet > 2 {
                 break;
             }
+            net.stall_all();
+        }
+        if completed {
+            // No honest replica may be left behind once the load stops (TRM-1).
+            net.drain(self.max_cranks.saturating_sub(net.cranks()).max(100_000));
         }
         let params = self.params();
         let per_epoch = params.proposal_size(net.committee);

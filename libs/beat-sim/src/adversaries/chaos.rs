@@ -1,7 +1,7 @@
 //! The composite random adversary: seeded, it draws its own mixture of behaviours and then
 //! decides message by message among delivering, delaying, dropping (a faulty replica's),
-//! mutating, replaying, duplicating and sending selectively, with late keystore replies and the
-//! occasional crash-restart of an honest replica. The named adversaries are heuristics someone
+//! mutating, replaying, duplicating and sending selectively, with late keystore replies, stall
+//! timers that fire whenever they like, and the occasional crash-restart of an honest replica. The named adversaries are heuristics someone
 //! wrote; seed sweeps of this one explore combinations nobody wrote (hbbft's `RandomAdversary`
 //! and commonware's disrupter are the precedent).
 
@@ -41,6 +41,8 @@ struct Mix {
     starve: u32,
     /// An honest replica crashes and recovers before a delivery.
     restart: u32,
+    /// An honest replica's stall timer fires (spuriously, or not) before a delivery.
+    stall: u32,
 }
 
 impl Mix {
@@ -56,6 +58,7 @@ impl Mix {
             reply: p(1000),
             starve: p(950),
             restart: p(2),
+            stall: p(20),
         }
     }
 }
@@ -271,6 +274,14 @@ impl Adversary for Chaos {
     fn restart(&mut self, ctx: &mut Ctx<'_>) -> Option<NodeId> {
         let mix = self.mix(ctx);
         if !roll(ctx.rng, mix.restart) {
+            return None;
+        }
+        random_of(&ctx.honest(), ctx.rng)
+    }
+
+    fn stall(&mut self, ctx: &mut Ctx<'_>) -> Option<NodeId> {
+        let mix = self.mix(ctx);
+        if !roll(ctx.rng, mix.stall) {
             return None;
         }
         random_of(&ctx.honest(), ctx.rng)

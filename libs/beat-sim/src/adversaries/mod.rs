@@ -28,6 +28,7 @@
 //! | `silent-proposer` | faulty replicas take part in everything but never propose |
 //! | `equivocating-echo` | faulty replicas send `Echo`/`Ready` for another (well-formed) value to half the replicas, both to one |
 //! | `lagging-past-window` | one honest replica falls further behind than every window, then the load stops: it must catch up while the cluster is idle |
+//! | `link-reset` | one honest replica lags and its gateway restarts now and then: in-flight messages to it are lost, peers re-send only what they sent since their last checkpoint |
 //! | `exclude-proposer` | the scheduler keeps one honest proposer's broadcast last, epoch after epoch |
 //! | `chaos` | composite: a seeded mixture of delay, drop, mutate, replay, duplicate, selective sends, late replies and crashes, chosen per message |
 //!
@@ -49,7 +50,7 @@ pub use chaos::Chaos;
 pub use noise::{FutureEpochFlood, Garbage, Replay, Silent};
 pub use schedule::{
     Benign, CrashRestart, ExcludeProposer, Fifo, FirstDelivery, Lagging, LaggingPastWindow,
-    Partition,
+    LinkReset, Partition,
 };
 pub use selective::{RelayStarvation, SelectiveCoinShares, SelectiveDecryptionShares};
 pub use shares::{WrongCoinShares, WrongDecryptionShares};
@@ -85,6 +86,7 @@ pub const NAMES: &[&str] = &[
     "silent-proposer",
     "equivocating-echo",
     "lagging-past-window",
+    "link-reset",
     "exclude-proposer",
     "chaos",
 ];
@@ -118,6 +120,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Adversary>> {
         "silent-proposer" => Box::new(SilentProposer),
         "equivocating-echo" => Box::new(EquivocatingEcho::default()),
         "lagging-past-window" => Box::new(LaggingPastWindow::default()),
+        "link-reset" => Box::new(LinkReset::default()),
         "exclude-proposer" => Box::new(ExcludeProposer::default()),
         "chaos" => Box::new(Chaos::default()),
         _ => return None,

@@ -226,3 +226,43 @@ impl Adversary for ExcludeProposer {
             .unwrap_or(start)
     }
 }
+
+/// Makes one honest replica lag (its traffic waits as long as the bound allows) and now and
+/// then restarts its gateway: messages in flight to it are lost, and peers re-send only what
+/// they sent since their last checkpoint. The replica then misses messages for good and must
+/// catch up from committed batches — also when it is only one or two epochs behind an idle
+/// cluster, where peers never get `catch_up_lag` epochs ahead (N5': the stall timer).
+#[derive(Default)]
+pub struct LinkReset {
+    target: Option<NodeId>,
+    next: Option<u64>,
+}
+
+impl Adversary for LinkReset {
+    fn name(&self) -> &'static str {
+        "link-reset"
+    }
+
+    fn pick(&mut self, ctx: &mut Ctx<'_>) -> usize {
+        let target = *self
+            .target
+            .get_or_insert_with(|| ctx.honest().last().copied().unwrap_or(NodeId(0)));
+        pick_avoiding(ctx, |from, to| from == target || to == target)
+    }
+
+    fn reset_links(&mut self, ctx: &mut Ctx<'_>) -> Option<NodeId> {
+        let n = ctx.committee.n() as u64;
+        let next = *self
+            .next
+            .get_or_insert_with(|| ctx.crank + 30 * n + ctx.rng.next_u64() % (60 * n));
+        if ctx.crank < next {
+            return None;
+        }
+        self.next = Some(ctx.crank + 30 * n + ctx.rng.next_u64() % (120 * n));
+        self.target
+    }
+
+    fn workload_scale(&self) -> usize {
+        3
+    }
+}
