@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::adversary::{Adversary, Ctx};
 
 /// If `message` is `from`'s own proposal (`Val` of its own broadcast), returns its epoch.
-fn own_val(from: NodeId, message: &Message) -> Option<Epoch> {
+pub(super) fn own_val(from: NodeId, message: &Message) -> Option<Epoch> {
     match message {
         Message::Epoch {
             epoch,
@@ -32,7 +32,7 @@ fn own_val(from: NodeId, message: &Message) -> Option<Epoch> {
 }
 
 /// The `Val` messages an honest proposer `proposer` would send for `value`, per recipient.
-fn val_messages(
+pub(super) fn val_messages(
     ctx: &Ctx<'_>,
     proposer: NodeId,
     value: Bytes,
@@ -86,7 +86,7 @@ fn alternative_contribution(ctx: &mut Ctx<'_>, epoch: Epoch, proposer: NodeId, t
     }
 }
 
-fn wrap(epoch: Epoch, proposer: NodeId, message: BroadcastMessage) -> Message {
+pub(super) fn wrap(epoch: Epoch, proposer: NodeId, message: BroadcastMessage) -> Message {
     Message::Epoch {
         epoch,
         message: EpochMessage::Subset(SubsetMessage::Broadcast { proposer, message }),
