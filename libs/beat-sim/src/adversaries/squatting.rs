@@ -2,9 +2,11 @@
 //!
 //! BEAT2 orders each client request once, keyed by the label its ciphertext carries. Labels are
 //! predictable — the simulator's workload, like most clients, numbers its requests 0, 1, 2, … —
-//! so a faulty proposer that learns a client's identity can order junk ciphertexts under that
-//! client's future labels. If the replicas accepted them, the labels would be spent and the
-//! client's real requests suppressed everywhere.
+//! so a faulty proposer that learns a client's identity can encrypt junk under that client's
+//! future labels. Were such ciphertexts ordered, the labels would be spent and the client's
+//! real requests suppressed everywhere. Since labels name the client's public key and the
+//! client must sign the ciphertext, the squatter (who can sign only with its own key) is
+//! rejected at E3 and blamed, and the labels stay unspent.
 
 use std::collections::BTreeMap;
 
@@ -13,10 +15,12 @@ use beat_core::{
     acs::SubsetMessage,
     bracha,
     broadcast::BroadcastMessage,
-    codec::{client_label, decode_transactions, encode_transactions},
+    client::{ClientTransaction, client_label, sign_client_ciphertext},
+    codec::{decode_transactions, encode_transactions},
     epoch::EpochMessage,
 };
-use beat_types::{Epoch, NodeId, Transaction, Variant};
+use beat_crypto::identity::{IdentityKeypair, IdentityPublicKey};
+use beat_types::{Epoch, NodeId, Variant};
 use bytes::Bytes;
 
 use super::broadcast::{own_val, val_messages, wrap};
@@ -25,40 +29,30 @@ use crate::adversary::{Adversary, Ctx};
 /// Faulty proposers in BEAT2 replace their proposal with valid TDH2 ciphertexts of junk under
 /// the labels of requests honest clients have not been served yet: for every client seen in a
 /// proposal (their own, or one eavesdropped in flight), the request numbers just above the
-/// highest one seen. Every recipient gets the same proposal, so it is agreed on. In the other
-/// variants they behave honestly.
+/// highest one seen. They sign with a key of their own — the best they can do. Every recipient
+/// gets the same proposal, so it is agreed on. In the other variants they behave honestly.
 #[derive(Default)]
 pub struct LabelSquatting {
     /// Clients seen, with the next request number to squat.
-    clients: BTreeMap<Vec<u8>, u64>,
+    clients: BTreeMap<IdentityPublicKey, u64>,
+    /// The squatter's own signing key.
+    key: Option<IdentityKeypair>,
     /// Per (epoch, faulty proposer): the squatting proposal's `Val` per recipient, or `None`
     /// where it proposed honestly.
     alternatives: BTreeMap<(Epoch, NodeId), Option<BTreeMap<NodeId, BroadcastMessage>>>,
 }
 
-/// The client identity and request number of a client label, if `label` is one.
-fn parse_client_label(label: &[u8]) -> Option<(Vec<u8>, u64)> {
-    let rest = label.strip_prefix(b"BEAT-CLIENT-V1/".as_slice())?;
-    let (len, rest) = rest.split_first_chunk::<8>()?;
-    let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
-    let (client, request) = rest.split_at_checked(len)?;
-    let request: [u8; 8] = request.try_into().ok()?;
-    Some((client.to_vec(), u64::from_le_bytes(request)))
-}
-
 impl LabelSquatting {
-    /// Learns the clients and request numbers of the client ciphertexts in `value`.
+    /// Learns the clients and request numbers of the client transactions in `value`.
     fn learn(&mut self, value: &[u8]) {
         let Some(txs) = decode_transactions(value, usize::MAX, usize::MAX) else {
             return;
         };
         for tx in txs {
-            let Ok(ct) = beat_crypto::tdh2::Ciphertext::from_bytes(tx.as_bytes()) else {
-                continue;
-            };
-            if let Some((client, request)) = parse_client_label(ct.label()) {
-                let next = self.clients.entry(client).or_default();
-                *next = (*next).max(request.saturating_add(1));
+            if let Ok(parsed) = ClientTransaction::from_bytes(tx.as_bytes()) {
+                let label = parsed.label();
+                let next = self.clients.entry(label.client).or_default();
+                *next = (*next).max(label.request.saturating_add(1));
             }
         }
     }
@@ -86,8 +80,11 @@ impl LabelSquatting {
     /// A full proposal of junk under the next labels of the clients seen, round robin.
     fn squatting_value(&mut self, ctx: &mut Ctx<'_>, epoch: Epoch, proposer: NodeId) -> Bytes {
         let count = ctx.config.params.proposal_size(ctx.committee);
+        let key = self
+            .key
+            .get_or_insert_with(|| IdentityKeypair::generate(ctx.rng));
         let mut txs = Vec::with_capacity(count);
-        let clients: Vec<Vec<u8>> = self.clients.keys().cloned().collect();
+        let clients: Vec<IdentityPublicKey> = self.clients.keys().copied().collect();
         for (i, client) in clients.iter().cycle().take(count).enumerate() {
             let Some(next) = self.clients.get_mut(client) else {
                 continue;
@@ -100,7 +97,7 @@ impl LabelSquatting {
                 .encryption
                 .encrypt(&label, junk.as_bytes(), ctx.rng)
             {
-                txs.push(Transaction::new(ct.to_bytes()));
+                txs.push(sign_client_ciphertext(key, &ct));
             }
         }
         Bytes::from(encode_transactions(&txs))
