@@ -33,9 +33,9 @@ pub enum TransactionError {
         /// Limit.
         max: usize,
     },
-    /// BEAT2 transactions must be valid client ciphertexts with a client label.
-    #[error("not a valid client ciphertext: {0}")]
-    InvalidCiphertext(String),
+    /// BEAT2 transactions must be valid, signed client transactions.
+    #[error("not a valid client transaction: {0}")]
+    InvalidClientTransaction(#[from] crate::client::ClientTransactionError),
 }
 
 /// What happened to a submitted transaction.

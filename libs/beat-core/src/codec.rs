@@ -1,4 +1,5 @@
-//! Contribution encoding and ciphertext labels.
+//! Contribution encoding and replica ciphertext labels (BEAT2 client labels are in
+//! [`crate::client`]).
 //!
 //! A contribution is a list of transactions, encoded with postcard (a length-prefixed sequence of
 //! length-prefixed byte strings). Every honest replica decodes the same bytes the same way, so a
@@ -17,31 +18,6 @@ pub fn epoch_label(epoch: Epoch, proposer: NodeId) -> Vec<u8> {
 }
 
 const EPOCH_LABEL_PREFIX: &[u8] = b"BEAT-EPOCH-V1/";
-const CLIENT_LABEL_PREFIX: &[u8] = b"BEAT-CLIENT-V1/";
-
-/// The label a BEAT2 client puts on a transaction: its identity and a request number, so the
-/// ciphertext can only ever be decrypted as that request.
-pub fn client_label(client: &[u8], request: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(CLIENT_LABEL_PREFIX.len() + client.len() + 9);
-    out.extend_from_slice(CLIENT_LABEL_PREFIX);
-    out.extend_from_slice(&(client.len() as u64).to_le_bytes());
-    out.extend_from_slice(client);
-    out.extend_from_slice(&request.to_le_bytes());
-    out
-}
-
-/// Returns `true` for a well-formed BEAT2 client label.
-pub fn is_client_label(label: &[u8]) -> bool {
-    let Some(rest) = label.strip_prefix(CLIENT_LABEL_PREFIX) else {
-        return false;
-    };
-    if rest.len() < 16 {
-        return false;
-    }
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&rest[..8]);
-    u64::from_le_bytes(len) == (rest.len() - 16) as u64
-}
 
 /// Encodes a contribution.
 pub fn encode_transactions(txs: &[Transaction]) -> Vec<u8> {
@@ -98,15 +74,10 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_distinct_and_recognised() {
+    fn epoch_labels_are_distinct() {
         assert_ne!(
             epoch_label(Epoch(1), NodeId(2)),
             epoch_label(Epoch(2), NodeId(1))
         );
-        let l = client_label(b"alice", 7);
-        assert!(is_client_label(&l));
-        assert!(!is_client_label(&epoch_label(Epoch(1), NodeId(2))));
-        assert!(!is_client_label(&l[..l.len() - 1]));
-        assert_ne!(client_label(b"ab", 1), client_label(b"a", 1));
     }
 }

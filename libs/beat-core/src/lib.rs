@@ -19,6 +19,7 @@ mod batch;
 pub mod bracha;
 pub mod broadcast;
 pub mod buffer;
+pub mod client;
 pub mod codec;
 mod config;
 pub mod decrypt;

@@ -5,7 +5,7 @@
 //! | `AGR-1` | agreement: honest replicas commit identical batches for every epoch |
 //! | `ORD-1` | total order: each honest replica commits epochs 0, 1, 2, … once each, without gaps |
 //! | `VAL-1` | validity: an honest proposer's contribution is never rejected, and contains only transactions clients submitted |
-//! | `DUP-1` | no replica commits the same transaction twice |
+//! | `DUP-1` | no replica commits the same transaction twice; in BEAT2, which de-duplicates by label, no replica orders the same label twice (two requests with equal plaintexts are legitimate) |
 //! | `CEN-1` | censorship resilience: a transaction given to every honest replica is committed within a bounded number of epochs |
 //! | `LIV-1` | liveness: the workload is committed everywhere within the delivery budget |
 //! | `FLT-1` | no honest replica is ever reported faulty by an honest replica |
@@ -19,12 +19,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use beat_core::{
-    Batch, BeatNode, Content, Fault, Params, Request,
-    buffer::transaction_digest,
-    codec::{epoch_label, is_client_label},
+    Batch, BeatNode, Content, Fault, Params, Request, buffer::transaction_digest,
+    client::is_client_label, codec::epoch_label,
 };
 use beat_crypto::Digest;
-use beat_types::{Committee, Epoch, NodeId, Transaction};
+use beat_types::{Committee, Epoch, NodeId, Transaction, Variant};
 
 use crate::net::SimNode;
 
@@ -57,6 +56,8 @@ pub struct Checker {
     reference: BTreeMap<Epoch, Digest>,
     next_epoch: BTreeMap<NodeId, Epoch>,
     committed: BTreeMap<NodeId, HashSet<Digest>>,
+    /// BEAT2: the label keys each replica ordered.
+    ordered_labels: BTreeMap<NodeId, HashSet<Digest>>,
     /// Expected transactions (in committed form) and the honest epoch when they were given to
     /// every honest replica.
     workload: HashMap<Digest, Epoch>,
@@ -85,6 +86,7 @@ impl Checker {
             reference: BTreeMap::new(),
             next_epoch,
             committed: BTreeMap::new(),
+            ordered_labels: BTreeMap::new(),
             workload: HashMap::new(),
             remaining: BTreeMap::new(),
             first_committed_in: HashMap::new(),
@@ -183,16 +185,28 @@ impl Checker {
                 Content::Stored(_) => {}
             }
         }
+        let beat2 = self.params.variant == Variant::Beat2;
         let seen = self.committed.entry(node).or_default();
         let mut duplicates = Vec::new();
         let mut newly_expected = 0;
         for tx in batch.transactions() {
             let key = transaction_digest(tx);
             if !seen.insert(key) {
-                duplicates.push(format!("{tx:?}"));
+                // BEAT2 orders requests, not plaintexts: equal plaintexts may commit twice.
+                if !beat2 {
+                    duplicates.push(format!("transaction {tx:?}"));
+                }
             } else if self.workload.contains_key(&key) {
                 newly_expected += 1;
                 self.first_committed_in.entry(key).or_insert(batch.epoch);
+            }
+        }
+        if beat2 {
+            let labels = self.ordered_labels.entry(node).or_default();
+            for label in &batch.ordered_labels {
+                if !labels.insert(*label) {
+                    duplicates.push(format!("label {label:?}"));
+                }
             }
         }
         if let Some(r) = self.remaining.get_mut(&node) {
@@ -369,5 +383,61 @@ impl Checker {
             );
         }
         let _ = self.committee;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use beat_core::Contribution;
+
+    use super::*;
+
+    fn checker(variant: Variant) -> Checker {
+        let params = Params {
+            variant,
+            ..Params::default()
+        };
+        Checker::new(Committee::new(4).unwrap(), BTreeSet::new(), params)
+    }
+
+    fn batch(epoch: u64, txs: &[&[u8]], labels: &[u8]) -> Batch {
+        Batch {
+            epoch: Epoch(epoch),
+            contributions: vec![Contribution {
+                proposer: NodeId(0),
+                content: Content::Transactions(
+                    txs.iter().map(|t| Transaction::new(t.to_vec())).collect(),
+                ),
+            }],
+            ordered_labels: labels.iter().map(|l| Digest([*l; 32])).collect(),
+        }
+    }
+
+    fn dup_violations(checker: &Checker) -> usize {
+        checker
+            .violations
+            .iter()
+            .filter(|v| v.invariant == "DUP-1")
+            .count()
+    }
+
+    #[test]
+    fn dup1_in_beat2_counts_labels_not_plaintexts() {
+        let mut c = checker(Variant::Beat2);
+        c.on_commit(NodeId(0), &batch(0, &[b"buy 1"], &[1]), 1);
+        // The same plaintext again, as another request (another label): legitimate.
+        c.on_commit(NodeId(0), &batch(1, &[b"buy 1"], &[2]), 2);
+        assert_eq!(dup_violations(&c), 0);
+        // A label ordered a second time is a duplicate, whatever it decrypted to.
+        c.on_commit(NodeId(0), &batch(2, &[b"sell 1"], &[1]), 3);
+        assert_eq!(dup_violations(&c), 1);
+    }
+
+    #[test]
+    fn dup1_in_other_variants_counts_plaintexts() {
+        let mut c = checker(Variant::Beat0);
+        c.on_commit(NodeId(0), &batch(0, &[b"buy 1"], &[]), 1);
+        c.on_commit(NodeId(0), &batch(1, &[b"buy 1"], &[]), 2);
+        assert_eq!(dup_violations(&c), 1);
     }
 }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use beat_core::{Params, codec::client_label};
+use beat_core::{Params, client::seal_client_transaction};
+use beat_crypto::identity::IdentityKeypair;
 use beat_types::{Epoch, NodeId, Transaction, Variant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -137,8 +138,9 @@ impl Scenario {
     }
 }
 
-/// The workload: `(what is submitted, what gets committed)` per transaction. In BEAT2 clients
-/// submit ciphertexts under their own labels and the replicas commit the plaintexts.
+/// The workload: `(what is submitted, what gets committed)` per transaction. In BEAT2 one
+/// client, with a key drawn from `rng`, seals request `i` (its `i`-th transaction: predictable
+/// labels, as most clients' are) and the replicas commit the plaintexts.
 pub fn workload(
     variant: Variant,
     net: &VirtualNet,
@@ -147,15 +149,21 @@ pub fn workload(
     seed: u64,
     rng: &mut ChaCha20Rng,
 ) -> anyhow::Result<Vec<(Transaction, Transaction)>> {
+    let client = (variant == Variant::Beat2).then(|| IdentityKeypair::generate(rng));
     (0..count)
         .map(|i| {
             let mut bytes = format!("tx/{seed}/{i}/").into_bytes();
             bytes.resize(size.max(bytes.len()), b'.');
             let plain = Transaction::new(bytes);
-            if variant == Variant::Beat2 {
-                let label = client_label(b"sim-client", i as u64);
-                let ct = net.keys.encryption.encrypt(&label, plain.as_bytes(), rng)?;
-                Ok((Transaction::new(ct.to_bytes()), plain))
+            if let Some(client) = &client {
+                let tx = seal_client_transaction(
+                    client,
+                    &net.keys.encryption,
+                    i as u64,
+                    plain.as_bytes(),
+                    rng,
+                )?;
+                Ok((tx, plain))
             } else {
                 Ok((plain.clone(), plain))
             }

@@ -106,3 +106,26 @@ fn resent_early_decryption_shares_are_not_a_fault() {
     assert!(report.restarts > 0, "the scenario must restart a replica");
     assert!(report.violations.is_empty(), "{:?}", report.violations);
 }
+
+/// Regression: BEAT2 labels were unauthenticated and are the duplicate-suppression key, so a
+/// faulty proposer could order junk ciphertexts under an honest client's next labels and spend
+/// them; the real requests were then suppressed everywhere. With the old labels, BEAT2 at n = 4,
+/// label-squatting, seed 1 left 2 transactions uncommitted at every honest replica (LIV-1).
+/// Now the squatter's ciphertexts fail the client-signature check at E3 and are blamed on it.
+#[test]
+fn squatted_client_labels_are_not_spent() {
+    for (n, seed) in [(4, 1), (7, 10)] {
+        let report = Scenario::new(Variant::Beat2, n, "label-squatting", seed)
+            .run()
+            .expect("scenario runs");
+        assert!(
+            report.violations.is_empty(),
+            "n={n} seed={seed}: {:?}",
+            report.violations
+        );
+        assert!(
+            report.detections > 0,
+            "n={n} seed={seed}: the squatter must be blamed"
+        );
+    }
+}

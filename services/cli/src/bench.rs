@@ -215,11 +215,7 @@ pub async fn run_load(options: LoadOptions) -> anyhow::Result<LoadReport> {
         .iter()
         .map(|e| ordering_client(e))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let preparer = Arc::new(Mutex::new(TxPreparer::new(
-        options.committee.as_ref(),
-        format!("beat-bench-{run:016x}").as_bytes(),
-        0,
-    )?));
+    let preparer = Arc::new(Mutex::new(TxPreparer::new(options.committee.as_ref())?));
     let in_flight = Arc::new(Semaphore::new(options.max_in_flight.max(1)));
     let errors = Arc::new(AtomicU64::new(0));
     let mut submitted = 0u64;

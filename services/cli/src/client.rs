@@ -1,14 +1,19 @@
 //! Client commands: `beat submit`, `beat watch`, `beat status`, `beat market`.
 //!
 //! Thin wrappers over the public gRPC APIs, meant for operators and for trying a devnet. BEAT2
-//! committees need client-side encryption: `submit` encrypts each transaction under the committee
-//! key with a client label `(client id, request number)` when given the committee file.
+//! committees need client-side encryption: given the committee file, `submit` seals each
+//! transaction — encrypts it under the committee key with a client label (client public key,
+//! request id) and signs it — as a fresh client with a key of its own.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use beat_config::CommitteeFile;
-use beat_core::codec::client_label;
+use beat_core::client::seal_client_transaction;
+use beat_crypto::{
+    identity::{IdentityKeypair, IdentityPublicKey},
+    tdh2,
+};
 use beat_proto::{
     common::v1::{Batch, contribution::Content},
     consensus::v1 as cpb,
@@ -20,41 +25,58 @@ use rand_core::SeedableRng;
 
 use crate::monitor::{market_client, ordering_client, statuses};
 
-/// Prepares transactions for a committee: encrypts them for BEAT2.
-pub struct TxPreparer {
-    encryption: Option<(std::sync::Arc<beat_crypto::tdh2::PublicKey>, Vec<u8>)>,
+/// A BEAT2 client: its identity, the committee key and its next request id.
+struct SealingClient {
+    encryption: Arc<tdh2::PublicKey>,
+    identity: IdentityKeypair,
     next_request: u64,
+}
+
+/// Prepares transactions for a committee: seals them for BEAT2, passes them through otherwise.
+pub struct TxPreparer {
+    client: Option<SealingClient>,
     rng: ChaCha20Rng,
 }
 
 impl TxPreparer {
-    /// For `committee` (`None`: send as is). `client` names the client in BEAT2 labels; the
-    /// request numbers start at `first_request`, so reusing a (client, request) pair is a
-    /// duplicate that the committee orders only once.
-    pub fn new(
-        committee: Option<&CommitteeFile>,
-        client: &[u8],
-        first_request: u64,
-    ) -> anyhow::Result<Self> {
+    /// For `committee` (`None`: send as is). In BEAT2 the preparer is a new client: it generates
+    /// an identity key of its own and numbers its requests from 0, so nothing it sends can be
+    /// taken for a duplicate of another run's requests (nor resubmitted as the same request
+    /// after it exits).
+    pub fn new(committee: Option<&CommitteeFile>) -> anyhow::Result<Self> {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
-        Ok(Self {
-            encryption: committee
-                .filter(|c| c.params.variant == Variant::Beat2)
-                .map(|c| (c.public_keys().encryption, client.to_vec())),
-            next_request: first_request,
-            rng: ChaCha20Rng::from_seed(seed),
-        })
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let client = committee
+            .filter(|c| c.params.variant == Variant::Beat2)
+            .map(|c| SealingClient {
+                encryption: c.public_keys().encryption,
+                identity: IdentityKeypair::generate(&mut rng),
+                next_request: 0,
+            });
+        Ok(Self { client, rng })
+    }
+
+    /// The BEAT2 client identity, if the preparer seals.
+    pub fn client(&self) -> Option<IdentityPublicKey> {
+        self.client.as_ref().map(|c| c.identity.public())
     }
 
     /// The transaction to submit for `plain`.
     pub fn prepare(&mut self, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
-        match &self.encryption {
+        match &mut self.client {
             None => Ok(plain.to_vec()),
-            Some((key, client)) => {
-                let label = client_label(client, self.next_request);
-                self.next_request += 1;
-                Ok(key.encrypt(&label, plain, &mut self.rng)?.to_bytes())
+            Some(client) => {
+                let request = client.next_request;
+                client.next_request += 1;
+                let tx = seal_client_transaction(
+                    &client.identity,
+                    &client.encryption,
+                    request,
+                    plain,
+                    &mut self.rng,
+                )?;
+                Ok(tx.0)
             }
         }
     }
@@ -67,15 +89,10 @@ pub async fn submit(
     transactions: Vec<Vec<u8>>,
 ) -> anyhow::Result<()> {
     let committee = committee.map(CommitteeFile::load).transpose()?;
-    let client_id = format!("beat-cli-{}", std::process::id());
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "request numbers start at the wall clock so separate runs of the CLI do not collide"
-    )]
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut prep = TxPreparer::new(committee.as_ref(), client_id.as_bytes(), now)?;
+    let mut prep = TxPreparer::new(committee.as_ref())?;
+    if let Some(client) = prep.client() {
+        eprintln!("BEAT2 client {client}");
+    }
     let txs = transactions
         .iter()
         .map(|t| prep.prepare(t))
@@ -376,4 +393,63 @@ pub async fn market_book(endpoint: &str, symbol: &str, depth: u32) -> anyhow::Re
         println!("{bid} | {ask}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use beat_config::{Endpoints, ReplicaEntry};
+    use beat_core::{Params, client::ClientTransaction};
+    use beat_crypto::dealer::deal;
+    use beat_types::{Committee, NodeId};
+
+    use super::*;
+
+    fn committee(variant: Variant) -> CommitteeFile {
+        let c = Committee::new(4).unwrap();
+        let (keys, _) = deal(c, &mut ChaCha20Rng::seed_from_u64(3)).unwrap();
+        CommitteeFile {
+            format: 1,
+            name: "t".into(),
+            params: Params {
+                variant,
+                ..Params::default()
+            },
+            keys,
+            replicas: (0..4)
+                .map(|i| ReplicaEntry {
+                    id: NodeId(i),
+                    endpoints: Endpoints {
+                        tcp: Some(format!("127.0.0.1:{}", 7000 + i)),
+                        ..Endpoints::default()
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn beat2_transactions_are_sealed_by_one_fresh_client_with_consecutive_requests() {
+        let file = committee(Variant::Beat2);
+        let mut prep = TxPreparer::new(Some(&file)).unwrap();
+        let client = prep.client().expect("BEAT2 seals");
+        for request in 0..3 {
+            let tx = prep.prepare(b"hello").unwrap();
+            let parsed = ClientTransaction::from_bytes(&tx).unwrap();
+            assert_eq!(parsed.label().client, client);
+            assert_eq!(parsed.label().request, request);
+            parsed.verify(&file.keys.encryption).unwrap();
+        }
+        let other = TxPreparer::new(Some(&file)).unwrap().client().unwrap();
+        assert_ne!(other, client, "each preparer is a new client");
+    }
+
+    #[test]
+    fn other_variants_send_transactions_as_they_are() {
+        let file = committee(Variant::Beat1);
+        let mut prep = TxPreparer::new(Some(&file)).unwrap();
+        assert_eq!(prep.client(), None);
+        assert_eq!(prep.prepare(b"hello").unwrap(), b"hello");
+        let mut plain = TxPreparer::new(None).unwrap();
+        assert_eq!(plain.prepare(b"x").unwrap(), b"x");
+    }
 }

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! <dir>/committee.json
-//! <dir>/replica-<i>/{keystore.bin, passphrase, <service>.toml, consensus/, state.db/, logs/}
+//! <dir>/replica-<i>/{keystore.bin, passphrase, <service>.toml, consensus/, state.db/,
+//!                    state-client.key (BEAT2), logs/}
 //! ```
 //!
 //! Configuration files are regenerated on every start from the [`ClusterSpec`]; keys and data
@@ -365,6 +366,7 @@ impl Cluster {
         state.consensus.endpoint = http(ports.consensus());
         state.consensus.backoff_max = Duration::from_secs(1);
         state.store.path = rdir.join("state.db");
+        state.store.client_key = rdir.join("state-client.key");
         if let Some(feed) = &self.spec.feed {
             state.feed.enabled = true;
             state.feed.events_per_second = feed.events_per_second;

@@ -108,8 +108,7 @@ pub async fn devnet(options: DevnetOptions) -> anyhow::Result<ExitCode> {
     let mut last_tx = 0u64;
     let mut last_at = started;
     let mut crashed = false;
-    let mut probes =
-        crate::client::TxPreparer::new(Some(cluster.committee()), b"devnet-probe", probe_base())?;
+    let mut probes = crate::client::TxPreparer::new(Some(cluster.committee()))?;
     let mut probe_seq = 0u64;
     let mut reason = "stopped";
     loop {
@@ -224,17 +223,6 @@ pub async fn devnet(options: DevnetOptions) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         },
     )
-}
-
-/// BEAT2 probe request numbers start at the wall clock so restarts do not reuse them.
-#[expect(
-    clippy::disallowed_methods,
-    reason = "request numbers of a client must not repeat across runs"
-)]
-fn probe_base() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// The default devnet directory: `./.devnet`.

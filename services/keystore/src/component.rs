@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use beat_core::{CoinId, codec::is_client_label};
+use beat_core::{CoinId, client::is_client_label};
 use beat_crypto::{
     Digest,
     bls::SignatureShare,
@@ -93,9 +93,11 @@ impl Keystore {
     }
 
     /// Produces a decryption share, or refuses: the ciphertext must parse, carry the expected
-    /// label, verify, and the expected label must be the label of `(epoch, proposer)` or a BEAT2
-    /// client label — so a compromised consensus process cannot obtain a share for an arbitrary
-    /// label either.
+    /// label, verify, and the expected label must be the label of `(epoch, proposer)` or a
+    /// well-formed BEAT2 client label (prefix, valid client key, request id;
+    /// [`beat_core::client`]) — so a compromised consensus process cannot obtain a share for an
+    /// arbitrary label either. The keystore sees the ciphertext, not the client's envelope:
+    /// the client's signature is consensus's to check, at admission and again at E3.
     pub fn decryption_share(
         &self,
         epoch: Epoch,

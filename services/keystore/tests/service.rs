@@ -4,11 +4,15 @@
 use std::path::Path;
 
 use beat_config::{CommitteeFile, Endpoints, ReplicaEntry};
-use beat_core::{Params, codec::epoch_label};
+use beat_core::{
+    Params,
+    client::{CLIENT_LABEL_PREFIX, client_label},
+    codec::epoch_label,
+};
 use beat_crypto::{
     bls::{SignatureShare, coin_message},
     dealer::{ReplicaSecrets, deal},
-    identity::IdentitySignature,
+    identity::{IdentityKeypair, IdentitySignature},
     keystore_file::{KdfParams, Passphrase, seal_to_file},
     tdh2::DecryptionShare,
 };
@@ -188,6 +192,20 @@ fn serves_operations_and_refuses_what_it_must() {
         let len = tampered.len();
         tampered[len - 1] ^= 1;
         let other_label = epoch_label(beat_types::Epoch(3), NodeId(0));
+        // BEAT2: a client ciphertext under a well-formed client label (prefix, key, request)
+        // gets a share; one under a label that only looks like one does not.
+        let client_key = IdentityKeypair::generate(&mut rng).public();
+        let beat2_label = client_label(&client_key, 9);
+        let client_ct = keys
+            .encryption
+            .encrypt(&beat2_label, b"tx", &mut rng)
+            .unwrap();
+        let mut not_client = CLIENT_LABEL_PREFIX.to_vec();
+        not_client.extend_from_slice(b"mallory/9");
+        let not_client_ct = keys
+            .encryption
+            .encrypt(&not_client, b"tx", &mut rng)
+            .unwrap();
         let item = |ct: Vec<u8>, label: Vec<u8>, proposer| DecryptionItem {
             proposer,
             index: 0,
@@ -203,6 +221,8 @@ fn serves_operations_and_refuses_what_it_must() {
                     item(tampered, label.clone(), 2),
                     item(b"garbage".to_vec(), label.clone(), 2),
                     item(ct.to_bytes(), b"arbitrary label".to_vec(), 2),
+                    item(client_ct.to_bytes(), beat2_label.clone(), 1),
+                    item(not_client_ct.to_bytes(), not_client.clone(), 1),
                 ],
             })
             .await
@@ -214,7 +234,12 @@ fn serves_operations_and_refuses_what_it_must() {
         };
         let share = DecryptionShare::from_bytes(bytes.as_ref().try_into().unwrap()).unwrap();
         assert!(keys.encryption.verify_share(&ct, NodeId(1), &share));
-        for (i, r) in res.iter().enumerate().skip(1) {
+        let Some(ShareResult::Share(bytes)) = &res[5].result else {
+            panic!("{:?}", res[5])
+        };
+        let share = DecryptionShare::from_bytes(bytes.as_ref().try_into().unwrap()).unwrap();
+        assert!(keys.encryption.verify_share(&client_ct, NodeId(1), &share));
+        for (i, r) in res.iter().enumerate().filter(|(i, _)| ![0, 5].contains(i)) {
             assert!(
                 matches!(r.result, Some(ShareResult::Refused(_))),
                 "item {i}: {r:?}"

@@ -106,6 +106,9 @@ pub struct StoreConfig {
     pub flush_interval: Duration,
     /// How many recent epoch reports to keep for `WatchState`.
     pub report_history: u64,
+    /// BEAT2 only: the file holding the service's client key (created on first start, mode
+    /// 0600). Keep it with the store: events resubmitted under another key get other labels.
+    pub client_key: PathBuf,
 }
 
 impl Default for StoreConfig {
@@ -115,6 +118,7 @@ impl Default for StoreConfig {
             flush: FlushPolicy::EveryEpoch,
             flush_interval: Duration::from_millis(500),
             report_history: 1024,
+            client_key: PathBuf::from("state-client.key"),
         }
     }
 }

@@ -2,15 +2,21 @@
 //!
 //! A transaction is the protobuf encoding of one `MarketEvent` (deterministic, so resubmitting
 //! an event yields the same bytes and consensus suppresses the duplicate). In BEAT2 clients
-//! encrypt: the transaction is the TDH2 ciphertext of that encoding under
-//! `client_label(source, sequence)`, which is also consensus's duplicate-suppression key, so a
-//! resubmitted event is ordered once although its ciphertext differs.
+//! encrypt, and the state service is the client: the transaction is the TDH2 ciphertext of that
+//! encoding under the client label (service key, [`request_id`]`(source, sequence)`), signed
+//! with the service's client key ([`beat_core::client`]). The label is consensus's
+//! duplicate-suppression key, so a resubmitted event — also after a restart, the key being
+//! persistent ([`crate::client_key`]) — is ordered once although its ciphertext differs.
+//!
+//! Each replica's state service has a key of its own, so the same event published at two
+//! replicas gets two labels and may be ordered twice; the market applies an ordered
+//! `(source, sequence)` once either way.
 
 use std::sync::Arc;
 
 use beat_config::CommitteeFile;
-use beat_core::{Delivery, codec::client_label};
-use beat_crypto::tdh2;
+use beat_core::{Delivery, client::seal_client_transaction};
+use beat_crypto::{hash::hash_parts, identity::IdentityKeypair, tdh2};
 use beat_proto::state::v1 as pb;
 use beat_types::Variant;
 use bytes::Bytes;
@@ -18,6 +24,29 @@ use prost::Message as _;
 use rand::{SeedableRng as _, rngs::SysRng};
 use rand_chacha::ChaCha20Rng;
 use rand_core::CryptoRng;
+
+/// Domain separation of [`request_id`].
+const REQUEST_ID_DST: &[u8] = b"_BEAT_STATE_REQUEST_ID";
+
+/// The BEAT2 request id of the event `(source, sequence)`: the first 8 bytes, little-endian, of
+/// `H(_BEAT_STATE_REQUEST_ID, source, sequence)` (length-prefixed parts, so distinct pairs hash
+/// distinct inputs).
+///
+/// A u64 keeps client labels fixed-size. Two events collide only by chance: with at most `m`
+/// labels remembered at once (the buffer plus the duplicate-suppression window, well under 10⁶
+/// with the default parameters) the chance that any two collide is below m²/2⁶⁵ ≈ 3·10⁻⁸, and
+/// a collision would drop the later event as a duplicate. Publishers choose their sources and
+/// sequences but not this service's key, so they cannot aim a collision at another source's
+/// event without a second preimage of a 64-bit hash.
+pub fn request_id(source: &str, sequence: u64) -> u64 {
+    let digest = hash_parts(
+        REQUEST_ID_DST,
+        &[source.as_bytes(), &sequence.to_le_bytes()],
+    );
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest.0[..8]);
+    u64::from_le_bytes(id)
+}
 
 /// Why the committee cannot be served.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +61,9 @@ pub enum CommitteeError {
         /// The variant.
         variant: Variant,
     },
+    /// A BEAT2 committee, but no client key to sign with.
+    #[error("the committee runs BEAT2, whose transactions must be signed by a client key")]
+    MissingClientKey,
 }
 
 /// Why events could not be encoded.
@@ -57,28 +89,48 @@ pub enum EncodeError {
 pub enum TxEncoder {
     /// BEAT0/1/3/4: the protobuf encoding.
     Plain,
-    /// BEAT2: a TDH2 ciphertext of the encoding under the client label.
-    ClientEncrypted(Arc<tdh2::PublicKey>),
+    /// BEAT2: the encoding sealed by the service's client key (encrypted under the client label
+    /// and signed).
+    ClientSealed {
+        /// The committee's encryption key.
+        encryption: Arc<tdh2::PublicKey>,
+        /// The service's client identity.
+        client: Arc<IdentityKeypair>,
+    },
 }
 
 impl TxEncoder {
-    /// The encoder for a committee, refusing committees that deliver commitments only.
-    pub fn for_committee(committee: &CommitteeFile) -> Result<Self, CommitteeError> {
+    /// Checks that the state service can serve `committee` (it needs full batches) and returns
+    /// whether the encoder needs a client key (BEAT2).
+    pub fn needs_client_key(committee: &CommitteeFile) -> Result<bool, CommitteeError> {
         let params = &committee.params;
         if params.variant.is_storage() && params.delivery == Delivery::CommitmentsOnly {
             return Err(CommitteeError::CommitmentsOnly {
                 variant: params.variant,
             });
         }
-        Ok(match params.variant {
-            Variant::Beat2 => Self::ClientEncrypted(committee.public_keys().encryption),
-            _ => Self::Plain,
+        Ok(params.variant == Variant::Beat2)
+    }
+
+    /// The encoder for a committee; `client` is the service's client key, required for BEAT2
+    /// and ignored otherwise.
+    pub fn for_committee(
+        committee: &CommitteeFile,
+        client: Option<IdentityKeypair>,
+    ) -> Result<Self, CommitteeError> {
+        if !Self::needs_client_key(committee)? {
+            return Ok(Self::Plain);
+        }
+        let client = client.ok_or(CommitteeError::MissingClientKey)?;
+        Ok(Self::ClientSealed {
+            encryption: committee.public_keys().encryption,
+            client: Arc::new(client),
         })
     }
 
     /// Whether encoding encrypts (and is worth moving off the I/O threads).
     pub fn encrypts(&self) -> bool {
-        matches!(self, Self::ClientEncrypted(_))
+        matches!(self, Self::ClientSealed { .. })
     }
 
     /// Encodes one event with `rng` for the encryption randomness.
@@ -90,16 +142,15 @@ impl TxEncoder {
         let plain = event.encode_to_vec();
         match self {
             Self::Plain => Ok(Bytes::from(plain)),
-            Self::ClientEncrypted(key) => {
-                let label = client_label(event.source.as_bytes(), event.sequence);
-                let ct =
-                    key.encrypt(&label, &plain, rng)
-                        .map_err(|error| EncodeError::Encrypt {
-                            event_source: event.source.clone(),
-                            sequence: event.sequence,
-                            error,
-                        })?;
-                Ok(Bytes::from(ct.to_bytes()))
+            Self::ClientSealed { encryption, client } => {
+                let request = request_id(&event.source, event.sequence);
+                let tx = seal_client_transaction(client, encryption, request, &plain, rng)
+                    .map_err(|error| EncodeError::Encrypt {
+                        event_source: event.source.clone(),
+                        sequence: event.sequence,
+                        error,
+                    })?;
+                Ok(Bytes::from(tx.0))
             }
         }
     }
@@ -108,7 +159,7 @@ impl TxEncoder {
     pub fn encode_all(&self, events: &[pb::MarketEvent]) -> Result<Vec<Bytes>, EncodeError> {
         let mut rng = match self {
             Self::Plain => None,
-            Self::ClientEncrypted(_) => Some(
+            Self::ClientSealed { .. } => Some(
                 ChaCha20Rng::try_from_rng(&mut SysRng)
                     .map_err(|e| EncodeError::Randomness(e.to_string()))?,
             ),
@@ -142,7 +193,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use beat_config::{Endpoints, ReplicaEntry};
-    use beat_core::Params;
+    use beat_core::{
+        Params,
+        client::{ClientTransaction, client_label},
+    };
     use beat_crypto::dealer::{ReplicaSecrets, deal};
     use beat_types::{Committee, NodeId};
     use rand_chacha::ChaCha20Rng;
@@ -188,56 +242,90 @@ mod tests {
     fn commitments_only_storage_committees_are_refused() {
         for variant in [Variant::Beat3, Variant::Beat4] {
             let (file, _) = committee(variant, Delivery::CommitmentsOnly);
-            let err = TxEncoder::for_committee(&file).unwrap_err();
+            let err = TxEncoder::for_committee(&file, None).unwrap_err();
             assert_eq!(err, CommitteeError::CommitmentsOnly { variant });
             assert!(err.to_string().contains("commitments_only"));
             let (file, _) = committee(variant, Delivery::Full);
             assert!(matches!(
-                TxEncoder::for_committee(&file),
+                TxEncoder::for_committee(&file, None),
                 Ok(TxEncoder::Plain)
             ));
         }
         for variant in [Variant::Beat0, Variant::Beat1] {
             let (file, _) = committee(variant, Delivery::Full);
             assert!(matches!(
-                TxEncoder::for_committee(&file),
+                TxEncoder::for_committee(&file, None),
                 Ok(TxEncoder::Plain)
             ));
         }
+        let (file, _) = committee(Variant::Beat2, Delivery::Full);
+        assert_eq!(TxEncoder::needs_client_key(&file), Ok(true));
+        assert!(matches!(
+            TxEncoder::for_committee(&file, None),
+            Err(CommitteeError::MissingClientKey)
+        ));
     }
 
     #[test]
     fn plain_transactions_are_the_deterministic_encoding() {
         let (file, _) = committee(Variant::Beat0, Delivery::Full);
-        let encoder = TxEncoder::for_committee(&file).unwrap();
+        let encoder = TxEncoder::for_committee(&file, None).unwrap();
         let a = encoder.encode_all(&[event()]).unwrap();
         let b = encoder.encode_all(&[event()]).unwrap();
         assert_eq!(a, b, "a resubmission has the same bytes");
         assert_eq!(a[0].as_ref(), event().encode_to_vec().as_slice());
     }
 
+    fn client(seed: u64) -> IdentityKeypair {
+        IdentityKeypair::generate(&mut ChaCha20Rng::seed_from_u64(seed))
+    }
+
     #[test]
-    fn beat2_transactions_are_client_ciphertexts_under_the_event_label() {
+    fn beat2_transactions_are_sealed_under_the_event_label() {
         let (file, secrets) = committee(Variant::Beat2, Delivery::Full);
-        let encoder = TxEncoder::for_committee(&file).unwrap();
+        let encoder = TxEncoder::for_committee(&file, Some(client(1))).unwrap();
         assert!(encoder.encrypts());
         let txs = encoder.encode_all(&[event(), event()]).unwrap();
         assert_ne!(txs[0], txs[1], "fresh randomness per encryption");
         let key = &file.keys.encryption;
+        let label = client_label(&client(1).public(), request_id("alice", 42));
         for tx in &txs {
-            let ct = tdh2::Ciphertext::from_bytes(tx).unwrap();
-            assert_eq!(ct.label(), client_label(b"alice", 42).as_slice());
-            key.verify_ciphertext(&ct).unwrap();
+            let parsed = ClientTransaction::from_bytes(tx).unwrap();
+            parsed.verify(key).unwrap();
+            let ct = parsed.ciphertext();
+            assert_eq!(ct.label(), label.as_slice());
             // f + 1 = 2 shares decrypt it to the event's encoding.
             let shares: BTreeMap<_, _> = secrets[..2]
                 .iter()
                 .map(|s| {
-                    let share = s.decryption.decryption_share(key, &ct, ct.label()).unwrap();
+                    let share = s.decryption.decryption_share(key, ct, ct.label()).unwrap();
                     (s.node, share)
                 })
                 .collect();
-            let plain = key.combine_verified(&ct, &shares).unwrap().unwrap();
+            let plain = key.combine_verified(ct, &shares).unwrap().unwrap();
             assert_eq!(plain, event().encode_to_vec());
         }
+        // The same key (a restarted service) gives the same label; another key another one.
+        let again = TxEncoder::for_committee(&file, Some(client(1))).unwrap();
+        let other = TxEncoder::for_committee(&file, Some(client(2))).unwrap();
+        let label_of = |encoder: &TxEncoder| {
+            let tx = encoder.encode_all(&[event()]).unwrap().remove(0);
+            ClientTransaction::from_bytes(&tx)
+                .unwrap()
+                .ciphertext()
+                .label()
+                .to_vec()
+        };
+        assert_eq!(label_of(&again), label);
+        assert_ne!(label_of(&other), label);
+    }
+
+    #[test]
+    fn request_ids_separate_sources_and_sequences() {
+        assert_eq!(request_id("alice", 42), request_id("alice", 42));
+        assert_ne!(request_id("alice", 42), request_id("alice", 43));
+        assert_ne!(request_id("alice", 42), request_id("bob", 42));
+        // Length-prefixed hashing: moving bytes between source and sequence changes the id.
+        assert_ne!(request_id("a", 0x62), request_id("ab", 0));
     }
 }

@@ -12,7 +12,7 @@
 //! - pure: [`market::MarketState`] (the state machine and its hash chain) and
 //!   [`feed::Feed`] (the generator and the bounded MarketBatch queue);
 //! - components: [`applier::Applier`] (state + [`store::Store`], one atomic write per epoch)
-//!   and [`encode::TxEncoder`];
+//!   and [`encode::TxEncoder`] (with the BEAT2 client key of [`client_key`]);
 //! - shells: [`actors::ApplierActor`] and [`actors::FeedActor`], the consensus tasks in
 //!   [`pipeline`], and the tonic service [`grpc::MarketGrpc`].
 //!
@@ -23,6 +23,7 @@
 
 pub mod actors;
 pub mod applier;
+pub mod client_key;
 pub mod config;
 pub mod consensus;
 pub mod encode;
@@ -67,7 +68,8 @@ const LIVE_REPORTS: usize = 256;
 /// Must run inside an actix `System` on a Tokio runtime.
 ///
 /// Refuses to start if the configuration is invalid, the committee delivers commitments only,
-/// or the store is corrupt or was written with other market parameters. It is ready (`/readyz`,
+/// the store is corrupt or was written with other market parameters, or (BEAT2) the client key
+/// file is corrupt. It is ready (`/readyz`,
 /// gRPC health) once the store is open, whether or not consensus is reachable yet.
 pub async fn serve(
     config: Config,
@@ -78,8 +80,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let grpc_addr = grpc.local_addr()?;
-    let encoder = Arc::new(TxEncoder::for_committee(&committee)?);
+    let needs_client_key = TxEncoder::needs_client_key(&committee)?;
     let store = Store::open(&config.store)?;
+    // After the store: its lock keeps a second instance from racing to create the key.
+    let client = needs_client_key
+        .then(|| client_key::load_or_create(&config.store.client_key))
+        .transpose()?;
+    let encoder = Arc::new(TxEncoder::for_committee(&committee, client)?);
     let applier = Applier::open(store.clone(), &config.market)?;
     let registry = beat_telemetry::metrics::registry();
     let metrics = Metrics::new(&registry)?;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{os::unix::fs::PermissionsExt as _, time::Duration};
 
 use beat_core::Delivery;
 use beat_proto::state::v1::{
@@ -577,7 +577,12 @@ fn beat2_events_are_client_encrypted_and_ordered_once() {
             .into_inner();
         assert_eq!(r.accepted, 2);
         // A resubmission re-encrypts (a different ciphertext) under the same label.
-        client.publish(PublishRequest { events }).await.unwrap();
+        client
+            .publish(PublishRequest {
+                events: events.clone(),
+            })
+            .await
+            .unwrap();
         let s = state_after(&mut client, 2).await;
         assert_eq!(s.symbols[0].trades, 1);
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -587,6 +592,39 @@ fn beat2_events_are_client_encrypted_and_ordered_once() {
             "labels suppress the resubmission"
         );
         state.stop().await.unwrap();
+
+        // The client key was created private, and a restarted service signs with it again:
+        // its resubmissions carry the same labels.
+        let key_file = dir.join("state-client.key");
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let key = std::fs::read(&key_file).unwrap();
+        let (committee, _) = self::committee(Variant::Beat2, Delivery::Full);
+        let state = StateHandle::start(config(&dir, fake.addr), committee).await;
+        let mut client = state.client().await;
+        client.publish(PublishRequest { events }).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            fake.fake.committed_events().len(),
+            2,
+            "labels suppress the resubmission after a restart"
+        );
+        state.stop().await.unwrap();
+        assert_eq!(std::fs::read(&key_file).unwrap(), key, "the key is kept");
+
+        // A damaged key file stops the service instead of being replaced.
+        let mut damaged = key.clone();
+        damaged[30] ^= 1;
+        std::fs::write(&key_file, &damaged).unwrap();
+        let (committee, _) = self::committee(Variant::Beat2, Delivery::Full);
+        let state = StateHandle::start(config(&dir, fake.addr), committee).await;
+        let e = state.server.await.unwrap().unwrap_err();
+        let message = format!("{e:#}");
+        assert!(
+            message.contains("state-client.key") && message.contains("corrupt"),
+            "{message}"
+        );
+        assert_eq!(std::fs::read(&key_file).unwrap(), damaged);
         fake.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
     });

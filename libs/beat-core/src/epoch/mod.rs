@@ -10,14 +10,21 @@
 //! E3  once every earlier epoch is committed, for each j ∈ S in order:
 //!       BEAT0/1: v_j must parse as a ciphertext that verifies under label (epoch, j);
 //!                otherwise j is faulty and contributes nothing (every honest replica agrees)
-//!       BEAT2:   v_j must decode as at most ⌈B/n⌉ client ciphertexts with client labels; each
-//!                one that verifies and whose label was not ordered before is a slot
+//!       BEAT2:   v_j must decode as at most ⌈B/n⌉ client transactions (module `client`):
+//!                each must be a TDH2 ciphertext under a client label (client key, request
+//!                id), signed by that client, with a valid validity proof — exactly the
+//!                admission check. One that fails makes j faulty (MalformedContribution), is
+//!                dropped and spends no label; each one that verifies and whose label was not
+//!                ordered before (in an earlier epoch, or earlier in this one) is a slot, and
+//!                its label is spent whether or not it then decrypts
 //! E4  threshold-decrypt every slot (module `decrypt`)
 //! E5  decode the plaintexts; the contributions in proposer order are the epoch's outcome
 //! ```
 //!
 //! E3 waits for the previous epoch because BEAT2's duplicate suppression depends on what was
-//! committed before.
+//! committed before. The label is BEAT2's duplicate-suppression key; without the client's
+//! signature a faulty proposer could order junk under honest clients' predictable labels and so
+//! censor their requests (docs/wire.md §3).
 //!
 //! When the replica leaves the epoch (it committed it, or catch-up carried it past), the epoch
 //! is *retired* rather than dropped: its binary agreements keep relaying BVAL votes and its
@@ -44,4 +51,4 @@ mod state;
 pub use message::EpochMessage;
 pub(crate) use retired::{RetiredEpoch, RetiredSnapshot};
 pub use state::StoredFragments;
-pub(crate) use state::{EpochOutcome, EpochState, label_key, verified_client_ciphertext};
+pub(crate) use state::{EpochOutcome, EpochState, label_key, verified_client_transaction};

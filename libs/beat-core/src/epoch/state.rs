@@ -21,14 +21,16 @@ use crate::{
     acs::{Subset, SubsetOutput},
     batch::{Content, Contribution, StoredCommitment},
     broadcast::{BroadcastConfig, Delivered},
-    codec::{decode_transactions, epoch_label, is_client_label},
+    client::{ClientTransaction, ClientTransactionError},
+    codec::{decode_transactions, epoch_label},
     config::Config,
     decrypt::Decryption,
 };
 
 const LABEL_KEY_DST: &[u8] = b"_BEAT_CORE_CLIENT_LABEL";
 
-/// The duplicate-suppression key of a BEAT2 client ciphertext: its label.
+/// The duplicate-suppression key of a BEAT2 client transaction: a digest of its label (client
+/// key and request id), so one request is ordered once however often it is re-encrypted.
 pub(crate) fn label_key(label: &[u8]) -> Digest {
     hash(LABEL_KEY_DST, label)
 }
@@ -463,7 +465,10 @@ impl EpochState {
                     let mut mine = Vec::new();
                     let mut malformed = false;
                     for (index, tx) in txs.iter().enumerate() {
-                        let Some(ct) = verified_client_ciphertext(&config, tx) else {
+                        // E3 (BEAT2): the same check as admission. An honest proposer proposes
+                        // only admitted transactions, so a failure is the proposer's fault; the
+                        // transaction is dropped without spending its label.
+                        let Ok(ct) = verified_client_transaction(&config, tx) else {
                             malformed = true;
                             continue;
                         };
@@ -608,15 +613,14 @@ impl EpochState {
     }
 }
 
-/// Parses and verifies a BEAT2 client transaction: a TDH2 ciphertext under a client label.
-pub(crate) fn verified_client_ciphertext(
+/// Parses and verifies a BEAT2 client transaction (module [`crate::client`]): a TDH2
+/// ciphertext under a client label, signed by that client, valid under the committee key.
+/// Admission and E3 both call this one function, so they accept exactly the same transactions.
+pub(crate) fn verified_client_transaction(
     config: &Config,
     tx: &Transaction,
-) -> Option<tdh2::Ciphertext> {
-    let ct = tdh2::Ciphertext::from_bytes(tx.as_bytes()).ok()?;
-    if !is_client_label(ct.label()) {
-        return None;
-    }
-    config.keys.encryption.verify_ciphertext(&ct).ok()?;
-    Some(ct)
+) -> Result<tdh2::Ciphertext, ClientTransactionError> {
+    let parsed = ClientTransaction::from_bytes(tx.as_bytes())?;
+    parsed.verify(&config.keys.encryption)?;
+    Ok(parsed.into_ciphertext())
 }

@@ -293,8 +293,9 @@ impl BeatNode {
     }
 
     /// Checks a transaction before it is accepted from a client and returns its
-    /// duplicate-suppression key. In BEAT2 the transaction must be a valid client ciphertext
-    /// (TDH2 under a client label), and the key is its label: one request, one slot.
+    /// duplicate-suppression key. In BEAT2 the transaction must be a valid client transaction
+    /// (a TDH2 ciphertext under a client label, signed by that client; module
+    /// [`crate::client`]), and the key is its label: one request, one slot.
     pub fn validate_transaction(&self, tx: &Transaction) -> Result<Digest, TransactionError> {
         let max = self.config.params.max_transaction_bytes;
         if tx.is_empty() {
@@ -307,12 +308,7 @@ impl BeatNode {
             });
         }
         if self.config.params.variant == Variant::Beat2 {
-            let ct =
-                crate::epoch::verified_client_ciphertext(&self.config, tx).ok_or_else(|| {
-                    TransactionError::InvalidCiphertext(
-                        "expected a valid TDH2 ciphertext under a client label".to_owned(),
-                    )
-                })?;
+            let ct = crate::epoch::verified_client_transaction(&self.config, tx)?;
             return Ok(crate::epoch::label_key(ct.label()));
         }
         Ok(transaction_digest(tx))

@@ -1,14 +1,22 @@
 use std::{collections::BTreeMap, sync::Arc};
 
-use beat_crypto::{bls, tdh2};
+use beat_crypto::{bls, identity::IdentityKeypair, tdh2};
 use beat_types::{Committee, Epoch, NodeId, Transaction, Variant};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use super::*;
 use crate::{
-    Batch, Config, Params, PublicKeys, Reply, Request, Step,
-    codec::client_label,
+    Batch, Config, FaultKind, Params, PublicKeys, Reply, Request, Step,
+    acs::SubsetMessage,
+    bracha,
+    broadcast::BroadcastMessage,
+    buffer::TransactionError,
+    client::{
+        ClientTransactionError, client_label, seal_client_transaction, sign_client_ciphertext,
+    },
+    codec::encode_transactions,
+    epoch::EpochMessage,
     testing::{Node, TestNet},
 };
 
@@ -218,26 +226,38 @@ fn transactions_submitted_to_one_replica_are_committed() {
     }
 }
 
+/// `count` requests of one client, numbered from 0: (plaintexts, sealed transactions).
+fn client_requests(
+    client: &IdentityKeypair,
+    keys: &PublicKeys,
+    count: usize,
+    rng: &mut ChaCha20Rng,
+) -> (Vec<Vec<u8>>, Vec<Transaction>) {
+    let plaintexts: Vec<Vec<u8>> = (0..count)
+        .map(|i| format!("order {i}").into_bytes())
+        .collect();
+    let txs = plaintexts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| seal_client_transaction(client, &keys.encryption, i as u64, p, rng).unwrap())
+        .collect();
+    (plaintexts, txs)
+}
+
+fn sorted_plaintexts(r: &Replica) -> Vec<Vec<u8>> {
+    let mut got: Vec<Vec<u8>> = committed(r).into_iter().map(|t| t.0).collect();
+    got.sort();
+    got
+}
+
 #[test]
 fn beat2_orders_client_ciphertexts_and_decrypts_them() {
     let n = 4;
     let (reps, keys) = replicas(n, params(Variant::Beat2, 20), 5);
     let mut net = TestNet::new(reps.into_iter().map(|r| (r.node.our_id(), r)), 5);
     let mut rng = ChaCha20Rng::seed_from_u64(77);
-    let plaintexts: Vec<Vec<u8>> = (0..12).map(|i| format!("order {i}").into_bytes()).collect();
-    let cts: Vec<Transaction> = plaintexts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let label = client_label(b"client-a", i as u64);
-            Transaction::new(
-                keys.encryption
-                    .encrypt(&label, p, &mut rng)
-                    .unwrap()
-                    .to_bytes(),
-            )
-        })
-        .collect();
+    let alice = IdentityKeypair::generate(&mut rng);
+    let (mut plaintexts, cts) = client_requests(&alice, &keys, 12, &mut rng);
     // A plaintext is not a valid BEAT2 transaction.
     let r0 = net.nodes.get_mut(&NodeId(0)).unwrap();
     assert!(
@@ -250,14 +270,104 @@ fn beat2_orders_client_ciphertexts_and_decrypts_them() {
     }
     net.run(5_000_000);
     assert_agreement(&net);
+    plaintexts.sort();
     for r in net.nodes.values() {
-        let mut got: Vec<Vec<u8>> = committed(r).into_iter().map(|t| t.0).collect();
-        got.sort();
-        let mut want = plaintexts.clone();
-        want.sort();
-        assert_eq!(got, want);
+        assert_eq!(sorted_plaintexts(r), plaintexts);
         assert_eq!(r.node.buffer_len(), 0);
     }
+}
+
+#[test]
+fn beat2_admission_refuses_a_ciphertext_under_another_clients_label() {
+    let (reps, keys) = replicas(4, params(Variant::Beat2, 8), 6);
+    let r0 = &reps[0];
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let (alice, mallory) = (
+        IdentityKeypair::generate(&mut rng),
+        IdentityKeypair::generate(&mut rng),
+    );
+    let squatted = keys
+        .encryption
+        .encrypt(&client_label(&alice.public(), 0), b"junk", &mut rng)
+        .unwrap();
+    assert_eq!(
+        r0.node
+            .validate_transaction(&sign_client_ciphertext(&mallory, &squatted)),
+        Err(TransactionError::InvalidClientTransaction(
+            ClientTransactionError::BadSignature
+        ))
+    );
+    let genuine = sign_client_ciphertext(&alice, &squatted);
+    assert_eq!(
+        r0.node.validate_transaction(&genuine),
+        Ok(crate::epoch::label_key(&client_label(&alice.public(), 0)))
+    );
+}
+
+/// A faulty proposer (replica 3) proposes valid ciphertexts of junk under the labels of an
+/// honest client's requests, signed with its own key. Every honest replica rejects them at E3,
+/// blames the proposer, and leaves the labels unspent, so the client's real requests commit.
+#[test]
+fn beat2_squatted_labels_are_rejected_and_not_spent() {
+    let n = 4;
+    let squatter = NodeId(3);
+    let mut included = 0;
+    for seed in 1..=6 {
+        let (reps, keys) = replicas(n, params(Variant::Beat2, 4), seed);
+        let mut net = TestNet::new(reps.into_iter().map(|r| (r.node.our_id(), r)), seed);
+        net.silent.push(squatter);
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let (alice, mallory) = (
+            IdentityKeypair::generate(&mut rng),
+            IdentityKeypair::generate(&mut rng),
+        );
+        let (mut plaintexts, txs) = client_requests(&alice, &keys, 6, &mut rng);
+        // B = 4: honest proposals of epoch 0 sample the first four requests, so the last
+        // request's label is free for the squatter to take in epoch 0.
+        let label = client_label(&alice.public(), 5);
+        let ct = keys.encryption.encrypt(&label, b"junk", &mut rng).unwrap();
+        let junk = sign_client_ciphertext(&mallory, &ct);
+        let value = bytes::Bytes::from(encode_transactions(&[junk]));
+        for to in 0..3 {
+            net.inject(
+                squatter,
+                NodeId(to),
+                Message::Epoch {
+                    epoch: Epoch(0),
+                    message: EpochMessage::Subset(SubsetMessage::Broadcast {
+                        proposer: squatter,
+                        message: BroadcastMessage::Bracha(bracha::Message::Val(value.clone())),
+                    }),
+                },
+            );
+        }
+        for to in 0..3 {
+            submit(&mut net, NodeId(to), txs.clone());
+        }
+        net.run(5_000_000);
+        plaintexts.sort();
+        for id in 0..3 {
+            let r = &net.nodes[&NodeId(id)];
+            assert_eq!(sorted_plaintexts(r), plaintexts, "seed {seed} replica {id}");
+            let squatted_epochs = r.log[0]
+                .contributions
+                .iter()
+                .filter(|c| c.proposer == squatter)
+                .count();
+            let blamed = net.faults[&NodeId(id)]
+                .iter()
+                .filter(|f| f.node == squatter && f.kind == FaultKind::MalformedContribution)
+                .count();
+            assert_eq!(blamed, squatted_epochs, "seed {seed} replica {id}");
+            if id == 0 {
+                included += squatted_epochs;
+            }
+        }
+        for id in 0..3 {
+            assert_eq!(net.faults_against(NodeId(id)), 0);
+        }
+    }
+    assert!(included > 0, "no run included the squatter's proposal");
 }
 
 #[test]

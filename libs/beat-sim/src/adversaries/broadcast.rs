@@ -7,10 +7,12 @@ use beat_core::{
     acs::SubsetMessage,
     avid, bracha,
     broadcast::{Broadcast, BroadcastConfig, BroadcastMessage},
-    codec::{client_label, encode_transactions, epoch_label},
+    client::{client_label, seal_client_transaction, sign_client_ciphertext},
+    codec::{encode_transactions, epoch_label},
     dispersal,
     epoch::EpochMessage,
 };
+use beat_crypto::identity::IdentityKeypair;
 use beat_types::{Epoch, NodeId, Transaction, Variant};
 use bytes::Bytes;
 
@@ -79,13 +81,12 @@ pub(crate) fn alternative_contribution(
             .encrypt(&epoch_label(epoch, proposer), &plaintext, ctx.rng);
         ct.map(|c| Bytes::from(c.to_bytes())).unwrap_or_default()
     } else if params.variant == Variant::Beat2 {
-        let ct = ctx.keys.encryption.encrypt(
-            &client_label(format!("{tag}-client").as_bytes(), epoch.0),
-            &plaintext,
-            ctx.rng,
-        );
-        let tx = Transaction::new(ct.map(|c| c.to_bytes()).unwrap_or_default());
-        Bytes::from(encode_transactions(&[tx]))
+        // A client of the adversary's own, with a key of its own: a valid client transaction.
+        let client = IdentityKeypair::generate(ctx.rng);
+        let tx =
+            seal_client_transaction(&client, &ctx.keys.encryption, epoch.0, &plaintext, ctx.rng);
+        let txs: Vec<Transaction> = tx.into_iter().collect();
+        Bytes::from(encode_transactions(&txs))
     } else {
         Bytes::from(plaintext)
     }
@@ -220,8 +221,9 @@ impl Adversary for BadShards {
 }
 
 /// Faulty proposers propose invalid contributions, the same to everyone so that they get
-/// agreed on: garbage bytes, a valid ciphertext under another proposer's label, or a
-/// contribution that does not decode.
+/// agreed on: garbage bytes, a valid ciphertext under another proposer's label, a contribution
+/// that does not decode, or (BEAT2) client transactions that are not ciphertexts or whose
+/// signature is not the labelled client's.
 #[derive(Default)]
 pub struct BadCiphertext {
     alternatives: BTreeMap<(Epoch, NodeId), BTreeMap<NodeId, BroadcastMessage>>,
@@ -231,7 +233,12 @@ impl BadCiphertext {
     fn bad_value(ctx: &mut Ctx<'_>, epoch: Epoch, proposer: NodeId) -> Bytes {
         let params = &ctx.config.params;
         let n = ctx.committee.n() as u32;
-        match epoch.0 % 3 {
+        let kinds = if params.variant == Variant::Beat2 {
+            4
+        } else {
+            3
+        };
+        match epoch.0 % kinds {
             // Malformed: not a ciphertext and not a contribution.
             0 => Bytes::from_static(b"\x01garbage that is neither a ciphertext nor a list"),
             // Relabelled: a valid ciphertext, but under the next proposer's label.
@@ -249,6 +256,18 @@ impl BadCiphertext {
                 Bytes::from(encode_transactions(&[Transaction::new(
                     b"not a ciphertext".to_vec(),
                 )]))
+            }
+            // BEAT2: a valid ciphertext under some client's label, signed by another key.
+            2 if params.variant == Variant::Beat2 => {
+                let client = IdentityKeypair::generate(ctx.rng);
+                let forger = IdentityKeypair::generate(ctx.rng);
+                let label = client_label(&client.public(), epoch.0);
+                let ct = ctx.keys.encryption.encrypt(&label, b"forged", ctx.rng);
+                let txs: Vec<Transaction> = ct
+                    .map(|ct| sign_client_ciphertext(&forger, &ct))
+                    .into_iter()
+                    .collect();
+                Bytes::from(encode_transactions(&txs))
             }
             // Relabelled to a future epoch.
             _ if params.encrypts_contributions() => {

@@ -14,6 +14,7 @@
 //! | `equivocating-proposer` | faulty proposers send different proposals to different replicas |
 //! | `bad-shards` | faulty replicas corrupt broadcast payloads (shards, proofs, echoes) sent to a subset |
 //! | `bad-ciphertext` | faulty proposers propose malformed, relabelled or otherwise invalid contributions |
+//! | `label-squatting` | BEAT2: faulty proposers propose junk ciphertexts under honest clients' next labels, to spend them |
 //! | `aba-equivocation` | faulty replicas send different agreement votes to different replicas, and conflicting ones to some |
 //! | `aba-always-zero` | faulty replicas always vote 0 |
 //! | `aba-opposite` | faulty replicas vote the opposite of their honest code |
@@ -42,6 +43,7 @@ mod noise;
 mod schedule;
 mod selective;
 mod shares;
+mod squatting;
 mod withholding;
 
 pub use agreement::{AbaAlwaysZero, AbaEquivocation, AbaOpposite};
@@ -54,6 +56,7 @@ pub use schedule::{
 };
 pub use selective::{RelayStarvation, SelectiveCoinShares, SelectiveDecryptionShares};
 pub use shares::{WrongCoinShares, WrongDecryptionShares};
+pub use squatting::LabelSquatting;
 pub use withholding::{EquivocatingEcho, PartialVal, Reach, SilentProposer};
 
 use crate::adversary::Adversary;
@@ -72,6 +75,7 @@ pub const NAMES: &[&str] = &[
     "equivocating-proposer",
     "bad-shards",
     "bad-ciphertext",
+    "label-squatting",
     "aba-equivocation",
     "aba-always-zero",
     "aba-opposite",
@@ -106,6 +110,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Adversary>> {
         "equivocating-proposer" => Box::new(EquivocatingProposer::default()),
         "bad-shards" => Box::new(BadShards),
         "bad-ciphertext" => Box::new(BadCiphertext::default()),
+        "label-squatting" => Box::new(LabelSquatting::default()),
         "aba-equivocation" => Box::new(AbaEquivocation),
         "aba-always-zero" => Box::new(AbaAlwaysZero),
         "aba-opposite" => Box::new(AbaOpposite),

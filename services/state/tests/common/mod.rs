@@ -12,7 +12,7 @@ use std::{
 };
 
 use beat_config::{CommitteeFile, Endpoints, ReplicaEntry};
-use beat_core::{Delivery, Params, codec::is_client_label};
+use beat_core::{Delivery, Params, client::ClientTransaction};
 use beat_crypto::{
     Digest,
     dealer::{ReplicaSecrets, deal},
@@ -124,6 +124,7 @@ pub fn config(dir: &std::path::Path, consensus: SocketAddr) -> Config {
         },
         store: StoreConfig {
             path: dir.join("state.db"),
+            client_key: dir.join("state-client.key"),
             ..StoreConfig::default()
         },
         ..Config::default()
@@ -147,8 +148,8 @@ struct Inner {
     refuse_next: usize,
 }
 
-/// An in-process ordering service: accepts transactions (suppressing duplicates by digest, or by
-/// client label in BEAT2), cuts a one-contribution batch from the pending ones every 20 ms, and
+/// An in-process ordering service: accepts transactions (suppressing duplicates by digest, or, in
+/// BEAT2, by the label of a verified client transaction), cuts a one-contribution batch from the pending ones every 20 ms, and
 /// streams batches from any epoch. In BEAT2 it decrypts with f + 1 of the committee's shares.
 #[derive(Clone)]
 pub struct FakeConsensus {
@@ -274,20 +275,19 @@ impl FakeConsensus {
             return Ok((hash(b"fake", tx).0.to_vec(), tx.clone()));
         };
         let (key, secrets) = &**keys;
-        let ct = tdh2::Ciphertext::from_bytes(tx)
-            .map_err(|e| Status::invalid_argument(format!("not a ciphertext: {e}")))?;
-        if !is_client_label(ct.label()) {
-            return Err(Status::invalid_argument("not under a client label"));
-        }
+        let parsed = ClientTransaction::from_bytes(tx)
+            .and_then(|parsed| parsed.verify(key).map(|()| parsed))
+            .map_err(|e| Status::invalid_argument(format!("not a client transaction: {e}")))?;
+        let ct = parsed.ciphertext();
         let shares: BTreeMap<_, _> = secrets[..2]
             .iter()
             .map(|s| {
-                let share = s.decryption.decryption_share(key, &ct, ct.label()).unwrap();
+                let share = s.decryption.decryption_share(key, ct, ct.label()).unwrap();
                 (s.node, share)
             })
             .collect();
         let plain = key
-            .combine_verified(&ct, &shares)
+            .combine_verified(ct, &shares)
             .unwrap()
             .map_err(|_| Status::invalid_argument("undecryptable"))?;
         Ok((ct.label().to_vec(), Bytes::from(plain)))
