@@ -65,6 +65,22 @@ pub enum AvidFpError {
         /// Number of fragments of the code.
         count: usize,
     },
+    /// A dispersal does not have one fragment per index of the code.
+    #[error("{got} fragments given, the code has {expected}")]
+    FragmentCount {
+        /// Fragments given.
+        got: usize,
+        /// Fragments of the code.
+        expected: usize,
+    },
+    /// Fragments given as a whole dispersal are not in index order.
+    #[error("fragment at position {position} has index {index}")]
+    FragmentOrder {
+        /// Position in the list.
+        position: usize,
+        /// The fragment's index.
+        index: u32,
+    },
     /// A fragment does not have the length the payload length implies.
     #[error("fragment {index} has {len} bytes, expected {expected}")]
     FragmentLength {

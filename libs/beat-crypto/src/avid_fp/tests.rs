@@ -306,6 +306,61 @@ fn digest_covers_every_field() {
     }
 }
 
+#[test]
+fn cross_checksum_is_the_commit_step_of_disperse() {
+    for n in [4, 7] {
+        for layout in layouts(beat_types::Committee::new(n).unwrap().data_shards()) {
+            let c = code(n, layout);
+            let p = payload(300, n as u64);
+            let (fpcc, frags) = c.disperse(&p).unwrap();
+            assert_eq!(c.cross_checksum(300, &frags), Ok(fpcc));
+            // An inconsistent dispersal gets the commitment a faulty proposer would publish.
+            let mut bytes: Vec<Vec<u8>> = frags.iter().map(|f| f.bytes.clone()).collect();
+            let last = bytes.len() - 1;
+            bytes[last] = noise(bytes[last].len(), 4);
+            let (expected, bad) = commit(&c, 300, &bytes);
+            assert_eq!(c.cross_checksum(300, &bad), Ok(expected));
+        }
+    }
+    let c = code(4, Layout::Mds);
+    let (_, frags) = c.disperse(b"shape").unwrap();
+    assert_eq!(
+        c.cross_checksum(5, &frags[1..]),
+        Err(AvidFpError::FragmentCount {
+            got: 3,
+            expected: 4
+        })
+    );
+    let mut swapped = frags.clone();
+    swapped.swap(1, 2);
+    assert_eq!(
+        c.cross_checksum(5, &swapped),
+        Err(AvidFpError::FragmentOrder {
+            position: 1,
+            index: 2
+        })
+    );
+    let mut short = frags.clone();
+    short[3].bytes.truncate(10);
+    assert_eq!(
+        c.cross_checksum(5, &short),
+        Err(AvidFpError::FragmentLength {
+            index: 3,
+            len: 10,
+            expected: 64
+        })
+    );
+    // 64-byte fragments hold up to 128 payload bytes at k = 2, no more.
+    assert!(matches!(
+        c.cross_checksum(129, &frags),
+        Err(AvidFpError::FragmentLength { .. })
+    ));
+    assert!(matches!(
+        c.clone().with_max_payload_len(4).cross_checksum(5, &frags),
+        Err(AvidFpError::PayloadTooLarge { len: 5, max: 4 })
+    ));
+}
+
 // --- verification ---
 
 #[test]
