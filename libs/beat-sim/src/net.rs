@@ -9,9 +9,10 @@ use std::{
 
 use beat_core::{
     Batch, BeatNode, Checkpoint, Config, Input, Message, NodeStep, Outgoing, Output, Params,
-    ProposalSeed, PublicKeys, Reply, sender_queue::SenderQueue,
+    ProposalSeed, PublicKeys, Reply, acs::SubsetMessage, broadcast::BroadcastMessage, dispersal,
+    epoch::EpochMessage, sender_queue::SenderQueue,
 };
-use beat_crypto::{bls, tdh2};
+use beat_crypto::{avid_fp::Fpcc, bls, tdh2};
 use beat_types::{Committee, Epoch, NodeId, Transaction};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -425,17 +426,29 @@ impl VirtualNet {
             let Some(sim) = self.nodes.get_mut(&id) else {
                 return;
             };
+            let honest = !self.faulty.contains(&id);
             for out in step.outputs {
-                if let Output::Committed(batch) = out {
-                    if !self.faulty.contains(&id) {
-                        self.checker.on_commit(id, &batch, self.crank);
+                match out {
+                    Output::Committed(batch) => {
+                        if honest {
+                            self.checker.on_commit(id, &batch, self.crank);
+                        }
+                        sim.log.push(batch);
                     }
-                    sim.log.push(batch);
+                    Output::Stored { epoch, fragments } if honest => {
+                        self.checker.on_stored(id, epoch, &fragments);
+                    }
+                    Output::Stored { .. } | Output::Checkpoint(_) => {}
                 }
             }
-            if !self.faulty.contains(&id) {
+            if honest {
                 for fault in &step.faults {
                     self.checker.on_fault(id, fault, self.crank);
+                }
+                for out in &step.messages {
+                    if let Some((epoch, fpcc)) = own_dispersal(id, &out.message) {
+                        self.checker.on_dispersed(id, epoch, fpcc);
+                    }
                 }
             }
             for request in step.requests {
@@ -541,6 +554,22 @@ impl VirtualNet {
             Ok(step) => self.run_step(to, step),
             Err(e) => self.checker.on_error(to, &e.to_string(), self.crank),
         }
+    }
+}
+
+/// If `message` is `proposer`'s `Val` of its own AVID-FP dispersal, returns its epoch and
+/// cross-checksum.
+fn own_dispersal(proposer: NodeId, message: &Message) -> Option<(Epoch, &Fpcc)> {
+    match message {
+        Message::Epoch {
+            epoch,
+            message:
+                EpochMessage::Subset(SubsetMessage::Broadcast {
+                    proposer: p,
+                    message: BroadcastMessage::Dispersal(dispersal::Message::Val { fpcc, .. }),
+                }),
+        } if *p == proposer => Some((*epoch, fpcc)),
+        _ => None,
     }
 }
 

@@ -3,20 +3,24 @@
 //! ```text
 //! beat-sim check --variant beat0 --nodes 7 --faulty 2 --adversary equivocating-proposer --seeds 1..200
 //! beat-sim check --variant all --nodes 4 --adversary all --seeds 1..20
+//! beat-sim check --variant beat4-commitments --nodes 7 --adversary nonzero-padding --seeds 1..50
 //! beat-sim check --adversary issue59 --nodes 7 --seeds 1..500
 //! beat-sim bench --variant beat0 --nodes 16 --batch 1000 --tx-size 250 --epochs 10 --json
 //! beat-sim list
 //! ```
 //!
-//! `check` exits with status 1 and names the seed and invariant of every violation; rerun one
-//! seed with `--seeds S..S` to reproduce it exactly.
+//! `check --variant` takes a variant (`beat0` … `beat4`, full delivery), a storage profile of
+//! BEAT3/BEAT4 (`beat3-encrypted`, `beat3-commitments`, `beat4-encrypted`,
+//! `beat4-commitments`), or `all` for every one of them. It exits with status 1 and names the
+//! seed and invariant of every violation; rerun one seed with `--seeds S..S` to reproduce it
+//! exactly.
 
 use std::{ops::RangeInclusive, process::ExitCode, str::FromStr};
 
 use anyhow::{Context, bail};
 use beat_sim::{
     aba_attack, adversaries,
-    scenario::{Bench, Scenario},
+    scenario::{Bench, Profile, Scenario},
 };
 use beat_types::Variant;
 use clap::{Parser, Subcommand};
@@ -36,7 +40,8 @@ struct Cli {
 enum Command {
     /// Run scenarios over a range of seeds and check every invariant.
     Check {
-        /// Variant (beat0..beat4) or `all`.
+        /// Variant (beat0..beat4), storage profile (beat3-encrypted, beat3-commitments,
+        /// beat4-encrypted, beat4-commitments) or `all`.
         #[arg(long, default_value = "beat0")]
         variant: String,
         /// Committee size.
@@ -183,8 +188,8 @@ fn run() -> anyhow::Result<bool> {
             batch,
             verbose,
         } => {
-            let variants: Vec<Variant> = if variant == "all" {
-                Variant::ALL.to_vec()
+            let variants: Vec<Profile> = if variant == "all" {
+                Profile::ALL.to_vec()
             } else {
                 vec![variant.parse().context("--variant")?]
             };
