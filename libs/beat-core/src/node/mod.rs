@@ -13,7 +13,9 @@
 //!     `sender_queue`)
 //! N4  when epoch e has an outcome (and every earlier epoch is committed), remove duplicates —
 //!     within the batch and against the last `dedup_window_epochs` — commit it, drop its
-//!     transactions from the buffer, announce EpochStarted(e+1) and continue with e+1
+//!     transactions from the buffer (commitments-only delivery: the transactions of my own
+//!     contribution, if it is included — the only ones I can see), announce EpochStarted(e+1)
+//!     and continue with e+1
 //! N5  catch-up (module `catch_up`) may commit e from f+1 matching answers instead
 //! ```
 //!

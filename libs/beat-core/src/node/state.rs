@@ -12,7 +12,7 @@ use zeroize::Zeroize;
 
 use super::{Message, catch_up::CatchUp, window::CommittedWindow};
 use crate::{
-    Batch, Error, Fault, Reply, Request, Step,
+    Batch, Delivery, Error, Fault, Reply, Request, Step,
     batch::Content,
     broadcast::BroadcastConfig,
     buffer::{TransactionBuffer, TransactionError, transaction_digest},
@@ -104,6 +104,10 @@ pub struct BeatNode {
     window: CommittedWindow,
     peer_epochs: BTreeMap<NodeId, Epoch>,
     catch_up: CatchUp,
+    /// Commitments-only delivery: the keys of the transactions this replica proposed in the
+    /// current epoch, dropped from the buffer if its contribution is committed (N4). Not in
+    /// the checkpoint: it is set by the proposal, which resuming and replay redo.
+    proposed: Option<(Epoch, Vec<Digest>)>,
     /// Emit [`Output::Checkpoint`] on entering every epoch that is a multiple of this.
     checkpoint_every: u64,
 }
@@ -135,6 +139,7 @@ impl BeatNode {
             window,
             peer_epochs: BTreeMap::new(),
             catch_up: CatchUp::default(),
+            proposed: None,
             checkpoint_every: 1,
         })
     }
@@ -421,6 +426,9 @@ impl BeatNode {
             &mut rng,
         );
         let plaintext = encode_transactions(&sample);
+        if params.variant.is_storage() && params.delivery == Delivery::CommitmentsOnly {
+            self.proposed = Some((epoch, sample.iter().map(transaction_digest).collect()));
+        }
         let value = if params.encrypts_contributions() {
             let label = epoch_label(epoch, config.our_id);
             match config.keys.encryption.encrypt(&label, &plaintext, &mut rng) {
@@ -493,11 +501,26 @@ impl BeatNode {
     }
 
     fn commit_batch(&mut self, batch: Batch, step: &mut NodeStep) {
-        let keys: Vec<Digest> = if self.config.params.variant == Variant::Beat2 {
+        let mut keys: Vec<Digest> = if self.config.params.variant == Variant::Beat2 {
             batch.ordered_labels.clone()
         } else {
             batch.transactions().map(transaction_digest).collect()
         };
+        // N4, commitments-only delivery: the batch shows no transactions, but a replica knows
+        // what its own stored contribution holds. Without this its buffer never drains: it
+        // would store the same transactions every epoch and never reach those beyond the first
+        // B. Other proposers' transactions stay buffered (readers remove duplicates); the
+        // window only affects batch contents through `Content::Transactions`, which this mode
+        // never commits, so adding the keys keeps batches identical everywhere.
+        let ours = self.config.our_id;
+        if let Some((_, own)) = self.proposed.take_if(|(e, _)| *e == batch.epoch)
+            && batch
+                .contributions
+                .iter()
+                .any(|c| c.proposer == ours && matches!(c.content, Content::Stored(_)))
+        {
+            keys.extend(own);
+        }
         for key in &keys {
             self.buffer.remove(key);
         }
@@ -508,6 +531,7 @@ impl BeatNode {
     /// Moves to the next epoch: checkpoint, then enter it.
     fn advance(&mut self, step: &mut NodeStep) {
         self.current = None;
+        self.proposed = None;
         self.epoch = self.epoch.next();
         self.future = self.future.split_off(&self.epoch);
         if self.epoch.0.is_multiple_of(self.checkpoint_every) {
