@@ -1,16 +1,22 @@
 //! The default simulator suite: every variant × every named adversary × n ∈ {4, 7, 10, 16}
-//! with f at its maximum, several seeds each, plus the issue-59 harness.
+//! with f at its maximum, several seeds each; the storage profiles of BEAT3/BEAT4 (encrypted
+//! contributions, commitments-only delivery) × every adversary for n ∈ {4, 7} (larger
+//! committees run in `scripts/sim-long.sh`); plus the issue-59 harness.
 //!
-//! Failures name the variant, committee, adversary, seed and invariant; reproduce one with
+//! Failures name the profile, committee, adversary, seed and invariant; reproduce one with
 //! `cargo run -p beat-sim -- check --variant V --nodes N --adversary A --seeds S..S`.
 //! The long profile (thousands of runs, n up to 31) is `scripts/sim-long.sh`, run by `.ci/run`.
 
-use beat_sim::{aba_attack, adversaries, scenario::Scenario};
+use beat_sim::{
+    aba_attack, adversaries,
+    scenario::{Profile, Scenario},
+};
 use beat_types::Variant;
 
-/// Runs every adversary for one variant and committee size over `seeds`; panics listing every
+/// Runs every adversary for one profile and committee size over `seeds`; panics listing every
 /// violation.
-fn suite(variant: Variant, n: usize, seeds: std::ops::RangeInclusive<u64>) {
+fn suite(variant: impl Into<Profile>, n: usize, seeds: std::ops::RangeInclusive<u64>) {
+    let variant = variant.into();
     let mut failures = Vec::new();
     let mut runs = 0;
     for name in adversaries::NAMES {
@@ -72,6 +78,18 @@ suites! {
     beat2_n16: Variant::Beat2, 16, 1..=1;
     beat3_n16: Variant::Beat3, 16, 1..=1;
     beat4_n16: Variant::Beat4, 16, 1..=1;
+    beat3_encrypted_n4: profile("beat3-encrypted"), 4, 1..=6;
+    beat3_commitments_n4: profile("beat3-commitments"), 4, 1..=6;
+    beat4_encrypted_n4: profile("beat4-encrypted"), 4, 1..=6;
+    beat4_commitments_n4: profile("beat4-commitments"), 4, 1..=6;
+    beat3_encrypted_n7: profile("beat3-encrypted"), 7, 1..=2;
+    beat3_commitments_n7: profile("beat3-commitments"), 7, 1..=2;
+    beat4_encrypted_n7: profile("beat4-encrypted"), 7, 1..=2;
+    beat4_commitments_n7: profile("beat4-commitments"), 7, 1..=2;
+}
+
+fn profile(name: &str) -> Profile {
+    name.parse().expect("a profile name")
 }
 
 /// The issue-59 attack on binary agreement terminates with agreement, and invalid coin shares
