@@ -17,7 +17,7 @@ use bytes::Bytes;
 use crate::adversary::{Adversary, Ctx};
 
 /// If `message` is `from`'s own proposal (`Val` of its own broadcast), returns its epoch.
-fn own_val(from: NodeId, message: &Message) -> Option<Epoch> {
+pub(super) fn own_val(from: NodeId, message: &Message) -> Option<Epoch> {
     match message {
         Message::Epoch {
             epoch,
@@ -61,7 +61,12 @@ fn val_messages(
 
 /// A valid contribution from `proposer` for `epoch` with made-up transactions, encoded (and
 /// encrypted) exactly as an honest proposer would.
-fn alternative_contribution(ctx: &mut Ctx<'_>, epoch: Epoch, proposer: NodeId, tag: &str) -> Bytes {
+pub(super) fn alternative_contribution(
+    ctx: &mut Ctx<'_>,
+    epoch: Epoch,
+    proposer: NodeId,
+    tag: &str,
+) -> Bytes {
     let params = &ctx.config.params;
     let txs = vec![Transaction::new(
         format!("{tag}/{epoch}/{proposer}").into_bytes(),
@@ -86,7 +91,7 @@ fn alternative_contribution(ctx: &mut Ctx<'_>, epoch: Epoch, proposer: NodeId, t
     }
 }
 
-fn wrap(epoch: Epoch, proposer: NodeId, message: BroadcastMessage) -> Message {
+pub(super) fn wrap(epoch: Epoch, proposer: NodeId, message: BroadcastMessage) -> Message {
     Message::Epoch {
         epoch,
         message: EpochMessage::Subset(SubsetMessage::Broadcast { proposer, message }),
