@@ -113,6 +113,20 @@ fn issue59_attack_fails_against_conf_round() {
     }
 }
 
+/// Regression (issue 12, bug 5): a faulty proposer stored a codeword with non-zero padding in
+/// group 1; a partial read of group 0 returned its bytes while a full read refused with
+/// `NonZeroPadding` (RD-1, and RET-1 since the full read failed). This seed showed both
+/// before the padding stopped being part of the value; now every reader gets the
+/// contribution.
+#[test]
+fn partial_and_full_reads_agree_on_nonzero_padding() {
+    let report = Scenario::new(profile("beat4-commitments"), 4, "nonzero-padding", 1)
+        .run()
+        .expect("scenario runs");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert!(report.epochs > 0);
+}
+
 /// Regression (found by the long profile): a restarted replica re-sends its decryption shares;
 /// a receiver still agreeing stashed both copies, overflowed the per-sender cap and reported the
 /// honest replica as faulty (FLT-1). BEAT2 at n = 4, crash-restart, seed 20 reproduced it.

@@ -113,12 +113,6 @@ pub enum AvidFpError {
         /// Indices of fragments that failed verification.
         rejected: Vec<u32>,
     },
-    /// A padding byte after the payload is not zero (the proposer framed non-canonically).
-    #[error("nonzero padding at offset {offset}")]
-    NonZeroPadding {
-        /// Offset in the padded data of the first nonzero padding byte.
-        offset: u64,
-    },
     /// A partial read was requested from a code without groups.
     #[error("the MDS layout has no groups to read")]
     NotPyramid,

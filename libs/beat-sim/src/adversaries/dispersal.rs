@@ -18,7 +18,9 @@
 //! * `nonzero-padding`: a codeword whose padding after the payload is not zero — every padding
 //!   byte (over every group that holds padding) in even epochs, only the last one in odd
 //!   epochs. This is the bug-5 attack on partial reads: a reader of a group without the
-//!   padding must get the same answer as a full reader (`RD-1`).
+//!   padding must get the same answer as a full reader (`RD-1`). The padding is not part of
+//!   the dispersed value (`beat_crypto::avid_fp`, *Deviations*), so every reader gets the
+//!   contribution and there is nothing to detect.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -241,7 +243,7 @@ impl Adversary for DispersalAttack {
     }
 
     fn detectable(&self, params: &beat_core::Params) -> bool {
-        // Whether non-zero padding is a fault is for the code to define, not this adversary.
+        // Padding is not part of the value: non-zero padding is not a fault.
         params.variant.is_storage() && self.attack != Attack::NonzeroPadding
     }
 }
