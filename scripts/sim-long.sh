@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The simulator's long profile: more seeds and larger committees than the default suite
-# (libs/beat-sim/tests/suite.rs runs every variant × adversary for n ∈ {4, 7, 10, 16} on a few
-# seeds). Seeds here start where the suite's stop, so together they cover:
+# (libs/beat-sim/tests/suite.rs runs every variant × adversary for n ∈ {4, 7, 10, 16}, and the
+# BEAT3/BEAT4 storage profiles for n ∈ {4, 7}, on a few seeds). `--variant all` is every
+# profile: beat0..beat4 with full delivery plus beat3/beat4 -encrypted and -commitments.
+# Seeds here start where the suite's stop, so together they cover:
 #
-#   n = 4   seeds 1..26   every variant × every adversary
-#   n = 7   seeds 1..10   every variant × every adversary
-#   n = 10  seeds 1..4    every variant × every adversary
-#   n = 16  seeds 1..2    every variant × every adversary
-#   n = 31  seed 1        every variant × {benign, equivocating-proposer, aba-equivocation,
-#                         wrong-coin-shares, wrong-decryption-shares}
+#   n = 4   seeds 1..26   every profile × every adversary
+#   n = 7   seeds 1..10   every profile × every adversary
+#   n = 10  seeds 1..4    every variant × every adversary (storage profiles: seeds 2..4)
+#   n = 16  seeds 1..2    every variant × every adversary (storage profiles: seed 2)
+#   n = 31  seed 1        every variant and beat4-commitments × {benign,
+#                         equivocating-proposer, aba-equivocation, wrong-coin-shares,
+#                         wrong-decryption-shares}
 #
 # plus the issue-59 attack on binary agreement for n = 4 and 7 over 200 seeds. Runs two
 # `beat-sim check` processes at a time (one per core); any violation fails the script and the
@@ -34,7 +37,9 @@ runs=(
   "--adversary issue59 --nodes 7 --seeds 1..200"
 )
 for a in benign equivocating-proposer aba-equivocation wrong-coin-shares wrong-decryption-shares; do
-  runs+=("--variant all --adversary $a --nodes 31 --seeds 1..1")
+  for v in beat0 beat1 beat2 beat3 beat4 beat4-commitments; do
+    runs+=("--variant $v --adversary $a --nodes 31 --seeds 1..1")
+  done
 done
 
 start=$SECONDS

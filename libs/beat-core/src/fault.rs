@@ -65,9 +65,11 @@ pub enum FaultKind {
     InvalidFragment,
     /// A fingerprinted cross-checksum had the wrong shape (AVID-FP).
     InvalidCrossChecksum,
-    /// The proposer dispersed data that does not decode to a canonically framed value: the
-    /// re-encoding check failed (AVID) or the padding is not canonical. All honest replicas
-    /// reach this verdict together.
+    /// The proposer's broadcast does not decode to a value: AVID's re-encoding check failed
+    /// (shards off the codeword or a non-canonical framing). All honest replicas reach this
+    /// verdict together. An agreed AVID-FP dispersal always decodes (its value is the first
+    /// `payload_len` bytes of the codeword its cross-checksum fixes), so BEAT3/BEAT4 report it
+    /// only if the Reed–Solomon codec itself refuses verified fragments.
     UndecodableValue,
 
     // --- binary agreement ---

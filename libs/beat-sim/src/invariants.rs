@@ -4,28 +4,33 @@
 //! |---|---|
 //! | `AGR-1` | agreement: honest replicas commit identical batches for every epoch |
 //! | `ORD-1` | total order: each honest replica commits epochs 0, 1, 2, … once each, without gaps |
-//! | `VAL-1` | validity: an honest proposer's contribution is never rejected, and contains only transactions clients submitted |
-//! | `DUP-1` | no replica commits the same transaction twice; in BEAT2, which de-duplicates by label, no replica orders the same label twice (two requests with equal plaintexts are legitimate) |
-//! | `CEN-1` | censorship resilience: a transaction given to every honest replica is committed within a bounded number of epochs |
-//! | `LIV-1` | liveness: the workload is committed everywhere within the delivery budget |
+//! | `VAL-1` | validity: an honest proposer's contribution is never rejected, and contains only transactions clients submitted (with commitments-only delivery: the contribution its commitment decodes to) |
+//! | `DUP-1` | no replica commits the same transaction twice; in BEAT2, which de-duplicates by label, no replica orders the same label twice (two requests with equal plaintexts are legitimate); with commitments-only delivery, no honest proposer stores the same transaction in two committed contributions within the duplicate-suppression window (replicas cannot see each other's stored contributions, so readers remove duplicates across proposers) |
+//! | `CEN-1` | censorship resilience: a transaction given to every honest replica is committed (commitments-only: retrievable) within a bounded number of epochs |
+//! | `LIV-1` | liveness: the workload is committed everywhere within the delivery budget (commitments-only: every transaction is retrievable from the fragments honest replicas stored for epochs every honest replica committed) |
 //! | `FLT-1` | no honest replica is ever reported faulty by an honest replica |
 //! | `FLT-2` | where the adversary's deviation is detectable, faulty replicas are reported (checked over a suite of seeds) |
 //! | `MEM-1` | bounded memory: an honest replica queues messages for at most `max_future_epochs` future epochs |
 //! | `ERR-1` | no entry point of an honest replica returns an error |
 //! | `RST-1` | a restarted replica, rebuilt from its checkpoint and write-ahead log, sends nothing it had not sent before (it cannot equivocate) |
-//! | `TRM-1` | no honest replica is stranded: once nothing is in flight (and stall timers fired), every honest replica is in the same epoch and none has an epoch in progress — every binary agreement any of them started has decided everywhere |
+//! | `TRM-1` | no honest replica is stranded: once nothing is in flight (and stall timers fired), every honest replica is in the same epoch and none has an epoch in progress — every binary agreement any of them started has decided everywhere; a cluster that stays busy after the workload must keep every honest replica moving |
 //! | `CAU-1` | causal order: an honest replica asks for decryption shares of an epoch only once its common subset is fixed there, and only for ciphertexts labelled for that epoch and proposer (BEAT2: for a client) |
+//! | `RET-1` | retrievability (commitments-only): once every honest replica committed an epoch, every committed commitment decodes (full read) from the fragments honest replicas stored under it, honest replicas stored nothing else, and an honest proposer's commitment is its own dispersal and decodes to its contribution |
+//! | `RD-1` | read consistency (BEAT4, commitments-only): every group's partial read of the honest replicas' fragments returns exactly the full read's bytes of that group, or both refuse |
+//!
+//! `RET-1` and `RD-1` are checked by [`crate::storage`], once per epoch, when the last honest
+//! replica commits it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use beat_core::{
-    Batch, BeatNode, Content, Fault, Params, Request, buffer::transaction_digest,
-    client::is_client_label, codec::epoch_label,
+    Batch, BeatNode, Content, Delivery, Fault, Params, Request, buffer::transaction_digest,
+    client::is_client_label, codec::epoch_label, epoch::StoredFragments,
 };
-use beat_crypto::Digest;
+use beat_crypto::{Digest, avid_fp::Fpcc};
 use beat_types::{Committee, Epoch, NodeId, Transaction, Variant};
 
-use crate::net::SimNode;
+use crate::{net::SimNode, storage::StorageCheck};
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +68,10 @@ pub struct Checker {
     workload: HashMap<Digest, Epoch>,
     remaining: BTreeMap<NodeId, usize>,
     first_committed_in: HashMap<Digest, Epoch>,
+    /// Commitments-only delivery: the storage checks, and per honest proposer the epoch in
+    /// which each of its transactions was last stored.
+    storage: Option<StorageCheck>,
+    stored_by: BTreeMap<NodeId, HashMap<Digest, Epoch>>,
     /// Violations so far.
     pub violations: Vec<Violation>,
     /// Faults honest replicas attributed to faulty ones.
@@ -79,9 +88,13 @@ impl Checker {
             .filter(|id| !faulty.contains(id))
             .map(|id| (id, Epoch::ZERO))
             .collect();
+        let storage = (params.variant.is_storage() && params.delivery == Delivery::CommitmentsOnly)
+            .then(|| StorageCheck::new(committee, &params));
         Self {
             committee,
             faulty,
+            storage,
+            stored_by: BTreeMap::new(),
             params,
             reference: BTreeMap::new(),
             next_epoch,
@@ -215,6 +228,101 @@ impl Checker {
         for d in duplicates {
             self.violate("DUP-1", crank, format!("node {node} committed {d} twice"));
         }
+        self.check_storage(batch, crank);
+    }
+
+    /// Records the fragments an honest replica stored (commitments-only delivery).
+    pub fn on_stored(&mut self, node: NodeId, epoch: Epoch, fragments: &[StoredFragments]) {
+        if let Some(storage) = &mut self.storage {
+            storage.on_stored(node, epoch, fragments);
+        }
+    }
+
+    /// Records the cross-checksum an honest proposer dispersed (from its `Val` messages).
+    pub fn on_dispersed(&mut self, proposer: NodeId, epoch: Epoch, fpcc: &Fpcc) {
+        if let Some(storage) = &mut self.storage {
+            storage.on_proposed(proposer, epoch, fpcc);
+        }
+    }
+
+    /// Commitments-only delivery: reads every epoch all honest replicas have now committed
+    /// (RET-1, RD-1), and counts what it retrieves as committed (VAL-1, DUP-1, LIV-1, CEN-1).
+    fn check_storage(&mut self, batch: &Batch, crank: u64) {
+        let Some(storage) = &mut self.storage else {
+            return;
+        };
+        storage.on_committed(batch);
+        let everywhere = Epoch(self.next_epoch.values().map(|e| e.0).min().unwrap_or(0));
+        for (epoch, check) in storage.check_up_to(everywhere, &self.faulty) {
+            for (invariant, detail) in check.violations {
+                self.violate(invariant, crank, detail);
+            }
+            for r in check.retrieved {
+                let honest = !self.faulty.contains(&r.proposer);
+                let Some(txs) = r.transactions else {
+                    if honest {
+                        self.violate(
+                            "VAL-1",
+                            crank,
+                            format!(
+                                "honest proposer {}'s stored contribution in epoch {epoch} is \
+                                 not a list of transactions",
+                                r.proposer
+                            ),
+                        );
+                    }
+                    continue;
+                };
+                for tx in &txs {
+                    self.on_retrieved(epoch, r.proposer, honest, tx, crank);
+                }
+            }
+        }
+    }
+
+    fn on_retrieved(
+        &mut self,
+        epoch: Epoch,
+        proposer: NodeId,
+        honest: bool,
+        tx: &Transaction,
+        crank: u64,
+    ) {
+        let key = transaction_digest(tx);
+        let expected = self.workload.contains_key(&key);
+        if honest {
+            if !expected {
+                self.violate(
+                    "VAL-1",
+                    crank,
+                    format!("honest proposer {proposer} stored an unknown transaction {tx:?}"),
+                );
+            }
+            let window = self.params.dedup_window_epochs;
+            let last = self
+                .stored_by
+                .entry(proposer)
+                .or_default()
+                .insert(key, epoch);
+            if let Some(before) = last
+                && epoch.distance_from(before) <= window
+            {
+                self.violate(
+                    "DUP-1",
+                    crank,
+                    format!(
+                        "honest proposer {proposer} stored {tx:?} in epoch {before} and again in \
+                         epoch {epoch}"
+                    ),
+                );
+            }
+        }
+        if expected && !self.first_committed_in.contains_key(&key) {
+            self.first_committed_in.insert(key, epoch);
+            for r in self.remaining.values_mut() {
+                *r = r.saturating_sub(1);
+            }
+        }
     }
 
     /// Checks a fault an honest replica reported.
@@ -311,13 +419,16 @@ impl Checker {
         }
     }
 
-    /// Records that the run could not drain (messages kept flowing after the workload).
-    pub fn on_no_quiescence(&mut self, crank: u64) {
-        self.violate(
-            "TRM-1",
-            crank,
-            "messages still in flight when the drain budget ran out".to_owned(),
-        );
+    /// Records a drain that did not settle: `stuck` honest replicas sat still behind others
+    /// (empty: nobody made progress at all while messages kept flowing).
+    pub fn on_no_quiescence(&mut self, crank: u64, stuck: &[String]) {
+        let detail = if stuck.is_empty() {
+            "messages kept flowing after the workload but no honest replica made progress"
+                .to_owned()
+        } else {
+            format!("still busy after the workload, and {}", stuck.join("; "))
+        };
+        self.violate("TRM-1", crank, detail);
     }
 
     /// Records a restarted replica that produced messages it had not sent before.

@@ -4,7 +4,9 @@
 //! over a virtual network that delivers one message per crank, in an order chosen by a named
 //! [`adversary::Adversary`] (see the adversary model in that module). After every delivery the
 //! [`invariants::Checker`] checks agreement, total order, validity, duplicate freedom, fault
-//! attribution and memory bounds; at the end it checks liveness and censorship resilience.
+//! attribution and memory bounds — and, for commitments-only storage, that every committed
+//! commitment can be read back from the fragments honest replicas stored ([`storage`]); at
+//! the end it checks liveness and censorship resilience.
 //! Everything random derives from one seed, so a failing run is reproduced exactly by its seed.
 //!
 //! ```no_run
@@ -24,4 +26,7 @@ pub mod adversary;
 pub mod invariants;
 pub mod keystore;
 pub mod net;
+pub mod profile;
 pub mod scenario;
+pub mod storage;
+pub mod sweep;

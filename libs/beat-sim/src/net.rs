@@ -9,9 +9,10 @@ use std::{
 
 use beat_core::{
     Batch, BeatNode, Checkpoint, Config, Input, Message, NodeStep, Outgoing, Output, Params,
-    ProposalSeed, PublicKeys, Reply, Request, Target, sender_queue::SenderQueue,
+    ProposalSeed, PublicKeys, Reply, Request, Target, acs::SubsetMessage,
+    broadcast::BroadcastMessage, dispersal, epoch::EpochMessage, sender_queue::SenderQueue,
 };
-use beat_crypto::{bls, tdh2};
+use beat_crypto::{avid_fp::Fpcc, bls, tdh2};
 use beat_types::{Committee, Epoch, NodeId, Transaction};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -502,17 +503,29 @@ impl VirtualNet {
             let Some(sim) = self.nodes.get_mut(&id) else {
                 return;
             };
+            let honest = !self.faulty.contains(&id);
             for out in step.outputs {
-                if let Output::Committed(batch) = out {
-                    if !self.faulty.contains(&id) {
-                        self.checker.on_commit(id, &batch, self.crank);
+                match out {
+                    Output::Committed(batch) => {
+                        if honest {
+                            self.checker.on_commit(id, &batch, self.crank);
+                        }
+                        sim.log.push(batch);
                     }
-                    sim.log.push(batch);
+                    Output::Stored { epoch, fragments } if honest => {
+                        self.checker.on_stored(id, epoch, &fragments);
+                    }
+                    Output::Stored { .. } | Output::Checkpoint(_) => {}
                 }
             }
-            if !self.faulty.contains(&id) {
+            if honest {
                 for fault in &step.faults {
                     self.checker.on_fault(id, fault, self.crank);
+                }
+                for out in &step.messages {
+                    if let Some((epoch, fpcc)) = own_dispersal(id, &out.message) {
+                        self.checker.on_dispersed(id, epoch, fpcc);
+                    }
                 }
             }
             for request in step.requests {
@@ -633,9 +646,16 @@ impl VirtualNet {
 
     /// Delivers everything in flight (the adversary injecting and crashing nothing more, its
     /// schedule still applying), firing the honest replicas' stall timers whenever the network
-    /// falls quiet, then checks that nobody is stranded (`TRM-1`). At most `budget` deliveries.
+    /// falls quiet, then checks that nobody is stranded (`TRM-1`). At most `budget` deliveries:
+    /// a cluster may legitimately stay busy (with commitments-only delivery a replica that the
+    /// schedule keeps excluding never sees its transactions committed, so it keeps proposing);
+    /// then every honest replica must at least have kept up — none may sit still behind another.
     pub fn drain(&mut self, budget: u64) {
         self.quiesce = true;
+        let before: BTreeMap<NodeId, Epoch> = self
+            .honest()
+            .filter_map(|id| self.nodes.get(&id).map(|s| (id, s.node.epoch())))
+            .collect();
         let limit = self.crank.saturating_add(budget);
         let mut quiet_stalls = 0;
         while self.crank < limit {
@@ -643,9 +663,9 @@ impl VirtualNet {
                 continue;
             }
             // Quiet: stall timers fire; if they start nothing, the run is settled.
-            let before = self.queue.len() + self.replies.len();
+            let in_flight = self.queue.len() + self.replies.len();
             self.stall_all();
-            if self.queue.len() + self.replies.len() == before {
+            if self.queue.len() + self.replies.len() == in_flight {
                 quiet_stalls += 1;
             }
             if quiet_stalls >= 2 {
@@ -653,10 +673,22 @@ impl VirtualNet {
             }
         }
         self.quiesce = false;
-        if !self.queue.is_empty() || !self.replies.is_empty() {
-            self.checker.on_no_quiescence(self.crank);
-        } else {
+        if self.queue.is_empty() && self.replies.is_empty() {
             self.checker.check_quiescent(&self.nodes, self.crank);
+            return;
+        }
+        let after: BTreeMap<NodeId, Epoch> = before
+            .keys()
+            .filter_map(|id| self.nodes.get(id).map(|s| (*id, s.node.epoch())))
+            .collect();
+        let highest = after.values().copied().max().unwrap_or_default();
+        let stuck: Vec<String> = after
+            .iter()
+            .filter(|(id, e)| **e < highest && before.get(id) == Some(*e))
+            .map(|(id, e)| format!("node {id} stayed at epoch {e} while others reached {highest}"))
+            .collect();
+        if !stuck.is_empty() || after == before {
+            self.checker.on_no_quiescence(self.crank, &stuck);
         }
     }
 
@@ -718,6 +750,22 @@ impl VirtualNet {
             Ok(step) => self.run_step(to, step),
             Err(e) => self.checker.on_error(to, &e.to_string(), self.crank),
         }
+    }
+}
+
+/// If `message` is `proposer`'s `Val` of its own AVID-FP dispersal, returns its epoch and
+/// cross-checksum.
+fn own_dispersal(proposer: NodeId, message: &Message) -> Option<(Epoch, &Fpcc)> {
+    match message {
+        Message::Epoch {
+            epoch,
+            message:
+                EpochMessage::Subset(SubsetMessage::Broadcast {
+                    proposer: p,
+                    message: BroadcastMessage::Dispersal(dispersal::Message::Val { fpcc, .. }),
+                }),
+        } if *p == proposer => Some((*epoch, fpcc)),
+        _ => None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! A scenario: a variant, a committee, an adversary and a seed, run against a workload.
+//! A scenario: a variant (with its storage profile), a committee, an adversary and a seed, run
+//! against a workload.
 
 use std::time::Duration;
 
@@ -9,13 +10,14 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde::Serialize;
 
+pub use crate::profile::{Profile, ProfileParseError, Storage};
 use crate::{adversaries, invariants::Violation, net::VirtualNet};
 
 /// One simulated run.
 #[derive(Clone, Debug)]
 pub struct Scenario {
-    /// The BEAT variant.
-    pub variant: Variant,
+    /// The BEAT variant and its storage profile.
+    pub profile: Profile,
     /// Committee size.
     pub n: usize,
     /// Faulty replicas (at most f).
@@ -35,11 +37,12 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// A small default scenario for `variant`, `n` (with f at its maximum) and `adversary`.
-    pub fn new(variant: Variant, n: usize, adversary: &str, seed: u64) -> Self {
+    /// A small default scenario for `profile` (a [`Variant`] means its full-delivery profile),
+    /// `n` (with f at its maximum) and `adversary`.
+    pub fn new(profile: impl Into<Profile>, n: usize, adversary: &str, seed: u64) -> Self {
         let f = (n.max(1) - 1) / 3;
         Self {
-            variant,
+            profile: profile.into(),
             n,
             faulty: f,
             adversary: adversary.to_owned(),
@@ -51,14 +54,20 @@ impl Scenario {
         }
     }
 
+    /// The BEAT variant.
+    pub fn variant(&self) -> Variant {
+        self.profile.variant
+    }
+
     /// The protocol parameters the scenario runs with.
     pub fn params(&self) -> Params {
-        Params {
-            variant: self.variant,
+        let mut params = Params {
             batch_size: self.batch_size,
             max_transaction_bytes: (self.tx_size + 512).max(1024),
             ..Params::default()
-        }
+        };
+        self.profile.apply(&mut params);
+        params
     }
 
     /// Runs the scenario and checks every invariant.
@@ -74,7 +83,7 @@ impl Scenario {
             .build()?;
         let mut rng = ChaCha20Rng::seed_from_u64(self.seed ^ 0xdead_beef);
         let workload = workload(
-            self.variant,
+            self.variant(),
             &net,
             transactions,
             self.tx_size,
@@ -114,7 +123,9 @@ impl Scenario {
         }
         if completed {
             // No honest replica may be left behind once the load stops (TRM-1).
-            net.drain(self.max_cranks.saturating_sub(net.cranks()).max(100_000));
+            // Draining takes a few deliveries; a cluster that stays busy is judged after as many
+            // as the run took (at least 50,000).
+            net.drain(net.cranks().max(50_000));
         }
         let params = self.params();
         let per_epoch = params.proposal_size(net.committee);

@@ -1,16 +1,22 @@
 //! The default simulator suite: every variant × every named adversary × n ∈ {4, 7, 10, 16}
-//! with f at its maximum, several seeds each, plus the issue-59 harness.
+//! with f at its maximum, several seeds each; the storage profiles of BEAT3/BEAT4 (encrypted
+//! contributions, commitments-only delivery) × every adversary for n ∈ {4, 7} (larger
+//! committees run in `scripts/sim-long.sh`); plus the issue-59 harness.
 //!
-//! Failures name the variant, committee, adversary, seed and invariant; reproduce one with
+//! Failures name the profile, committee, adversary, seed and invariant; reproduce one with
 //! `cargo run -p beat-sim -- check --variant V --nodes N --adversary A --seeds S..S`.
 //! The long profile (thousands of runs, n up to 31) is `scripts/sim-long.sh`, run by `.ci/run`.
 
-use beat_sim::{aba_attack, adversaries, scenario::Scenario};
+use beat_sim::{
+    aba_attack, adversaries,
+    scenario::{Profile, Scenario},
+};
 use beat_types::Variant;
 
-/// Runs every adversary for one variant and committee size over `seeds`; panics listing every
+/// Runs every adversary for one profile and committee size over `seeds`; panics listing every
 /// violation.
-fn suite(variant: Variant, n: usize, seeds: std::ops::RangeInclusive<u64>) {
+fn suite(variant: impl Into<Profile>, n: usize, seeds: std::ops::RangeInclusive<u64>) {
+    let variant = variant.into();
     let mut failures = Vec::new();
     let mut runs = 0;
     for name in adversaries::NAMES {
@@ -72,6 +78,18 @@ suites! {
     beat2_n16: Variant::Beat2, 16, 1..=1;
     beat3_n16: Variant::Beat3, 16, 1..=1;
     beat4_n16: Variant::Beat4, 16, 1..=1;
+    beat3_encrypted_n4: profile("beat3-encrypted"), 4, 1..=6;
+    beat3_commitments_n4: profile("beat3-commitments"), 4, 1..=6;
+    beat4_encrypted_n4: profile("beat4-encrypted"), 4, 1..=6;
+    beat4_commitments_n4: profile("beat4-commitments"), 4, 1..=6;
+    beat3_encrypted_n7: profile("beat3-encrypted"), 7, 1..=2;
+    beat3_commitments_n7: profile("beat3-commitments"), 7, 1..=2;
+    beat4_encrypted_n7: profile("beat4-encrypted"), 7, 1..=2;
+    beat4_commitments_n7: profile("beat4-commitments"), 7, 1..=2;
+}
+
+fn profile(name: &str) -> Profile {
+    name.parse().expect("a profile name")
 }
 
 /// The issue-59 attack on binary agreement terminates with agreement, and invalid coin shares
@@ -93,6 +111,20 @@ fn issue59_attack_fails_against_conf_round() {
             }
         }
     }
+}
+
+/// Regression (issue 12, bug 5): a faulty proposer stored a codeword with non-zero padding in
+/// group 1; a partial read of group 0 returned its bytes while a full read refused with
+/// `NonZeroPadding` (RD-1, and RET-1 since the full read failed). This seed showed both
+/// before the padding stopped being part of the value; now every reader gets the
+/// contribution.
+#[test]
+fn partial_and_full_reads_agree_on_nonzero_padding() {
+    let report = Scenario::new(profile("beat4-commitments"), 4, "nonzero-padding", 1)
+        .run()
+        .expect("scenario runs");
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    assert!(report.epochs > 0);
 }
 
 /// Regression (found by the long profile): a restarted replica re-sends its decryption shares;

@@ -1,7 +1,7 @@
 //! Conversions between the protocol's types and the API's protobuf messages.
 
-use beat_core::{Batch, Content, FaultKind};
-use beat_proto::common::v1 as pb;
+use beat_core::{Batch, Content, FaultKind, epoch::StoredFragments};
+use beat_proto::{common::v1 as pb, consensus::v1 as consensus_pb};
 use beat_types::Variant;
 use bytes::Bytes;
 
@@ -49,6 +49,29 @@ fn reject_reason(kind: FaultKind) -> pb::RejectReason {
         FaultKind::UndecryptableCiphertext => pb::RejectReason::Undecryptable,
         _ => pb::RejectReason::Malformed,
     }
+}
+
+/// A replica's stored fragments of one dispersal in API form, or `None` if it holds none (the
+/// proposer never sent it valid ones).
+pub fn read_fragment_response(
+    stored: &StoredFragments,
+) -> Option<consensus_pb::ReadFragmentResponse> {
+    let mut fragments = stored.fragments.clone();
+    fragments.sort_by_key(|f| f.index);
+    let first = fragments.first()?;
+    Some(consensus_pb::ReadFragmentResponse {
+        index: first.index,
+        fragment: Bytes::copy_from_slice(&first.bytes),
+        // Serializing a cross-checksum into a Vec cannot fail.
+        cross_checksum: Bytes::from(postcard::to_allocvec(&stored.fpcc).unwrap_or_default()),
+        fragments: fragments
+            .iter()
+            .map(|f| consensus_pb::StoredFragment {
+                index: f.index,
+                data: Bytes::copy_from_slice(&f.bytes),
+            })
+            .collect(),
+    })
 }
 
 /// A variant in API form.

@@ -276,14 +276,8 @@ impl OrderingService for OrderingGrpc {
             .map_err(unavailable)?
             .map_err(|e| Status::internal(e.to_string()))?
             .ok_or_else(|| Status::not_found("no fragment stored for this epoch and proposer"))?;
-        let fragment = stored
-            .fragments
-            .first()
-            .ok_or_else(|| Status::not_found("this replica holds no fragment of that dispersal"))?;
-        Ok(Response::new(ReadFragmentResponse {
-            index: fragment.index,
-            fragment: Bytes::copy_from_slice(&fragment.bytes),
-            cross_checksum: Bytes::from(postcard::to_allocvec(&stored.fpcc).unwrap_or_default()),
-        }))
+        convert::read_fragment_response(&stored)
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found("this replica holds no fragment of that dispersal"))
     }
 }

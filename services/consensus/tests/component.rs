@@ -6,10 +6,17 @@ use std::{collections::VecDeque, path::PathBuf};
 
 use beat_consensus::{
     component::{Admission, Component, Effects, Limits, SubmitError},
+    convert,
     store::Store,
 };
-use beat_core::{Config, Params, PublicKeys, Reply, Request};
-use beat_crypto::dealer::{ReplicaSecrets, deal};
+use beat_core::{
+    Config, Content, Delivery, Params, PublicKeys, Reply, Request, broadcast::BroadcastConfig,
+    codec::decode_transactions,
+};
+use beat_crypto::{
+    avid_fp::{Fpcc, Fragment},
+    dealer::{ReplicaSecrets, deal},
+};
 use beat_types::{Committee, NodeId, Transaction, Variant};
 use bytes::Bytes;
 use rand_chacha::ChaCha20Rng;
@@ -39,16 +46,20 @@ impl Cluster {
     }
 
     fn with_checkpoints(name: &str, variant: Variant, checkpoint_every: u64) -> Self {
+        let params = Params {
+            variant,
+            batch_size: 8,
+            ..Params::default()
+        };
+        Self::with_params(name, params, checkpoint_every)
+    }
+
+    fn with_params(name: &str, params: Params, checkpoint_every: u64) -> Self {
         let c = Committee::new(4).unwrap();
         let (keys, secrets) = deal(c, &mut ChaCha20Rng::seed_from_u64(5)).unwrap();
         let public = PublicKeys {
             coin: std::sync::Arc::new(keys.coin.clone()),
             encryption: std::sync::Arc::new(keys.encryption),
-        };
-        let params = Params {
-            variant,
-            batch_size: 8,
-            ..Params::default()
         };
         let mut cluster = Self {
             dirs: Vec::new(),
@@ -289,4 +300,86 @@ fn a_corrupt_payload_is_a_fault_not_a_crash() {
         .inbound(NodeId(1), &[9])
         .unwrap();
     assert_eq!(fx.faults.len(), 1);
+}
+
+/// BEAT4 as BFT storage through the `ReadFragment` path: each replica serves every fragment it
+/// holds of a committed contribution — the local parities too, which BEAT4 partial readers
+/// need for repair — and a client gets the same contribution from a full read and from every
+/// group's partial read, with and without repair. With commitments-only delivery the replicas
+/// also go idle once everything is stored.
+#[test]
+fn read_fragment_serves_what_full_and_partial_readers_need() {
+    let params = Params {
+        variant: Variant::Beat4,
+        batch_size: 8,
+        delivery: Delivery::CommitmentsOnly,
+        ..Params::default()
+    };
+    let mut c = Cluster::with_params("read-fragment", params.clone(), 1);
+    for i in 0..4 {
+        c.submit(i, txs("stored", 6));
+    }
+    c.run(1_000_000);
+    let code = BroadcastConfig::new(Committee::new(4).unwrap(), &params).code;
+    let batches = c.committed(0);
+    assert!(!batches.is_empty());
+    for batch in &batches {
+        for contribution in &batch.contributions {
+            let Content::Stored(commitment) = &contribution.content else {
+                panic!(
+                    "expected a stored commitment, got {:?}",
+                    contribution.content
+                );
+            };
+            let mut fpcc: Option<Fpcc> = None;
+            let mut fragments = Vec::new();
+            for node in c.nodes.iter().flatten() {
+                let stored = node
+                    .store()
+                    .fragments(batch.epoch, contribution.proposer)
+                    .unwrap()
+                    .expect("every replica stores every committed dispersal");
+                let Some(response) = convert::read_fragment_response(&stored) else {
+                    continue;
+                };
+                let served: Fpcc = postcard::from_bytes(&response.cross_checksum).unwrap();
+                assert_eq!(served.digest(), commitment.commitment);
+                assert_eq!(response.index, response.fragments[0].index);
+                assert_eq!(response.fragment, response.fragments[0].data);
+                for f in response.fragments {
+                    let fragment = Fragment {
+                        index: f.index,
+                        bytes: f.data.to_vec(),
+                    };
+                    code.verify_fragment(&served, &fragment).unwrap();
+                    fragments.push(fragment);
+                }
+                fpcc = Some(served);
+            }
+            let fpcc = fpcc.expect("some replica serves fragments");
+            let full = code.decode(&fpcc, &fragments).unwrap();
+            let txs = decode_transactions(&full, 100, 1 << 20).unwrap();
+            assert!(txs.iter().all(|t| t.as_bytes().starts_with(b"stored-")));
+            for group in 0..code.group_count() {
+                let parity = code.local_parity_index(group).unwrap();
+                assert!(
+                    fragments.iter().any(|f| f.index == parity),
+                    "local parity {parity} is served"
+                );
+                let read = code.read_group(&fpcc, group, &fragments).unwrap();
+                let range = read.byte_range.start as usize..read.byte_range.end as usize;
+                assert_eq!(read.bytes, full[range]);
+                for member in code.group_fragments(group) {
+                    let without: Vec<Fragment> = fragments
+                        .iter()
+                        .filter(|f| f.index != member)
+                        .cloned()
+                        .collect();
+                    let repaired = code.read_group(&fpcc, group, &without).unwrap();
+                    assert_eq!(repaired.repaired, Some(member));
+                    assert_eq!(repaired.bytes, read.bytes);
+                }
+            }
+        }
+    }
 }

@@ -18,8 +18,9 @@
 //! A READY from an honest replica follows `n − f` ECHOs, at least `n − 2f = k` of them from
 //! honest replicas that verified their fragment before echoing — so once any honest replica
 //! completes, `k` verified fragments exist and any reader can decode, the same value from any
-//! `k` of them (the fingerprints pin one codeword). Only the cross-checksum (`O(n)` hashes) is
-//! echoed, so the proposal's data crosses the network once (BEAT paper §6).
+//! `k` of them (the fingerprints pin one codeword; the value is its first `payload_len`
+//! bytes). Only the cross-checksum (`O(n)` hashes) is echoed, so the proposal's data crosses
+//! the network once (BEAT paper §6).
 //!
 //! # References
 //!
@@ -32,6 +33,13 @@
 //!   guarantee `k = n − 2f` honest fragment holders. Both coincide when `n = 3f + 1`.
 //! * Retrieval for full delivery (every replica decoding every agreed contribution) is done by
 //!   the epoch after agreement: each replica sends its verified fragments to everyone.
+//! * The dispersed value is the first `payload_len` bytes of the codeword the cross-checksum
+//!   fixes; whether the padding after them is zero is not checked, by servers (D2) or by
+//!   readers (the protocol reference's pitfall 6 asks readers to reject non-canonical
+//!   padding). A server sees only its own fragments, and a BEAT4 partial read only its
+//!   group's, so the check cannot be made consistently without reading the padding's
+//!   fragments; ignoring the padding makes every reader agree (issue 12, bug 5; see
+//!   `beat_crypto::avid_fp`, *Deviations*).
 //! * A replica that completes the dispersal before its own VAL arrives (2f+1 READYs and the
 //!   cross-checksum from ECHOs can overtake it) does not store the late fragment. The protocol
 //!   guarantees `k` honest holders regardless, which is what retrieval needs; a production

@@ -39,9 +39,19 @@
 //! R1  multicast my verified fragments of every agreed dispersal
 //! R2  accept a fragment only from its holder, for an agreed dispersal, if it verifies against
 //!     the agreed cross-checksum (otherwise the sender is faulty)
-//! R3  decode each dispersal from k verified fragments; a dispersal whose data does not decode
-//!     to a canonically padded value is rejected identically everywhere
+//! R3  decode each dispersal from k verified fragments: its value is the first payload_len
+//!     bytes of the decoded data (the padding after them is not checked; see Deviations)
 //! ```
+//!
+//! # Deviations
+//!
+//! * R3 does not reject a dispersal whose padding is not zero (the protocol reference's
+//!   pitfall 6). With AVID-FP the identity of a dispersal is its cross-checksum, which fixes
+//!   the data codeword; the value is defined as that codeword's first `payload_len` bytes, so
+//!   that full delivery, a client's full read of stored fragments and a BEAT4 partial read of
+//!   one group always return the same bytes (issue 12, bug 5; the reasoning is in
+//!   `beat_crypto::avid_fp`, *Deviations*). Every agreed dispersal therefore decodes: `k`
+//!   honest replicas verified their fragments before it could complete.
 
 mod message;
 mod retired;

@@ -10,8 +10,10 @@ use bytes::Bytes;
 
 use crate::{Fault, FaultKind};
 
-/// The decoded contributions: `Some(bytes)`, or `None` when the dispersed data does not decode
-/// to a canonically padded value (every honest replica agrees).
+/// The decoded contributions: `Some(bytes)`, the first `payload_len` bytes of the agreed
+/// codeword, or `None` if the Reed–Solomon codec refused `k` verified fragments (which it does
+/// not for distinct indices of the right length; kept so that a codec error is a rejected
+/// contribution rather than a stalled epoch).
 pub(crate) type Retrieved = BTreeMap<NodeId, Option<Bytes>>;
 
 #[derive(Debug)]
@@ -126,5 +128,46 @@ impl Retrieval {
 
     pub fn take_results(&mut self) -> Retrieved {
         std::mem::take(&mut self.results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use beat_crypto::avid_fp::Layout;
+    use beat_types::Committee;
+
+    use super::*;
+
+    /// R3 (issue 12, bug 5): a dispersal whose padding is not zero decodes, to its first
+    /// `payload_len` bytes, at every replica — whichever `k` fragments each one uses.
+    #[test]
+    fn nonzero_padding_decodes_to_the_payload_from_any_k_fragments() {
+        let committee = Committee::new(4).unwrap(); // k = 2
+        for layout in [Layout::Mds, Layout::pyramid(committee)] {
+            let code = Arc::new(AvidFpCode::new(committee, layout).unwrap());
+            let payload: Vec<u8> = (1..=100).collect();
+            let mut data = payload.clone();
+            data.extend((100..128).map(|i| i as u8)); // S = 64: 28 bytes of non-zero padding
+            let (_, fragments) = code.disperse(&data).unwrap();
+            let fpcc = code.cross_checksum(100, &fragments).unwrap();
+            let proposer = NodeId(3);
+            for (mine, other) in [(0usize, 1usize), (2, 3), (1, 3)] {
+                let targets = BTreeMap::from([(proposer, fpcc.clone())]);
+                let own = BTreeMap::from([(proposer, vec![fragments[mine].clone()])]);
+                let mut r = Retrieval::new(code.clone(), 4, targets, own);
+                assert!(!r.is_done());
+                let faults = r.add(
+                    NodeId(other as u32),
+                    vec![(proposer, fragments[other].clone())],
+                );
+                assert!(faults.is_empty());
+                assert!(r.is_done());
+                assert_eq!(
+                    r.take_results(),
+                    BTreeMap::from([(proposer, Some(Bytes::from(payload.clone())))]),
+                    "{layout:?}, fragments {mine} and {other}"
+                );
+            }
+        }
     }
 }

@@ -17,9 +17,10 @@
 //!     are re-issued after a restart) until answered
 //! N4  when epoch e has an outcome (and every earlier epoch is committed), remove duplicates —
 //!     within the batch and against the last `dedup_window_epochs` — commit it, drop its
-//!     transactions from the buffer, retire e (keep what it still owes others: relaying
-//!     agreements and unanswered share requests, module `epoch::retired`), announce
-//!     EpochStarted(e+1) and continue with e+1
+//!     transactions from the buffer (commitments-only delivery: the transactions of my own
+//!     contribution, if it is included — the only ones I can see), retire e (keep what it
+//!     still owes others: relaying agreements and unanswered share requests, module
+//!     `epoch::retired`), announce EpochStarted(e+1) and continue with e+1
 //! N5  catch-up (module `catch_up`) may commit e from f+1 matching answers instead; it is asked
 //!     for when f+1 peers announce epochs at least `catch_up_lag` ahead
 //! N5' or, when the host reports no progress for a while (`Input::Stalled`, from a timer), when

@@ -12,7 +12,7 @@ use zeroize::Zeroize;
 
 use super::{Message, catch_up::CatchUp, window::CommittedWindow};
 use crate::{
-    Batch, Error, Fault, Reply, Request, Step, aba,
+    Batch, Delivery, Error, Fault, Reply, Request, Step, aba,
     acs::SubsetMessage,
     batch::Content,
     broadcast::BroadcastConfig,
@@ -111,6 +111,10 @@ pub struct BeatNode {
     window: CommittedWindow,
     peer_epochs: BTreeMap<NodeId, Epoch>,
     catch_up: CatchUp,
+    /// Commitments-only delivery: the keys of the transactions this replica proposed in the
+    /// current epoch, dropped from the buffer if its contribution is committed (N4). Not in
+    /// the checkpoint: it is set by the proposal, which resuming and replay redo.
+    proposed: Option<(Epoch, Vec<Digest>)>,
     /// Emit [`Output::Checkpoint`] on entering every epoch that is a multiple of this.
     checkpoint_every: u64,
 }
@@ -143,6 +147,7 @@ impl BeatNode {
             window,
             peer_epochs: BTreeMap::new(),
             catch_up: CatchUp::default(),
+            proposed: None,
             checkpoint_every: 1,
         })
     }
@@ -514,6 +519,9 @@ impl BeatNode {
             &mut rng,
         );
         let plaintext = encode_transactions(&sample);
+        if params.variant.is_storage() && params.delivery == Delivery::CommitmentsOnly {
+            self.proposed = Some((epoch, sample.iter().map(transaction_digest).collect()));
+        }
         let value = if params.encrypts_contributions() {
             let label = epoch_label(epoch, config.our_id);
             match config.keys.encryption.encrypt(&label, &plaintext, &mut rng) {
@@ -586,11 +594,26 @@ impl BeatNode {
     }
 
     fn commit_batch(&mut self, batch: Batch, step: &mut NodeStep) {
-        let keys: Vec<Digest> = if self.config.params.variant == Variant::Beat2 {
+        let mut keys: Vec<Digest> = if self.config.params.variant == Variant::Beat2 {
             batch.ordered_labels.clone()
         } else {
             batch.transactions().map(transaction_digest).collect()
         };
+        // N4, commitments-only delivery: the batch shows no transactions, but a replica knows
+        // what its own stored contribution holds. Without this its buffer never drains: it
+        // would store the same transactions every epoch and never reach those beyond the first
+        // B. Other proposers' transactions stay buffered (readers remove duplicates); the
+        // window only affects batch contents through `Content::Transactions`, which this mode
+        // never commits, so adding the keys keeps batches identical everywhere.
+        let ours = self.config.our_id;
+        if let Some((_, own)) = self.proposed.take_if(|(e, _)| *e == batch.epoch)
+            && batch
+                .contributions
+                .iter()
+                .any(|c| c.proposer == ours && matches!(c.content, Content::Stored(_)))
+        {
+            keys.extend(own);
+        }
         for key in &keys {
             self.buffer.remove(key);
         }
@@ -603,6 +626,7 @@ impl BeatNode {
         if let Some(state) = self.current.take() {
             self.retired.insert(self.epoch, state.retire());
         }
+        self.proposed = None;
         self.epoch = self.epoch.next();
         // Keep the last `catch_up_lag` epochs: a replica further behind than that is brought
         // forward by catch-up (N5), which f+1 replicas that far ahead trigger.

@@ -452,8 +452,8 @@ fn storage_variants_commit_commitments_and_fragments_reconstruct_contributions()
         for id in Committee::new(4).unwrap().members() {
             submit(&mut net, id, txs("stored", 12));
         }
-        // Commitments-only batches contain no transactions, so the buffer never drains and
-        // epochs keep running; stop after a few.
+        // Three epochs are enough to look at (the whole workload is drained in
+        // `commitments_only_replicas_drain_what_their_own_contributions_stored`).
         for _ in 0..200_000 {
             if net.nodes.values().all(|r| r.log.len() >= 3) || !net.crank() {
                 break;
@@ -577,4 +577,64 @@ fn a_stall_report_asks_peers_that_are_only_one_epoch_ahead() {
     assert_eq!(asks(&step), 2, "f+1 = 2 peers ahead are asked");
     let step = node.handle_input(Input::Stalled).unwrap();
     assert_eq!(asks(&step), 2, "and asked again on the next stall");
+}
+
+/// Regression (found by the simulator's commitments-only profiles, DUP-1 and LIV-1): a replica
+/// that only stores commitments sees no transactions in its batches, so it never drained its
+/// buffer — it re-proposed the same transactions every epoch, never reached those beyond the
+/// first B, and never went idle. It must drop what its own committed contribution stored.
+#[test]
+fn commitments_only_replicas_drain_what_their_own_contributions_stored() {
+    for variant in [Variant::Beat3, Variant::Beat4] {
+        let mut p = params(variant, 8);
+        p.delivery = crate::Delivery::CommitmentsOnly;
+        let (reps, _) = replicas(4, p.clone(), 7);
+        let mut net = TestNet::new(reps.into_iter().map(|r| (r.node.our_id(), r)), 7);
+        // 12 transactions at every replica, B = 8: the last 4 are outside the first B.
+        let all = txs("drain", 12);
+        for id in Committee::new(4).unwrap().members() {
+            submit(&mut net, id, all.clone());
+        }
+        net.run(2_000_000);
+        assert!(!net.crank(), "{variant}: replicas must go idle");
+        assert_agreement(&net);
+        let code = crate::broadcast::BroadcastConfig::new(Committee::new(4).unwrap(), &p).code;
+        let mut stored_by: BTreeMap<NodeId, Vec<Transaction>> = BTreeMap::new();
+        for batch in &net.nodes[&NodeId(0)].log {
+            for c in &batch.contributions {
+                let crate::Content::Stored(commitment) = &c.content else {
+                    panic!("{variant}: expected a stored commitment");
+                };
+                let mut fpcc = None;
+                let mut fragments = Vec::new();
+                for r in net.nodes.values() {
+                    for s in r.stored.iter().filter(|s| {
+                        s.proposer == c.proposer && s.fpcc.digest() == commitment.commitment
+                    }) {
+                        fpcc.get_or_insert(s.fpcc.clone());
+                        fragments.extend(s.fragments.iter().filter(|f| f.index < 4).cloned());
+                    }
+                }
+                let payload = code.decode(&fpcc.unwrap(), &fragments).unwrap();
+                let decoded = crate::codec::decode_transactions(&payload, 100, 1 << 20).unwrap();
+                stored_by.entry(c.proposer).or_default().extend(decoded);
+            }
+        }
+        for (proposer, stored) in &stored_by {
+            let mut unique = stored.clone();
+            unique.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                stored.len(),
+                "{variant}: replica {proposer} stored a transaction twice"
+            );
+        }
+        let retrievable: std::collections::BTreeSet<&Transaction> =
+            stored_by.values().flatten().collect();
+        assert_eq!(retrievable.len(), all.len(), "{variant}: every transaction");
+        for r in net.nodes.values() {
+            assert_eq!(r.node.buffer_len(), 0, "{variant}: buffers drain");
+        }
+    }
 }

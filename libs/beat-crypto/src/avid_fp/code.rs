@@ -223,17 +223,7 @@ impl AvidFpCode {
             }
             fragments.push(local);
         }
-        let threads = par::threads_for(fragments.len() * s, self.threads);
-        let fragment_hashes = par::map(&fragments, threads, |i, f| fragment_hash(i as u32, f));
-        let mut fpcc = Fpcc {
-            payload_len: len as u64,
-            fragment_hashes,
-            fingerprints: Vec::new(),
-        };
-        let fp = Fingerprinter::new(fpcc.evaluation_points(), s);
-        let threads = par::threads_for(self.k * s, self.threads);
-        fpcc.fingerprints = par::map(&fragments[..self.k], threads, |_, d| fp.fingerprint(d));
-        let fragments = fragments
+        let fragments: Vec<Fragment> = fragments
             .into_iter()
             .enumerate()
             .map(|(i, bytes)| Fragment {
@@ -241,7 +231,73 @@ impl AvidFpCode {
                 bytes,
             })
             .collect();
+        let fpcc = self.commit(len as u64, &fragments, s);
         Ok((fpcc, fragments))
+    }
+
+    /// Returns the cross-checksum a proposer publishes for `fragments`: the hash of every
+    /// fragment, the evaluation points derived from them, and the fingerprints of the data
+    /// fragments at those points.
+    ///
+    /// `fragments` must be all of the code's fragments in index order (fragment `i` at
+    /// position `i`), each [`fragment_len(payload_len)`](Self::fragment_len) bytes long.
+    /// Whether they form a codeword is *not* checked: [`disperse`](Self::disperse) is
+    /// encoding followed by this step, and a proposer that commits to anything else is caught
+    /// by [`verify_fragment`](Self::verify_fragment) at the holders of the fragments that are
+    /// off the codeword. It is public so that tests and the simulator can build deliberately
+    /// inconsistent dispersals exactly as a faulty proposer would.
+    pub fn cross_checksum(
+        &self,
+        payload_len: u64,
+        fragments: &[Fragment],
+    ) -> Result<Fpcc, AvidFpError> {
+        if payload_len > self.max_payload_len as u64 {
+            return Err(AvidFpError::PayloadTooLarge {
+                len: payload_len,
+                max: self.max_payload_len,
+            });
+        }
+        if fragments.len() != self.fragment_count() {
+            return Err(AvidFpError::FragmentCount {
+                got: fragments.len(),
+                expected: self.fragment_count(),
+            });
+        }
+        let s = self.fragment_len(payload_len);
+        for (position, f) in fragments.iter().enumerate() {
+            if f.index as usize != position {
+                return Err(AvidFpError::FragmentOrder {
+                    position,
+                    index: f.index,
+                });
+            }
+            if f.bytes.len() != s {
+                return Err(AvidFpError::FragmentLength {
+                    index: f.index,
+                    len: f.bytes.len(),
+                    expected: s,
+                });
+            }
+        }
+        Ok(self.commit(payload_len, fragments, s))
+    }
+
+    /// Hashes and fingerprints `fragments`, which are in index order and `s` bytes each.
+    fn commit(&self, payload_len: u64, fragments: &[Fragment], s: usize) -> Fpcc {
+        let threads = par::threads_for(fragments.len() * s, self.threads);
+        let fragment_hashes =
+            par::map(fragments, threads, |i, f| fragment_hash(i as u32, &f.bytes));
+        let mut fpcc = Fpcc {
+            payload_len,
+            fragment_hashes,
+            fingerprints: Vec::new(),
+        };
+        let fp = Fingerprinter::new(fpcc.evaluation_points(), s);
+        let threads = par::threads_for(self.k * s, self.threads);
+        fpcc.fingerprints = par::map(&fragments[..self.k], threads, |_, d| {
+            fp.fingerprint(&d.bytes)
+        });
+        fpcc
     }
 
     /// Verifies a fragment against a cross-checksum, as a server does on receipt and a reader

@@ -65,6 +65,22 @@ pub enum AvidFpError {
         /// Number of fragments of the code.
         count: usize,
     },
+    /// A dispersal does not have one fragment per index of the code.
+    #[error("{got} fragments given, the code has {expected}")]
+    FragmentCount {
+        /// Fragments given.
+        got: usize,
+        /// Fragments of the code.
+        expected: usize,
+    },
+    /// Fragments given as a whole dispersal are not in index order.
+    #[error("fragment at position {position} has index {index}")]
+    FragmentOrder {
+        /// Position in the list.
+        position: usize,
+        /// The fragment's index.
+        index: u32,
+    },
     /// A fragment does not have the length the payload length implies.
     #[error("fragment {index} has {len} bytes, expected {expected}")]
     FragmentLength {
@@ -96,12 +112,6 @@ pub enum AvidFpError {
         need: usize,
         /// Indices of fragments that failed verification.
         rejected: Vec<u32>,
-    },
-    /// A padding byte after the payload is not zero (the proposer framed non-canonically).
-    #[error("nonzero padding at offset {offset}")]
-    NonZeroPadding {
-        /// Offset in the padded data of the first nonzero padding byte.
-        offset: u64,
     },
     /// A partial read was requested from a code without groups.
     #[error("the MDS layout has no groups to read")]

@@ -22,13 +22,16 @@
 //! on the codeword the fingerprints describe passes only by a polynomial-root accident.
 //!
 //! **Retrieve** ([`AvidFpCode::decode`]). The reader verifies fragments until `k` MDS fragments
-//! pass, decodes, and checks the zero padding. Any `k` verified fragments decode to the same
-//! payload (w.h.p.), which is what makes the dispersal's outcome well defined.
+//! pass, decodes the data fragments, and returns their first `payload_len` bytes. Any `k`
+//! verified fragments decode to the same data (w.h.p.), which is what makes the dispersal's
+//! outcome well defined: the **dispersed value is the first `payload_len` bytes of the data
+//! codeword the cross-checksum fixes**, whatever the padding after them holds.
 //!
 //! **Partial read** ([`AvidFpCode::read_group`], pyramid only). The payload bytes of group `l`
 //! are in its data fragments ([`AvidFpCode::group_fragments`]); one missing or bad fragment is
 //! rebuilt from the group's verified local parity. Reading a group then costs
-//! `|group|·S` (plus `S` when repairing) instead of `k·S`.
+//! `|group|·S` (plus `S` when repairing) instead of `k·S`, and returns exactly the bytes a
+//! full read returns in that range.
 //!
 //! # Parameters
 //!
@@ -95,6 +98,24 @@
 //!   exactly BEAT3's: any `k` MDS fragments still decode.
 //! * Fingerprints are evaluated at two independent points of GF(2^64) rather than at one
 //!   point of a larger field, over elements that pack four code symbols each.
+//! * **The zero padding is not checked** (issue 12, bug 5). The protocol reference's pitfall
+//!   6, "reject non-canonical padding", protects codes where the padding is part of what
+//!   identifies a value, so that one value could be dispersed as two. Here the identity of a
+//!   dispersal is its cross-checksum, and the cross-checksum fixes the data codeword
+//!   uniquely (fragment hashes, and fingerprints against inconsistent fragments, with the
+//!   grinding bound above); the value is defined as that codeword's first `payload_len`
+//!   bytes. Checking the padding instead would make readers disagree: the padding lies in
+//!   the last data fragment(s) — for small payloads in several, the last always in the last
+//!   group — so a partial read of another group cannot see it, and a faulty proposer's
+//!   non-zero padding would give partial readers bytes and full readers an error for one
+//!   stored batch. Checking it in partial reads too would mean reading the padding's
+//!   fragments in every partial read, which defeats partial reads. With the padding ignored,
+//!   full and partial reads of any verified fragments always agree, and a proposer gains
+//!   nothing from non-zero padding: it cannot change the value any reader sees. One value
+//!   then has several possible cross-checksums; nothing relies on it having only one, since
+//!   agreement is on the cross-checksum and honest proposers pad with zeros. (BEAT0's
+//!   AVID keeps its canonical-framing check: there the re-encoding check is what pins the
+//!   value.)
 
 mod code;
 mod error;

@@ -60,9 +60,10 @@ impl AvidFpCode {
     /// Fragments are verified in index order (data fragments first, so that in the common
     /// case no Reed–Solomon decoding is needed) until `k` MDS fragments have verified; the
     /// remaining ones are neither used nor checked. Local parities are ignored, and of several
-    /// fragments with the same index the first that verifies is used. The zero padding after
-    /// the payload is checked, so every reader gets the same answer from any `k` verified
-    /// fragments.
+    /// fragments with the same index the first that verifies is used. The payload is the first
+    /// `payload_len` bytes of the decoded data; the padding after it is not looked at (see
+    /// *Deviations* in the [module docs](super)), so every reader — full or partial — gets the
+    /// same bytes from any verified fragments.
     pub fn decode_reporting(
         &self,
         fpcc: &Fpcc,
@@ -118,11 +119,6 @@ impl AvidFpCode {
         };
         // payload_len ≤ max_payload_len (validated), so it fits a usize.
         let len = fpcc.payload_len as usize;
-        if let Some(offset) = framed.first_nonzero(len) {
-            return Err(AvidFpError::NonZeroPadding {
-                offset: offset as u64,
-            });
-        }
         let mut payload = vec![0u8; len];
         framed.copy_to(0, &mut payload);
         Ok(DecodeOutcome { payload, rejected })
@@ -135,8 +131,9 @@ impl AvidFpCode {
     /// as the local parity minus the others (the local parity is verified only then). With two
     /// or more missing, or the local parity unavailable, the error
     /// [`AvidFpError::GroupUnrecoverable`] says which fragments are missing, and the caller
-    /// falls back to [`decode`](Self::decode). The zero padding is checked within the group's
-    /// part of the padded payload only.
+    /// falls back to [`decode`](Self::decode). The bytes are exactly those a full
+    /// [`decode`](Self::decode) returns in [`GroupRead::byte_range`]: neither looks at the
+    /// padding after the payload, which may lie in other groups.
     pub fn read_group(
         &self,
         fpcc: &Fpcc,
@@ -211,17 +208,9 @@ impl AvidFpCode {
         let end = (range.end * s) as u64;
         let byte_range = start.min(fpcc.payload_len)..end.min(fpcc.payload_len);
         let keep = (byte_range.end - byte_range.start) as usize;
-        let mut bytes = Vec::with_capacity(keep);
+        let mut bytes = Vec::with_capacity(range.len() * s);
         for d in &data {
             bytes.extend_from_slice(d);
-        }
-        if let Some(p) = bytes
-            .get(keep..)
-            .and_then(|pad| pad.iter().position(|&b| b != 0))
-        {
-            return Err(AvidFpError::NonZeroPadding {
-                offset: start + (keep + p) as u64,
-            });
         }
         bytes.truncate(keep);
         Ok(GroupRead {

@@ -306,6 +306,61 @@ fn digest_covers_every_field() {
     }
 }
 
+#[test]
+fn cross_checksum_is_the_commit_step_of_disperse() {
+    for n in [4, 7] {
+        for layout in layouts(beat_types::Committee::new(n).unwrap().data_shards()) {
+            let c = code(n, layout);
+            let p = payload(300, n as u64);
+            let (fpcc, frags) = c.disperse(&p).unwrap();
+            assert_eq!(c.cross_checksum(300, &frags), Ok(fpcc));
+            // An inconsistent dispersal gets the commitment a faulty proposer would publish.
+            let mut bytes: Vec<Vec<u8>> = frags.iter().map(|f| f.bytes.clone()).collect();
+            let last = bytes.len() - 1;
+            bytes[last] = noise(bytes[last].len(), 4);
+            let (expected, bad) = commit(&c, 300, &bytes);
+            assert_eq!(c.cross_checksum(300, &bad), Ok(expected));
+        }
+    }
+    let c = code(4, Layout::Mds);
+    let (_, frags) = c.disperse(b"shape").unwrap();
+    assert_eq!(
+        c.cross_checksum(5, &frags[1..]),
+        Err(AvidFpError::FragmentCount {
+            got: 3,
+            expected: 4
+        })
+    );
+    let mut swapped = frags.clone();
+    swapped.swap(1, 2);
+    assert_eq!(
+        c.cross_checksum(5, &swapped),
+        Err(AvidFpError::FragmentOrder {
+            position: 1,
+            index: 2
+        })
+    );
+    let mut short = frags.clone();
+    short[3].bytes.truncate(10);
+    assert_eq!(
+        c.cross_checksum(5, &short),
+        Err(AvidFpError::FragmentLength {
+            index: 3,
+            len: 10,
+            expected: 64
+        })
+    );
+    // 64-byte fragments hold up to 128 payload bytes at k = 2, no more.
+    assert!(matches!(
+        c.cross_checksum(129, &frags),
+        Err(AvidFpError::FragmentLength { .. })
+    ));
+    assert!(matches!(
+        c.with_max_payload_len(4).cross_checksum(5, &frags),
+        Err(AvidFpError::PayloadTooLarge { len: 5, max: 4 })
+    ));
+}
+
 // --- verification ---
 
 #[test]
@@ -486,36 +541,103 @@ proptest! {
     }
 }
 
+/// Commits to `data` (k data fragments, possibly with non-zero padding) as a dispersal of a
+/// `payload_len`-byte payload: a valid codeword, as a faulty proposer would build it.
+fn disperse_data(c: &AvidFpCode, payload_len: u64, data: &[u8]) -> (Fpcc, Vec<Fragment>) {
+    // `data` fills k·S bytes, so disperse lays it out with the same fragment length.
+    assert_eq!(data.len(), c.k() * c.fragment_len(payload_len));
+    let (_, fragments) = c.disperse(data).unwrap();
+    let fpcc = c.cross_checksum(payload_len, &fragments).unwrap();
+    (fpcc, fragments)
+}
+
+/// Issue 12, bug 5: a valid codeword whose padding is non-zero outside the group being read.
+/// The value is the first `payload_len` bytes; full and partial readers return the same bytes.
 #[test]
-fn non_canonical_padding_is_rejected_by_every_reader() {
-    let c = code(7, Layout::Pyramid { groups: 2 }); // k = 3, S = 64 for 100 bytes
+fn nonzero_padding_in_another_group_reads_the_same_through_read_group_and_decode() {
+    let c = code(7, Layout::Pyramid { groups: 2 }); // k = 3, groups {0, 1} {2}, S = 64
     let p = payload(100, 5);
-    let (_, honest) = c.disperse(&p).unwrap();
-    let mut data: Vec<Vec<u8>> = honest[..3].iter().map(|f| f.bytes.clone()).collect();
-    data[2][10] = 7; // offset 138 ≥ payload_len = 100
-    let mut bytes = data.clone();
-    bytes.extend(rs::encode_parity(&data, 4).unwrap());
-    let mut local0 = data[0].clone();
-    super::code::xor_into(&mut local0, &data[1]);
-    bytes.push(local0);
-    bytes.push(data[2].clone());
-    let (fpcc, frags) = commit(&c, 100, &bytes);
+    let mut data = p.clone();
+    data.resize(3 * 64, 0);
+    data[138] = 7; // padding in fragment 2, group 1
+    data[191] = 9;
+    let (fpcc, frags) = disperse_data(&c, 100, &data);
     for f in &frags {
         c.verify_fragment(&fpcc, f).unwrap();
     }
     for subset in k_subsets(7, 3) {
         let chosen: Vec<Fragment> = subset.iter().map(|&i| frags[i].clone()).collect();
-        assert_eq!(
-            c.decode(&fpcc, &chosen),
-            Err(AvidFpError::NonZeroPadding { offset: 138 })
-        );
+        assert_eq!(c.decode(&fpcc, &chosen).unwrap(), p, "subset {subset:?}");
     }
-    // Group 1 (fragment 2) sees the bad padding; group 0 does not hold any padding.
-    assert_eq!(
-        c.read_group(&fpcc, 1, &frags),
-        Err(AvidFpError::NonZeroPadding { offset: 138 })
-    );
-    assert_eq!(c.read_group(&fpcc, 0, &frags).unwrap().bytes, p);
+    let group0 = c.read_group(&fpcc, 0, &frags[..2]).unwrap();
+    assert_eq!((group0.byte_range, group0.bytes), (0..100, p));
+    // Group 1 holds padding only, non-zero or not: nothing of the payload.
+    let group1 = c.read_group(&fpcc, 1, &frags[2..3]).unwrap();
+    assert_eq!(group1.byte_range, 100..100);
+    assert!(group1.bytes.is_empty());
+    // Repaired from the local parity, group 1's read is the same.
+    let repaired = c.read_group(&fpcc, 1, &[frags[8].clone()]).unwrap();
+    assert_eq!(repaired.repaired, Some(2));
+    assert_eq!(repaired.bytes, group1.bytes);
+    // The same value with canonical padding has another cross-checksum: the commitment, not
+    // the value, is what replicas agree on.
+    assert_ne!(c.disperse(&payload(100, 5)).unwrap().0, fpcc);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the padding holds, every group's partial read equals the full read's bytes in
+    /// its range, and the full read is the payload.
+    #[test]
+    fn read_group_agrees_with_decode_whatever_the_padding(
+        n in prop::sample::select(vec![4usize, 5, 7, 10, 16]),
+        groups_pick in any::<prop::sample::Index>(),
+        len in 0usize..3000,
+        seed in any::<u64>(),
+        padding_seed in any::<u64>(),
+        dense in any::<bool>(),
+    ) {
+        let k = beat_types::Committee::new(n).unwrap().data_shards();
+        let groups = 1 + groups_pick.index(k);
+        let c = code(n, Layout::Pyramid { groups });
+        let p = payload(len, seed);
+        let s = c.fragment_len(len as u64);
+        let mut data = p.clone();
+        // Either every padding byte random, or a single non-zero byte somewhere in it.
+        let pad = k * s - len;
+        if dense {
+            data.extend(noise(pad, padding_seed));
+        } else {
+            data.resize(k * s, 0);
+            if pad > 0 {
+                data[len + (padding_seed % pad as u64) as usize] = 0x80;
+            }
+        }
+        let (fpcc, frags) = disperse_data(&c, len as u64, &data);
+        let full = c.decode(&fpcc, &frags).unwrap();
+        prop_assert_eq!(&full, &p);
+        let mut reassembled = Vec::new();
+        for g in 0..groups {
+            let needed = c.group_fragments(g);
+            let given: Vec<Fragment> =
+                needed.iter().map(|&i| frags[i as usize].clone()).collect();
+            let read = c.read_group(&fpcc, g, &given).unwrap();
+            let range = read.byte_range.start as usize..read.byte_range.end as usize;
+            prop_assert_eq!(&read.bytes[..], &full[range.clone()]);
+            // Repairing any one data fragment from the local parity gives the same bytes.
+            let parity = frags[c.local_parity_index(g).unwrap() as usize].clone();
+            for missing in 0..given.len() {
+                let mut partial = given.clone();
+                partial.remove(missing);
+                partial.push(parity.clone());
+                let repaired = c.read_group(&fpcc, g, &partial).unwrap();
+                prop_assert_eq!(&repaired.bytes, &read.bytes);
+            }
+            reassembled.extend_from_slice(&read.bytes);
+        }
+        prop_assert_eq!(reassembled, p);
+    }
 }
 
 // --- pyramid partial reads ---

@@ -323,7 +323,9 @@ impl Adversary for BadCiphertext {
         }
     }
 
-    fn detectable(&self, _params: &beat_core::Params) -> bool {
-        true
+    fn detectable(&self, params: &beat_core::Params) -> bool {
+        // Replicas that store commitments only never look inside a contribution: a malformed
+        // one is the reader's to discover.
+        !(params.variant.is_storage() && params.delivery == beat_core::Delivery::CommitmentsOnly)
     }
 }

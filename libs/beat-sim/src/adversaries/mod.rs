@@ -15,6 +15,9 @@
 //! | `bad-shards` | faulty replicas corrupt broadcast payloads (shards, proofs, echoes) sent to a subset |
 //! | `bad-ciphertext` | faulty proposers propose malformed, relabelled or otherwise invalid contributions |
 //! | `label-squatting` | BEAT2: faulty proposers propose junk ciphertexts under honest clients' next labels, to spend them |
+//! | `non-codeword-dispersal` | BEAT3/4: faulty proposers corrupt one parity fragment and commit to it, so its hash matches but its fingerprint does not |
+//! | `fingerprint-inconsistent` | BEAT3/4: faulty proposers alter one data fragment's fingerprint, for every replica or for some |
+//! | `nonzero-padding` | BEAT3/4: faulty proposers disperse a codeword whose padding after the payload is not zero (bug 5) |
 //! | `aba-equivocation` | faulty replicas send different agreement votes to different replicas, and conflicting ones to some |
 //! | `aba-always-zero` | faulty replicas always vote 0 |
 //! | `aba-opposite` | faulty replicas vote the opposite of their honest code |
@@ -39,6 +42,7 @@
 mod agreement;
 mod broadcast;
 mod chaos;
+mod dispersal;
 mod noise;
 mod schedule;
 mod selective;
@@ -49,6 +53,7 @@ mod withholding;
 pub use agreement::{AbaAlwaysZero, AbaEquivocation, AbaOpposite};
 pub use broadcast::{BadCiphertext, BadShards, EquivocatingProposer};
 pub use chaos::Chaos;
+pub use dispersal::DispersalAttack;
 pub use noise::{FutureEpochFlood, Garbage, Replay, Silent};
 pub use schedule::{
     Benign, CrashRestart, ExcludeProposer, Fifo, FirstDelivery, Lagging, LaggingPastWindow,
@@ -76,6 +81,9 @@ pub const NAMES: &[&str] = &[
     "bad-shards",
     "bad-ciphertext",
     "label-squatting",
+    "non-codeword-dispersal",
+    "fingerprint-inconsistent",
+    "nonzero-padding",
     "aba-equivocation",
     "aba-always-zero",
     "aba-opposite",
@@ -111,6 +119,9 @@ pub fn by_name(name: &str) -> Option<Box<dyn Adversary>> {
         "bad-shards" => Box::new(BadShards),
         "bad-ciphertext" => Box::new(BadCiphertext::default()),
         "label-squatting" => Box::new(LabelSquatting::default()),
+        "non-codeword-dispersal" => Box::new(DispersalAttack::non_codeword()),
+        "fingerprint-inconsistent" => Box::new(DispersalAttack::fingerprint_inconsistent()),
+        "nonzero-padding" => Box::new(DispersalAttack::nonzero_padding()),
         "aba-equivocation" => Box::new(AbaEquivocation),
         "aba-always-zero" => Box::new(AbaAlwaysZero),
         "aba-opposite" => Box::new(AbaOpposite),

@@ -3,20 +3,27 @@
 //! ```text
 //! beat-sim check --variant beat0 --nodes 7 --faulty 2 --adversary equivocating-proposer --seeds 1..200
 //! beat-sim check --variant all --nodes 4 --adversary all --seeds 1..20
+//! beat-sim check --variant beat4-commitments --nodes 7 --adversary nonzero-padding --seeds 1..50
 //! beat-sim check --adversary issue59 --nodes 7 --seeds 1..500
+//! beat-sim check --variant all --adversary all --nodes 7 --seeds 5000.. --budget 2h --jobs 2
 //! beat-sim bench --variant beat0 --nodes 16 --batch 1000 --tx-size 250 --epochs 10 --json
 //! beat-sim list
 //! ```
 //!
-//! `check` exits with status 1 and names the seed and invariant of every violation; rerun one
-//! seed with `--seeds S..S` to reproduce it exactly.
+//! `check --variant` takes a variant (`beat0` … `beat4`, full delivery), a storage profile of
+//! BEAT3/BEAT4 (`beat3-encrypted`, `beat3-commitments`, `beat4-encrypted`,
+//! `beat4-commitments`), or `all` for every one of them. It exits with status 1 and names the
+//! seed and invariant of every violation; rerun one seed with `--seeds S..S` to reproduce it
+//! exactly. `--jobs` runs scenarios on several threads; `--budget` stops starting new runs
+//! after a wall-clock duration (with an open seed range `A..`, a developer's long profile).
 
 use std::{ops::RangeInclusive, process::ExitCode, str::FromStr};
 
 use anyhow::{Context, bail};
 use beat_sim::{
     aba_attack, adversaries,
-    scenario::{Bench, Scenario},
+    scenario::{Bench, Profile},
+    sweep::Sweep,
 };
 use beat_types::Variant;
 use clap::{Parser, Subcommand};
@@ -36,7 +43,8 @@ struct Cli {
 enum Command {
     /// Run scenarios over a range of seeds and check every invariant.
     Check {
-        /// Variant (beat0..beat4) or `all`.
+        /// Variant (beat0..beat4), storage profile (beat3-encrypted, beat3-commitments,
+        /// beat4-encrypted, beat4-commitments) or `all`.
         #[arg(long, default_value = "beat0")]
         variant: String,
         /// Committee size.
@@ -48,9 +56,15 @@ enum Command {
         /// Adversary name, `all`, or `issue59` (see `beat-sim list`).
         #[arg(long, default_value = "benign")]
         adversary: String,
-        /// Seed range, `A..B` (inclusive) or a single seed.
+        /// Seed range, `A..B` (inclusive), `A..` (open: needs `--budget`) or a single seed.
         #[arg(long, default_value = "1..20")]
         seeds: SeedRange,
+        /// Stop starting new runs after this long (e.g. `10m`, `2h`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        budget: Option<std::time::Duration>,
+        /// Scenarios run at once, on threads.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
         /// Transactions per run (default 3n).
         #[arg(long)]
         txs: Option<usize>,
@@ -90,7 +104,11 @@ enum Command {
 }
 
 #[derive(Clone, Debug)]
-struct SeedRange(RangeInclusive<u64>);
+struct SeedRange {
+    first: u64,
+    /// `None`: open (until the budget is spent).
+    last: Option<u64>,
+}
 
 impl FromStr for SeedRange {
     type Err = String;
@@ -102,17 +120,36 @@ impl FromStr for SeedRange {
                 .map_err(|e| format!("bad seed {x:?}: {e}"))
         };
         match s.split_once("..") {
+            Some((a, "")) => Ok(Self {
+                first: parse(a)?,
+                last: None,
+            }),
             Some((a, b)) => {
                 let (a, b) = (parse(a)?, parse(b.trim_start_matches('='))?);
                 if a > b {
                     return Err(format!("empty seed range {s}"));
                 }
-                Ok(Self(a..=b))
+                Ok(Self {
+                    first: a,
+                    last: Some(b),
+                })
             }
             None => {
                 let a = parse(s)?;
-                Ok(Self(a..=a))
+                Ok(Self {
+                    first: a,
+                    last: Some(a),
+                })
             }
+        }
+    }
+}
+
+impl SeedRange {
+    fn bounded(&self) -> anyhow::Result<RangeInclusive<u64>> {
+        match self.last {
+            Some(last) => Ok(self.first..=last),
+            None => bail!("an open seed range ({}..) needs --budget", self.first),
         }
     }
 }
@@ -179,121 +216,128 @@ fn run() -> anyhow::Result<bool> {
             faulty,
             adversary,
             seeds,
+            budget,
+            jobs,
             txs,
             batch,
             verbose,
         } => {
-            let variants: Vec<Variant> = if variant == "all" {
-                Variant::ALL.to_vec()
+            if seeds.last.is_none() && budget.is_none() {
+                seeds.bounded()?;
+            }
+            let profiles: Vec<Profile> = if variant == "all" {
+                Profile::ALL.to_vec()
             } else {
                 vec![variant.parse().context("--variant")?]
             };
             let names: Vec<String> = match adversary.as_str() {
                 "all" => adversaries::NAMES.iter().map(|s| (*s).to_owned()).collect(),
-                "issue59" => vec!["issue59".to_owned()],
+                "issue59" => return issue59(nodes, seeds.bounded()?, verbose),
                 name if adversaries::by_name(name).is_some() => vec![name.to_owned()],
                 name => bail!("unknown adversary {name:?}; see `beat-sim list`"),
             };
-            let mut ok = true;
-            let mut runs = 0u64;
-            for name in &names {
-                if name == "issue59" {
-                    for mode in [
-                        aba_attack::FaultyShares::Withhold,
-                        aba_attack::FaultyShares::Invalid,
-                    ] {
-                        let mut worst = 0;
-                        let mut attributed = 0;
-                        for seed in seeds.0.clone() {
-                            runs += 1;
-                            let report = aba_attack::run(nodes, seed, 90, mode)?;
-                            worst = worst.max(report.max_round);
-                            attributed += report.attributed;
-                            for v in &report.violations {
-                                ok = false;
-                                println!(
-                                    "FAIL issue59 ({mode:?} shares) n={nodes} seed={seed}: {v}"
-                                );
-                            }
-                            if verbose {
-                                println!(
-                                    "issue59 ({mode:?} shares) n={nodes} seed={seed}: decided by round {}, {} faults attributed",
-                                    report.max_round, report.attributed
-                                );
-                            }
-                        }
-                        println!(
-                            "issue59 ({mode:?} shares) n={nodes}: {} seeds, highest round reached {worst}, {attributed} faults attributed",
-                            seeds.0.clone().count()
-                        );
-                    }
-                    continue;
-                }
-                for v in &variants {
-                    let mut detections = 0;
-                    let mut scenario_ok = true;
-                    for seed in seeds.0.clone() {
-                        runs += 1;
-                        let mut s = Scenario::new(*v, nodes, name, seed);
-                        if let Some(f) = faulty {
-                            s.faulty = f;
-                        }
-                        if let Some(t) = txs {
-                            s.transactions = t;
-                        }
-                        if let Some(b) = batch {
-                            s.batch_size = b;
-                        }
-                        let report = s.run()?;
-                        detections += report.detections;
-                        for violation in &report.violations {
-                            ok = false;
-                            scenario_ok = false;
-                            println!(
-                                "FAIL {v} n={nodes} f={} adversary={name} seed={seed}: {violation}",
-                                s.faulty
-                            );
-                        }
-                        if verbose {
-                            println!(
-                                "{v} n={nodes} adversary={name} seed={seed}: {} epochs, {} deliveries, {} faults attributed, {} coin shares, {} restarts",
-                                report.epochs,
-                                report.cranks,
-                                report.detections,
-                                report.random_coins,
-                                report.restarts
-                            );
-                        }
-                    }
-                    let params = Scenario::new(*v, nodes, name, 0).params();
-                    let detectable =
-                        adversaries::by_name(name).is_some_and(|a| a.detectable(&params));
-                    let f = faulty.unwrap_or((nodes.max(1) - 1) / 3);
-                    if detectable && f > 0 && detections == 0 {
-                        ok = false;
-                        scenario_ok = false;
-                        println!(
-                            "FAIL {v} n={nodes} adversary={name} seeds={}..{}: FLT-2: no fault was attributed to any faulty replica",
-                            seeds.0.start(),
-                            seeds.0.end()
-                        );
-                    }
+            let sweep = Sweep {
+                profiles,
+                adversaries: names,
+                nodes,
+                faulty,
+                first_seed: seeds.first,
+                last_seed: seeds.last,
+                budget,
+                jobs,
+                transactions: txs,
+                batch,
+            };
+            let report = sweep.run(|r| {
+                for violation in &r.violations {
                     println!(
-                        "{} {v} n={nodes} adversary={name}: {} seeds, {detections} faults attributed",
-                        if scenario_ok { "ok  " } else { "FAIL" },
-                        seeds.0.clone().count()
+                        "FAIL {} n={nodes} f={} adversary={} seed={}: {violation}",
+                        r.profile, r.faulty, r.adversary, r.seed
                     );
                 }
+                if verbose {
+                    println!(
+                        "{} n={nodes} adversary={} seed={}: {} epochs, {} deliveries, {} faults attributed",
+                        r.profile, r.adversary, r.seed, r.epochs, r.cranks, r.detections
+                    );
+                }
+            });
+            for ((name, profile), tally) in &report.tallies {
+                let undetected = report
+                    .undetected
+                    .iter()
+                    .any(|(a, p)| a == name && p == profile);
+                if undetected {
+                    println!(
+                        "FAIL {profile} n={nodes} adversary={name}: FLT-2: no fault was attributed to any faulty replica in {} runs",
+                        tally.runs
+                    );
+                }
+                println!(
+                    "{} {profile} n={nodes} adversary={name}: {} seeds, {} faults attributed",
+                    if tally.failed == 0 && !undetected {
+                        "ok  "
+                    } else {
+                        "FAIL"
+                    },
+                    tally.runs,
+                    tally.detections
+                );
             }
             println!(
-                "{runs} runs, {}",
-                if ok {
+                "{} runs (seeds {}..={}), {}",
+                report.runs,
+                seeds.first,
+                report.last_seed,
+                if report.ok() {
                     "no violations"
                 } else {
                     "VIOLATIONS FOUND"
                 }
             );
-            Ok(ok)
+            Ok(report.ok())
         }
     }
+}
+
+/// The issue-59 harness over `seeds`, with withheld and with invalid faulty coin shares.
+fn issue59(nodes: usize, seeds: RangeInclusive<u64>, verbose: bool) -> anyhow::Result<bool> {
+    let mut ok = true;
+    let mut runs = 0u64;
+    for mode in [
+        aba_attack::FaultyShares::Withhold,
+        aba_attack::FaultyShares::Invalid,
+    ] {
+        let mut worst = 0;
+        let mut attributed = 0;
+        for seed in seeds.clone() {
+            runs += 1;
+            let report = aba_attack::run(nodes, seed, 90, mode)?;
+            worst = worst.max(report.max_round);
+            attributed += report.attributed;
+            for v in &report.violations {
+                ok = false;
+                println!("FAIL issue59 ({mode:?} shares) n={nodes} seed={seed}: {v}");
+            }
+            if verbose {
+                println!(
+                    "issue59 ({mode:?} shares) n={nodes} seed={seed}: decided by round {}, {} faults attributed",
+                    report.max_round, report.attributed
+                );
+            }
+        }
+        println!(
+            "issue59 ({mode:?} shares) n={nodes}: {} seeds, highest round reached {worst}, {attributed} faults attributed",
+            seeds.clone().count()
+        );
+    }
+    println!(
+        "{runs} runs, {}",
+        if ok {
+            "no violations"
+        } else {
+            "VIOLATIONS FOUND"
+        }
+    );
+    Ok(ok)
 }
