@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# The simulator's long profile: more seeds and larger committees than the default suite
-# (libs/beat-sim/tests/suite.rs runs every variant × adversary for n ∈ {4, 7, 10, 16}, and the
-# BEAT3/BEAT4 storage profiles for n ∈ {4, 7}, on a few seeds). `--variant all` is every
-# profile: beat0..beat4 with full delivery plus beat3/beat4 -encrypted and -commitments.
-# Seeds here start where the suite's stop, so together they cover:
+# The simulator's CI profile: more than 10^4 seeded runs in release, on seeds derived from the
+# commit (so every commit explores seeds nobody chose, and a failure is reproducible from the
+# commit and the printed command). `.ci/run` calls it; the quick suite in
+# libs/beat-sim/tests/suite.rs runs under `cargo test`.
 #
-#   n = 4   seeds 1..26   every profile × every adversary
-#   n = 7   seeds 1..10   every profile × every adversary
-#   n = 10  seeds 1..4    every variant × every adversary (storage profiles: seeds 2..4)
-#   n = 16  seeds 1..2    every variant × every adversary (storage profiles: seed 2)
-#   n = 31  seed 1        every variant and beat4-commitments × {benign,
-#                         equivocating-proposer, aba-equivocation, wrong-coin-shares,
-#                         wrong-decryption-shares}
+#   n = 4    every profile × every adversary × 25 seeds       (~7,400 runs)
+#   n = 7    every profile × every adversary × 5 seeds        (~1,500 runs)
+#   n = 10   every profile × every adversary × 2 seeds        (~600 runs)
+#   n = 16   the five variants × every adversary × 1 seed     (~165 runs)
+#   n = 31   BEAT0 and BEAT4 commitments-only × 3 adversaries
+#   issue59  n = 4 and 7 × 200 seeds × 2 share modes          (800 runs)
 #
-# plus the issue-59 attack on binary agreement for n = 4 and 7 over 200 seeds. Runs two
-# `beat-sim check` processes at a time (one per core); any violation fails the script and the
-# output names variant, n, adversary, seed and invariant. Reproduce one with
+# Profiles are beat0..beat4 with full delivery plus beat3/beat4 -encrypted and -commitments.
+# Environment: SIM_SEED_BASE (default: from the commit), SIM_JOBS (default 2 threads),
+# SIM_BUDGET (a duration such as 2h: instead of the fixed profile, sweep every profile and
+# adversary at n = 4, then 7, then 10, each from the seed base until that much time is spent —
+# the developer's long profile, 3 × SIM_BUDGET in all). Any violation fails the script and names profile, n, adversary, seed and
+# invariant; reproduce one with
 #   target/release/beat-sim check --variant V --nodes N --adversary A --seeds S..S
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,35 +24,49 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p beat-sim --bin beat-sim
 sim="${CARGO_TARGET_DIR:-target}/release/beat-sim"
 jobs="${SIM_JOBS:-2}"
-logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+if [ -z "${SIM_SEED_BASE:-}" ]; then
+  head=$(git rev-parse --short=8 HEAD 2>/dev/null || echo 0)
+  SIM_SEED_BASE=$(( (16#$head % 1000000) * 1000 + 1 ))
+fi
+base=$SIM_SEED_BASE
+echo "seed base $base (SIM_SEED_BASE=$base reproduces this profile)"
 
-runs=(
-  "--variant all --adversary all --nodes 4 --seeds 7..16"
-  "--variant all --adversary all --nodes 4 --seeds 17..26"
-  "--variant all --adversary all --nodes 7 --seeds 3..6"
-  "--variant all --adversary all --nodes 7 --seeds 7..10"
-  "--variant all --adversary all --nodes 10 --seeds 2..4"
-  "--variant all --adversary all --nodes 16 --seeds 2..2"
-  "--adversary issue59 --nodes 4 --seeds 1..200"
-  "--adversary issue59 --nodes 7 --seeds 1..200"
-)
-for a in benign equivocating-proposer aba-equivocation wrong-coin-shares wrong-decryption-shares; do
-  for v in beat0 beat1 beat2 beat3 beat4 beat4-commitments; do
-    runs+=("--variant $v --adversary $a --nodes 31 --seeds 1..1")
-  done
-done
-
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+total=0
 start=$SECONDS
-i=0
-for r in "${runs[@]}"; do
-  i=$((i + 1))
-  printf '%s\n' "$i $r"
-done | xargs -P "$jobs" -L 1 bash -c '
-  id=$1; shift
-  if "'"$sim"'" check "$@" > "'"$logs"'/$id.log" 2>&1; then
-    echo "ok    beat-sim check $* ($(tail -n 1 "'"$logs"'/$id.log"))"
+
+check() {
+  local t=$SECONDS
+  if "$sim" check --jobs "$jobs" "$@" > "$log" 2>&1; then
+    local line
+    line=$(tail -n 1 "$log")
+    echo "ok    beat-sim check $* ($line, $((SECONDS - t)) s)"
+    total=$((total + ${line%% runs*}))
   else
-    echo "FAIL  beat-sim check $*"; grep -E "^FAIL|Error" "'"$logs"'/$id.log" | head -20; exit 255
-  fi' _
-echo "long simulator profile passed in $((SECONDS - start)) s"
+    echo "FAIL  beat-sim check $*"
+    grep -E "^FAIL|^error" "$log" | head -40
+    exit 1
+  fi
+}
+
+if [ -n "${SIM_BUDGET:-}" ]; then
+  for n in 4 7 10; do
+    check --variant all --adversary all --nodes "$n" --seeds "$base.." --budget "$SIM_BUDGET"
+  done
+else
+  check --variant all --adversary all --nodes 4 --seeds "$base..$((base + 24))"
+  check --variant all --adversary all --nodes 7 --seeds "$base..$((base + 4))"
+  check --variant all --adversary all --nodes 10 --seeds "$base..$((base + 1))"
+  for v in beat0 beat1 beat2 beat3 beat4; do
+    check --variant "$v" --adversary all --nodes 16 --seeds "$base..$base"
+  done
+  for v in beat0 beat4-commitments; do
+    for a in benign relay-starvation selective-coin-shares; do
+      check --variant "$v" --adversary "$a" --nodes 31 --seeds "$base..$base"
+    done
+  done
+  check --adversary issue59 --nodes 4 --seeds "$base..$((base + 199))"
+  check --adversary issue59 --nodes 7 --seeds "$base..$((base + 199))"
+fi
+echo "simulator profile: $total runs, no violations, in $((SECONDS - start)) s"

@@ -78,6 +78,8 @@ pub struct Checker {
     pub detections: u64,
     /// The most epochs any honest replica held in memory.
     pub max_epochs_in_memory: usize,
+    /// The widest gap between honest replicas' epochs seen after any delivery.
+    pub max_lag: u64,
 }
 
 impl Checker {
@@ -106,6 +108,7 @@ impl Checker {
             violations: Vec::new(),
             detections: 0,
             max_epochs_in_memory: 0,
+            max_lag: 0,
         }
     }
 
@@ -443,6 +446,12 @@ impl Checker {
     /// Checks memory bounds after a delivery.
     pub fn after_delivery(&mut self, nodes: &BTreeMap<NodeId, SimNode>, crank: u64) {
         let bound = self.params.max_future_epochs as usize;
+        let epochs = self
+            .next_epoch
+            .keys()
+            .filter_map(|id| nodes.get(id).map(|s| s.node.epoch().0));
+        let (lo, hi) = epochs.fold((u64::MAX, 0), |(lo, hi), e| (lo.min(e), hi.max(e)));
+        self.max_lag = self.max_lag.max(hi.saturating_sub(lo));
         for id in self.next_epoch.keys().copied().collect::<Vec<_>>() {
             if let Some(sim) = nodes.get(&id) {
                 let held = sim.node.future_epochs_queued();

@@ -139,6 +139,7 @@ impl Scenario {
             forced: net.stats.forced,
             detections: net.checker.detections,
             max_epochs_in_memory: net.checker.max_epochs_in_memory,
+            max_lag: net.checker.max_lag,
             random_coins: net
                 .nodes
                 .values()
@@ -198,6 +199,8 @@ pub struct Report {
     pub detections: u64,
     /// Most epochs an honest replica held in memory.
     pub max_epochs_in_memory: usize,
+    /// The widest gap between two honest replicas' epochs during the run.
+    pub max_lag: u64,
     /// Coin shares released by all replicas (random-coin rounds × replicas reaching them).
     pub random_coins: u64,
     /// Replica restarts (crash-restart adversary).

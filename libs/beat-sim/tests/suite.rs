@@ -1,11 +1,13 @@
-//! The default simulator suite: every variant × every named adversary × n ∈ {4, 7, 10, 16}
-//! with f at its maximum, several seeds each; the storage profiles of BEAT3/BEAT4 (encrypted
-//! contributions, commitments-only delivery) × every adversary for n ∈ {4, 7} (larger
-//! committees run in `scripts/sim-long.sh`); plus the issue-59 harness.
+//! The quick simulator suite, run by `cargo test` (debug build): every profile (BEAT0–BEAT4,
+//! and BEAT3/BEAT4 with encrypted contributions and with commitments-only delivery) × every
+//! named adversary at n = 4, the full-delivery variants at n = 7 and BEAT0/BEAT1 at n = 10,
+//! f at its maximum; the issue-59 harness; and one named regression test per bug, each on the
+//! seed that showed it.
 //!
-//! Failures name the profile, committee, adversary, seed and invariant; reproduce one with
-//! `cargo run -p beat-sim -- check --variant V --nodes N --adversary A --seeds S..S`.
-//! The long profile (thousands of runs, n up to 31) is `scripts/sim-long.sh`, run by `.ci/run`.
+//! The CI profile of ≥ 10⁴ runs (n up to 31, seeds derived from the commit) is
+//! `scripts/sim-long.sh`, run by `.ci/run` in release. Failures name the profile, committee,
+//! adversary, seed and invariant; reproduce one with
+//! `cargo run --release -p beat-sim -- check --variant V --nodes N --adversary A --seeds S..S`.
 
 use beat_sim::{
     aba_attack, adversaries,
@@ -58,34 +60,82 @@ macro_rules! suites {
 }
 
 suites! {
-    beat0_n4: Variant::Beat0, 4, 1..=6;
-    beat1_n4: Variant::Beat1, 4, 1..=6;
-    beat2_n4: Variant::Beat2, 4, 1..=6;
-    beat3_n4: Variant::Beat3, 4, 1..=6;
-    beat4_n4: Variant::Beat4, 4, 1..=6;
-    beat0_n7: Variant::Beat0, 7, 1..=2;
-    beat1_n7: Variant::Beat1, 7, 1..=2;
-    beat2_n7: Variant::Beat2, 7, 1..=2;
-    beat3_n7: Variant::Beat3, 7, 1..=2;
-    beat4_n7: Variant::Beat4, 7, 1..=2;
+    beat0_n4: Variant::Beat0, 4, 1..=2;
+    beat1_n4: Variant::Beat1, 4, 1..=2;
+    beat2_n4: Variant::Beat2, 4, 1..=2;
+    beat3_n4: Variant::Beat3, 4, 1..=2;
+    beat4_n4: Variant::Beat4, 4, 1..=2;
+    beat3_encrypted_n4: profile("beat3-encrypted"), 4, 1..=2;
+    beat3_commitments_n4: profile("beat3-commitments"), 4, 1..=2;
+    beat4_encrypted_n4: profile("beat4-encrypted"), 4, 1..=2;
+    beat4_commitments_n4: profile("beat4-commitments"), 4, 1..=2;
+    beat0_n7: Variant::Beat0, 7, 1..=1;
+    beat1_n7: Variant::Beat1, 7, 1..=1;
+    beat2_n7: Variant::Beat2, 7, 1..=1;
+    beat3_n7: Variant::Beat3, 7, 1..=1;
+    beat4_n7: Variant::Beat4, 7, 1..=1;
     beat0_n10: Variant::Beat0, 10, 1..=1;
     beat1_n10: Variant::Beat1, 10, 1..=1;
-    beat2_n10: Variant::Beat2, 10, 1..=1;
-    beat3_n10: Variant::Beat3, 10, 1..=1;
-    beat4_n10: Variant::Beat4, 10, 1..=1;
-    beat0_n16: Variant::Beat0, 16, 1..=1;
-    beat1_n16: Variant::Beat1, 16, 1..=1;
-    beat2_n16: Variant::Beat2, 16, 1..=1;
-    beat3_n16: Variant::Beat3, 16, 1..=1;
-    beat4_n16: Variant::Beat4, 16, 1..=1;
-    beat3_encrypted_n4: profile("beat3-encrypted"), 4, 1..=6;
-    beat3_commitments_n4: profile("beat3-commitments"), 4, 1..=6;
-    beat4_encrypted_n4: profile("beat4-encrypted"), 4, 1..=6;
-    beat4_commitments_n4: profile("beat4-commitments"), 4, 1..=6;
-    beat3_encrypted_n7: profile("beat3-encrypted"), 7, 1..=2;
-    beat3_commitments_n7: profile("beat3-commitments"), 7, 1..=2;
-    beat4_encrypted_n7: profile("beat4-encrypted"), 7, 1..=2;
-    beat4_commitments_n7: profile("beat4-commitments"), 7, 1..=2;
+}
+
+/// Runs one scenario and asserts it passes; returns its report.
+fn passes(
+    profile: impl Into<Profile>,
+    n: usize,
+    adversary: &str,
+    seed: u64,
+) -> beat_sim::scenario::Report {
+    let profile = profile.into();
+    let report = Scenario::new(profile, n, adversary, seed)
+        .run()
+        .expect("scenario runs");
+    assert!(
+        report.violations.is_empty(),
+        "{profile} n={n} adversary={adversary} seed={seed}: {:?}",
+        report.violations
+    );
+    report
+}
+
+/// Regression (issue 12, bug 1, R2): a replica that combined f+1 coin shares — a faulty
+/// replica's valid share, sent to it alone, among them — before its own share came back from
+/// the keystore dropped its own; replicas not sent the faulty share never reached f+1. Each of
+/// these stalled (LIV-1) with the share dropped.
+#[test]
+fn late_own_coin_shares_are_released() {
+    passes(Variant::Beat3, 4, "selective-coin-shares", 9);
+    passes(Variant::Beat1, 4, "replay", 777_018);
+    passes(Variant::Beat1, 4, "chaos", 4);
+}
+
+/// Regression (issue 12, bug 1, R2): the same with decryption shares: a replica that decrypted
+/// from the faulty replica's share (sent to some only) and one honest share left the epoch and
+/// dropped its own shares; the replica left out waited for ever.
+#[test]
+fn late_own_decryption_shares_are_released() {
+    passes(Variant::Beat0, 4, "selective-decryption-shares", 2);
+    passes(Variant::Beat0, 7, "selective-decryption-shares", 2);
+}
+
+/// Regression (issue 12, bug 2, R1): replicas that decided (or moved to the next round) dropped
+/// the round's messages and stopped relaying BVAL; a replica that needed the other value in
+/// `bin_values` to count n−f AUX votes stalled, and with it every honest replica.
+#[test]
+fn rounds_left_and_decided_keep_relaying() {
+    passes(Variant::Beat1, 4, "relay-starvation", 1);
+    passes(Variant::Beat1, 7, "relay-starvation", 2);
+    passes(Variant::Beat1, 4, "aba-equivocation", 777_000);
+    passes(Variant::Beat1, 4, "aba-equivocation", 777_119);
+}
+
+/// Regression (issue 12, bug 4, N5'): a replica that lost messages with a link reset, one or
+/// two epochs behind an idle cluster, never reached the `catch_up_lag` needed to ask for
+/// catch-up (LIV-1 with "node 3: 32 uncommitted"); the stall report now asks at once.
+#[test]
+fn a_lagging_replica_catches_up_in_an_idle_cluster() {
+    passes(Variant::Beat0, 4, "link-reset", 5);
+    passes(Variant::Beat1, 4, "link-reset", 16);
+    passes(Variant::Beat0, 7, "link-reset", 3);
 }
 
 fn profile(name: &str) -> Profile {
@@ -93,9 +143,12 @@ fn profile(name: &str) -> Profile {
 }
 
 /// The issue-59 attack on binary agreement terminates with agreement, and invalid coin shares
-/// are attributed, for n = 4 and 7.
+/// are attributed, for n = 4 and 7 — and the attacker stays strong enough to drag agreements
+/// into later rounds (it knows the fixed coins and keeps the honest replicas split), so the
+/// random rounds after the first one are exercised too.
 #[test]
 fn issue59_attack_fails_against_conf_round() {
+    let mut highest = 0;
     for n in [4, 7] {
         for seed in 1..=20 {
             for mode in [
@@ -108,9 +161,11 @@ fn issue59_attack_fails_against_conf_round() {
                     "n={n} seed={seed} {mode:?}: {:?}",
                     report.violations
                 );
+                highest = highest.max(report.max_round);
             }
         }
     }
+    assert!(highest >= 4, "the attack reached only round {highest}");
 }
 
 /// Regression (issue 12, bug 5): a faulty proposer stored a codeword with non-zero padding in

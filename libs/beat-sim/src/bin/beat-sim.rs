@@ -257,8 +257,8 @@ fn run() -> anyhow::Result<bool> {
                 }
                 if verbose {
                     println!(
-                        "{} n={nodes} adversary={} seed={}: {} epochs, {} deliveries, {} faults attributed",
-                        r.profile, r.adversary, r.seed, r.epochs, r.cranks, r.detections
+                        "{} n={nodes} adversary={} seed={}: {} epochs, {} deliveries, {} faults attributed, widest lag {} epochs",
+                        r.profile, r.adversary, r.seed, r.epochs, r.cranks, r.detections, r.max_lag
                     );
                 }
             });
