@@ -8,7 +8,8 @@
 #   n = 7    every profile × every adversary × 5 seeds        (~1,500 runs)
 #   n = 10   every profile × every adversary × 2 seeds        (~600 runs)
 #   n = 16   the five variants × every adversary × 1 seed     (~165 runs)
-#   n = 31   BEAT0 and BEAT4 commitments-only × 3 adversaries
+#   n = 31   BEAT0 and BEAT4 commitments-only × 3 adversaries (schedule-heavy adversaries
+#            such as relay-starvation scan the whole queue per delivery: minutes at n = 31)
 #   issue59  n = 4 and 7 × 200 seeds × 2 share modes          (800 runs)
 #
 # Profiles are beat0..beat4 with full delivery plus beat3/beat4 -encrypted and -commitments.
@@ -62,7 +63,7 @@ else
     check --variant "$v" --adversary all --nodes 16 --seeds "$base..$base"
   done
   for v in beat0 beat4-commitments; do
-    for a in benign relay-starvation selective-coin-shares; do
+    for a in benign selective-coin-shares wrong-decryption-shares; do
       check --variant "$v" --adversary "$a" --nodes 31 --seeds "$base..$base"
     done
   done
