@@ -150,6 +150,18 @@ impl Broadcast {
         }
     }
 
+    /// AVID-FP: this replica's verified fragments under the cross-checksum `commitment`, if it
+    /// got them (see [`dispersal::Dispersal::fragments_for`]); `None` for other kinds.
+    pub fn dispersed_fragments(
+        &self,
+        commitment: &beat_crypto::Digest,
+    ) -> Option<dispersal::Dispersed> {
+        match self {
+            Self::Dispersal(d) => d.fragments_for(commitment),
+            Self::Bracha(_) | Self::Avid(_) => None,
+        }
+    }
+
     /// Proposes `value` (only meaningful at the proposer).
     pub fn propose(&mut self, value: Bytes) -> Step<BroadcastMessage, Delivered> {
         match self {

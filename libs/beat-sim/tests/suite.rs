@@ -216,3 +216,14 @@ fn squatted_client_labels_are_not_spent() {
         );
     }
 }
+
+/// Regression (found by the 10⁵-run sweep of 2026-12-03): with commitments-only delivery, a
+/// replica that adopted an epoch through catch-up stored none of the fragments it had verified
+/// for that epoch's dispersals, so a dispersal could end up with fewer than `k` honest
+/// fragments and not decode (RET-1: "1 fragments verified, 2 needed"). The composite adversary's
+/// stall timers made slightly-late replicas catch up on these seeds.
+#[test]
+fn catch_up_keeps_the_fragments_a_replica_verified() {
+    passes(profile("beat3-commitments"), 4, "chaos", 411_103_691);
+    passes(profile("beat4-commitments"), 4, "chaos", 411_103_732);
+}

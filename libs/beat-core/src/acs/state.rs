@@ -96,6 +96,22 @@ impl Subset {
         self.done
     }
 
+    /// `proposer`'s dispersal under the cross-checksum `commitment` as this replica holds it:
+    /// delivered, or still in progress with a verified `Val`.
+    pub fn dispersed_fragments(
+        &self,
+        proposer: NodeId,
+        commitment: &beat_crypto::Digest,
+    ) -> Option<crate::dispersal::Dispersed> {
+        match self.delivered.get(&proposer) {
+            Some(Delivered::Dispersed(d)) if d.fpcc.digest() == *commitment => Some(d.clone()),
+            _ => self
+                .broadcasts
+                .get(&proposer)
+                .and_then(|b| b.dispersed_fragments(commitment)),
+        }
+    }
+
     /// The agreements that have not decided yet, with their rounds.
     pub fn undecided_agreements(&self) -> Vec<(NodeId, u32)> {
         self.agreements

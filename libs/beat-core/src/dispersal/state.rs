@@ -68,6 +68,21 @@ impl Dispersal {
         }
     }
 
+    /// The cross-checksum with digest `commitment` and this replica's fragments verified against
+    /// it, if the proposer's `Val` to this replica carried that cross-checksum. A replica that
+    /// adopts the epoch through catch-up keeps them (they count toward the `k` every agreed
+    /// dispersal needs for retrieval).
+    pub fn fragments_for(&self, commitment: &Digest) -> Option<Dispersed> {
+        let (digest, fragments) = self.val.as_ref()?;
+        if digest != commitment {
+            return None;
+        }
+        Some(Dispersed {
+            fpcc: self.fpccs.get(digest)?.clone(),
+            fragments: fragments.clone(),
+        })
+    }
+
     /// D1: disperses `value`. Only the proposer calls this.
     pub fn propose(&mut self, value: Bytes) -> DispersalStep {
         let mut step = Step::default();

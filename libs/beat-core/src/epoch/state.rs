@@ -148,6 +148,52 @@ impl EpochState {
         self.subset.has_proposed()
     }
 
+    /// Commitments-only delivery, epoch adopted through catch-up (N5): the fragments this
+    /// replica verified for the dispersals `batch` stores, wherever the epoch had got to. Every
+    /// replica that echoed a dispersal holds a verified fragment of it; keeping it however the
+    /// replica leaves the epoch is what keeps `k` honest fragments of every agreed dispersal.
+    pub fn salvage_fragments(&self, batch: &crate::Batch) -> Vec<StoredFragments> {
+        let mut out = Vec::new();
+        for c in &batch.contributions {
+            let Content::Stored(stored) = &c.content else {
+                continue;
+            };
+            let from_output = self.subset_output.as_ref().and_then(|output| {
+                output.iter().find_map(|(p, d)| match d {
+                    Delivered::Dispersed(d)
+                        if *p == c.proposer && d.fpcc.digest() == stored.commitment =>
+                    {
+                        Some(d.clone())
+                    }
+                    _ => None,
+                })
+            });
+            let from_stored = || {
+                self.stored
+                    .iter()
+                    .find(|s| s.proposer == c.proposer && s.fpcc.digest() == stored.commitment)
+                    .map(|s| crate::dispersal::Dispersed {
+                        fpcc: s.fpcc.clone(),
+                        fragments: s.fragments.clone(),
+                    })
+            };
+            let found = from_output.or_else(from_stored).or_else(|| {
+                self.subset
+                    .dispersed_fragments(c.proposer, &stored.commitment)
+            });
+            if let Some(d) = found
+                && !d.fragments.is_empty()
+            {
+                out.push(StoredFragments {
+                    proposer: c.proposer,
+                    fpcc: d.fpcc,
+                    fragments: d.fragments,
+                });
+            }
+        }
+        out
+    }
+
     /// Returns `true` once the common subset was output here.
     pub fn is_subset_fixed(&self) -> bool {
         self.subset.is_done()

@@ -542,6 +542,16 @@ impl BeatNode {
         loop {
             let f1 = self.config.committee.f_plus_one();
             if let Some(batch) = self.catch_up.take_ready(self.epoch, f1) {
+                // Commitments-only: keep the fragments verified here for the adopted dispersals.
+                if let Some(state) = &self.current {
+                    let fragments = state.salvage_fragments(&batch);
+                    if !fragments.is_empty() {
+                        step.output(Output::Stored {
+                            epoch: self.epoch,
+                            fragments,
+                        });
+                    }
+                }
                 self.commit_batch(batch, step);
                 self.advance(step);
                 continue;
