@@ -15,7 +15,7 @@
 //! | `RST-1` | a restarted replica, rebuilt from its checkpoint and write-ahead log, sends nothing it had not sent before (it cannot equivocate) |
 //! | `TRM-1` | no honest replica is stranded: once nothing is in flight (and stall timers fired), every honest replica is in the same epoch and none has an epoch in progress — every binary agreement any of them started has decided everywhere; a cluster that stays busy after the workload must keep every honest replica moving |
 //! | `CAU-1` | causal order: an honest replica asks for decryption shares of an epoch only once its common subset is fixed there, and only for ciphertexts labelled for that epoch and proposer (BEAT2: for a client) |
-//! | `RET-1` | retrievability (commitments-only): once every honest replica committed an epoch, every committed commitment decodes (full read) from the fragments honest replicas stored under it, honest replicas stored nothing else, and an honest proposer's commitment is its own dispersal and decodes to its contribution |
+//! | `RET-1` | retrievability (commitments-only): once every honest replica committed an epoch, every committed commitment decodes (full read) from the fragments honest replicas stored under it, honest replicas stored nothing else, each honest replica that delivered the epoch itself (not through catch-up) keeps a record of every committed dispersal, and an honest proposer's commitment is its own dispersal and decodes to its contribution |
 //! | `RD-1` | read consistency (BEAT4, commitments-only): every group's partial read of the honest replicas' fragments returns exactly the full read's bytes of that group, or both refuse |
 //!
 //! `RET-1` and `RD-1` are checked by [`crate::storage`], once per epoch, when the last honest
@@ -235,9 +235,15 @@ impl Checker {
     }
 
     /// Records the fragments an honest replica stored (commitments-only delivery).
-    pub fn on_stored(&mut self, node: NodeId, epoch: Epoch, fragments: &[StoredFragments]) {
+    pub fn on_stored(
+        &mut self,
+        node: NodeId,
+        epoch: Epoch,
+        fragments: &[StoredFragments],
+        complete: bool,
+    ) {
         if let Some(storage) = &mut self.storage {
-            storage.on_stored(node, epoch, fragments);
+            storage.on_stored(node, epoch, fragments, complete);
         }
     }
 

@@ -512,8 +512,12 @@ impl VirtualNet {
                         }
                         sim.log.push(batch);
                     }
-                    Output::Stored { epoch, fragments } if honest => {
-                        self.checker.on_stored(id, epoch, &fragments);
+                    Output::Stored {
+                        epoch,
+                        fragments,
+                        complete,
+                    } if honest => {
+                        self.checker.on_stored(id, epoch, &fragments, complete);
                     }
                     Output::Stored { .. } | Output::Checkpoint(_) => {}
                 }

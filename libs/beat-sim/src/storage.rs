@@ -62,6 +62,9 @@ pub(crate) struct StorageCheck {
     max_tx_bytes: usize,
     /// Honest replicas' stored fragments per epoch, until the epoch is checked.
     stored: BTreeMap<Epoch, BTreeMap<NodeId, Vec<StoredFragments>>>,
+    /// Replicas that adopted an epoch through catch-up: they keep only what they had verified,
+    /// so the "a record for every committed dispersal" check does not apply to them.
+    partial: BTreeSet<(Epoch, NodeId)>,
     /// The committed batch of each epoch, until it is checked.
     batches: BTreeMap<Epoch, Batch>,
     /// The commitment of each honest proposer's own dispersal, per epoch (from its `Val`).
@@ -78,14 +81,24 @@ impl StorageCheck {
             max_tx_bytes: params.max_transaction_bytes,
             stored: BTreeMap::new(),
             batches: BTreeMap::new(),
+            partial: BTreeSet::new(),
             proposed: BTreeMap::new(),
             next: Epoch::ZERO,
         }
     }
 
     /// Records the fragments an honest replica stored for `epoch`.
-    pub fn on_stored(&mut self, node: NodeId, epoch: Epoch, fragments: &[StoredFragments]) {
+    pub fn on_stored(
+        &mut self,
+        node: NodeId,
+        epoch: Epoch,
+        fragments: &[StoredFragments],
+        complete: bool,
+    ) {
         if epoch >= self.next {
+            if !complete {
+                self.partial.insert((epoch, node));
+            }
             self.stored
                 .entry(epoch)
                 .or_default()
@@ -132,6 +145,7 @@ impl StorageCheck {
                 continue;
             };
             out.push((epoch, self.check_epoch(&batch, &stored, &proposed, faulty)));
+            self.partial.retain(|(e, _)| *e > epoch);
         }
         out
     }
@@ -167,6 +181,9 @@ impl StorageCheck {
                 }
             }
             for proposer in commitments.keys() {
+                if self.partial.contains(&(epoch, *node)) {
+                    break;
+                }
                 if !records.iter().any(|r| r.proposer == *proposer) {
                     check.violate(
                         "RET-1",

@@ -346,7 +346,9 @@ impl Component {
                         self.last_batch_digest = Some(batch.digest());
                         fx.committed.push(batch);
                     }
-                    Output::Stored { epoch, fragments } => {
+                    Output::Stored {
+                        epoch, fragments, ..
+                    } => {
                         self.store.put_fragments(epoch, &fragments)?;
                     }
                     // The core emits one every `checkpoint_every` epochs (set at open).

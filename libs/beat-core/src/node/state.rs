@@ -45,6 +45,11 @@ pub enum Output {
         epoch: Epoch,
         /// Fragments per agreed dispersal.
         fragments: Vec<crate::epoch::StoredFragments>,
+        /// `true` when this replica delivered the epoch itself: one record (possibly without
+        /// fragments) for every agreed dispersal. `false` when it adopted the epoch through
+        /// catch-up (N5) and keeps only the dispersals it had verified fragments of; a reader
+        /// asking it for the others is told it holds none.
+        complete: bool,
     },
     /// The replica entered a new epoch; this is its complete state at that moment. Restoring it
     /// with [`BeatNode::from_checkpoint`] and calling [`BeatNode::resume`], then replaying every
@@ -549,6 +554,7 @@ impl BeatNode {
                         step.output(Output::Stored {
                             epoch: self.epoch,
                             fragments,
+                            complete: false,
                         });
                     }
                 }
@@ -571,6 +577,7 @@ impl BeatNode {
                 step.output(Output::Stored {
                     epoch: self.epoch,
                     fragments: outcome.stored.clone(),
+                    complete: true,
                 });
             }
             let batch = self.assemble(outcome);
