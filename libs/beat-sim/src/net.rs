@@ -774,8 +774,16 @@ fn own_dispersal(proposer: NodeId, message: &Message) -> Option<(Epoch, &Fpcc)> 
 }
 
 impl SimNode {
-    /// Logs `event` (write-ahead) and processes it.
+    /// Logs `event` (write-ahead) and processes it. A peer message the core would ignore is
+    /// dropped unlogged, as the consensus service does ([`BeatNode::is_relevant`]): the sweeps
+    /// then check that dropping it changes nothing (a wrongly dropped message shows up as lost
+    /// liveness, a wrongly skipped log entry as a divergent replay in `RST-1`).
     fn apply(&mut self, event: Event, measure: bool) -> Result<NodeStep, beat_core::Error> {
+        if let Event::Message(from, message) = &event
+            && !self.node.is_relevant(*from, message)
+        {
+            return Ok(NodeStep::default());
+        }
         self.wal.push(event.clone());
         let Self { node, busy, .. } = self;
         let step = timed(measure, busy, || match event {

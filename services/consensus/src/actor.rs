@@ -143,8 +143,8 @@ impl ConsensusActor {
         ctx.spawn(flush.into_actor(self).map(move |result, act, ctx| {
             match result {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return fatal(&e),
-                Err(e) => return fatal(&StoreError::Corrupt(format!("flush task failed: {e}"))),
+                Ok(Err(e)) => fatal(&e),
+                Err(e) => fatal(&StoreError::Corrupt(format!("flush task failed: {e}"))),
             }
             act.flushing = false;
             act.perform(group.fx, group.acks);
@@ -166,13 +166,20 @@ impl ConsensusActor {
         for request in fx.requests {
             let _ = self.keystore.send(request);
         }
+        if fx.irrelevant > 0 {
+            self.metrics
+                .dropped
+                .with_label_values(&["irrelevant"])
+                .inc_by(fx.irrelevant);
+        }
         for (peer, reason) in fx.malformed {
+            self.metrics.dropped.with_label_values(&["malformed"]).inc();
             tracing::warn!(peer = peer.0, %reason, "dropped a malformed message");
         }
         for fault in fx.faults {
             self.metrics
                 .faults
-                .with_label_values(&[&format!("{:?}", fault.kind)])
+                .with_label_values(&[&fault.node.0.to_string(), &format!("{:?}", fault.kind)])
                 .inc();
             tracing::warn!(%fault, "peer misbehaved");
         }
@@ -202,7 +209,10 @@ impl ConsensusActor {
     }
 }
 
-fn fatal(e: &StoreError) {
+/// Stops the process on a storage failure. Nothing the failed write covered was acknowledged
+/// (receipts and peer acks leave only after a successful flush), and continuing on a store that
+/// may have lost a record could make the replica equivocate after a restart.
+fn fatal(e: &StoreError) -> ! {
     tracing::error!(error = %e, "storage failure; stopping the replica");
     eprintln!("beat-consensus: storage failure: {e}");
     std::process::exit(70);
@@ -240,6 +250,8 @@ impl Handler<Submit> for ConsensusActor {
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
         let (receipts, fx) = match self.component.submit(msg.0) {
             Ok(r) => r,
+            // The WAL append failed: the client gets no answer and the replica stops.
+            Err(SubmitError::Store(e)) => fatal(&e),
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         for (_, a) in &receipts {
@@ -273,7 +285,7 @@ impl Handler<Inbound> for ConsensusActor {
         for (sender, payload, delivery) in msg.0 {
             match self.component.inbound(sender, &payload) {
                 Ok(more) => fx.extend(more),
-                Err(e) => return fatal(&e),
+                Err(e) => fatal(&e),
             }
             acks.push(delivery);
         }
@@ -294,7 +306,7 @@ impl Handler<KeystoreReplies> for ConsensusActor {
         for reply in msg.0 {
             match self.component.reply(reply) {
                 Ok(more) => fx.extend(more),
-                Err(e) => return fatal(&e),
+                Err(e) => fatal(&e),
             }
         }
         self.commit(fx, Vec::new(), ctx);

@@ -28,6 +28,9 @@ pub struct Effects {
     pub faults: Vec<Fault>,
     /// Payloads from peers that did not decode.
     pub malformed: Vec<(NodeId, String)>,
+    /// Peer messages dropped unlogged because the core would ignore them
+    /// ([`BeatNode::is_relevant`]).
+    pub irrelevant: u64,
 }
 
 impl Effects {
@@ -38,6 +41,7 @@ impl Effects {
         self.committed.extend(other.committed);
         self.faults.extend(other.faults);
         self.malformed.extend(other.malformed);
+        self.irrelevant += other.irrelevant;
     }
 }
 
@@ -262,6 +266,12 @@ impl Component {
         };
         let released = self.queue.incoming(sender, &message);
         self.encode_outbound(released, &mut fx);
+        // Relevance before the WAL: what the core would ignore is neither logged nor handled,
+        // so a peer cannot fill the disk with stale or far-future traffic between checkpoints.
+        if !self.node.is_relevant(sender, &message) {
+            fx.irrelevant += 1;
+            return Ok(fx);
+        }
         let seq = self
             .store
             .append(&WalEvent::Message(sender, message.clone()))?;

@@ -17,8 +17,12 @@ pub struct Metrics {
     pub buffered: IntGauge,
     /// `beat_consensus_submitted_transactions_total{admission}`.
     pub submitted: IntCounterVec,
-    /// `beat_consensus_faults_total{kind}`.
+    /// `beat_consensus_faults_total{peer, kind}`: misbehaviour attributed to each peer, for
+    /// alerting on one replica.
     pub faults: IntCounterVec,
+    /// `beat_consensus_messages_dropped_total{reason}`: peer messages dropped before the WAL
+    /// (`irrelevant`: outside the epoch window or nothing new; `malformed`: did not decode).
+    pub dropped: IntCounterVec,
     /// `beat_consensus_messages_received_total`.
     pub received: IntCounter,
     /// `beat_consensus_messages_sent_total`.
@@ -64,7 +68,14 @@ impl Metrics {
                     "beat_consensus_faults_total",
                     "Misbehaviour attributed to peers",
                 ),
-                &["kind"],
+                &["peer", "kind"],
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "beat_consensus_messages_dropped_total",
+                    "Peer messages dropped before the write-ahead log",
+                ),
+                &["reason"],
             )?,
             received: IntCounter::new(
                 "beat_consensus_messages_received_total",
@@ -97,6 +108,7 @@ impl Metrics {
         registry.register(Box::new(m.buffered.clone()))?;
         registry.register(Box::new(m.submitted.clone()))?;
         registry.register(Box::new(m.faults.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
         registry.register(Box::new(m.received.clone()))?;
         registry.register(Box::new(m.sent.clone()))?;
         registry.register(Box::new(m.flush.clone()))?;

@@ -13,9 +13,19 @@
 //! replayed batch is appended again; the last record for a key wins).
 //!
 //! **Recovery.** Opening scans every segment. The tail of the newest segment may be torn by a
-//! crash (a partial header or payload, or a CRC mismatch in its last record): it is cut off
-//! and reported, since nothing after the last `sync` was promised to anyone. A damaged record
-//! anywhere else is corruption and opening fails.
+//! crash (a partial header or payload, or a CRC mismatch in its last records): it is cut off
+//! and reported, since nothing after the last `sync` was promised to anyone. Damage that a
+//! valid record *follows* is not a torn tail but corruption (a flipped bit, a lost write in the
+//! middle of synced data): cutting there would silently drop acknowledged records, so opening
+//! fails and names the file and offset. So does a damaged record in any older segment. (One
+//! crash can in principle leave an unsynced record whole after a torn one, if the page cache
+//! wrote them back out of order; the error then says how an operator who knows that accepts
+//! the loss: truncate the file at the offset given.)
+//!
+//! **Write failures.** A failed `write(2)` or `fdatasync(2)` (a full disk, an I/O error) poisons
+//! the log: the partial record is cut off if possible and every later append, rotation or sync
+//! fails with the first error, so nothing appended after it can be acknowledged as durable.
+//! The consensus service stops on any store error (`actor::fatal`).
 
 use std::{
     collections::BTreeMap,
@@ -58,21 +68,57 @@ pub struct SegmentLog {
     dir: PathBuf,
     segments: BTreeMap<u64, Segment>,
     index: BTreeMap<u64, Location>,
-    /// The active (last) segment, shared with [`LogSyncer`]s.
-    active: Arc<Mutex<Arc<File>>>,
+    /// The active (last) segment and the log's first write failure, shared with
+    /// [`LogSyncer`]s.
+    active: Arc<Mutex<Active>>,
     max_segment_bytes: u64,
+}
+
+/// The active segment, as [`LogSyncer`]s see it.
+#[derive(Debug)]
+struct Active {
+    file: Arc<File>,
+    /// The first write or sync failure. Once set, nothing more is written or reported durable.
+    failed: Option<String>,
+}
+
+impl Active {
+    fn check(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(e) => Err(StoreError::Io(format!(
+                "the log failed earlier and accepts nothing more: {e}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, e: &str) {
+        if self.failed.is_none() {
+            self.failed = Some(e.to_owned());
+        }
+    }
 }
 
 /// Syncs a [`SegmentLog`]'s active segment from another thread.
 #[derive(Clone, Debug)]
-pub struct LogSyncer(Arc<Mutex<Arc<File>>>);
+pub struct LogSyncer(Arc<Mutex<Active>>);
 
 impl LogSyncer {
     /// Makes every record appended before this call durable.
     pub fn sync(&self) -> Result<(), StoreError> {
         // Earlier segments were synced when they stopped being active.
-        let file = self.0.lock().clone();
-        file.sync_data().map_err(io)
+        let file = {
+            let active = self.0.lock();
+            active.check()?;
+            active.file.clone()
+        };
+        // After a failed fdatasync the kernel may have dropped the dirty pages and cleared the
+        // error: a retry could succeed without the data on disk. The failure is final.
+        file.sync_data().map_err(|e| {
+            let e = format!("fdatasync: {e}");
+            self.0.lock().fail(&e);
+            StoreError::Io(e)
+        })
     }
 }
 
@@ -120,6 +166,7 @@ fn scan(
     number: u64,
     file: &File,
     index: &mut BTreeMap<u64, Location>,
+    last_key: &mut Option<u64>,
 ) -> Result<(Option<u64>, u64, ScanEnd), StoreError> {
     let len = file.metadata().map_err(io)?.len();
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
@@ -160,8 +207,68 @@ fn scan(
             },
         );
         max_key = Some(max_key.map_or(key, |m: u64| m.max(key)));
+        *last_key = Some(key);
         offset += HEADER as u64 + u64::from(n);
     }
+}
+
+/// Keys of records that follow a damaged one are expected within this distance of the last
+/// key read before it (the WAL's keys are consecutive sequence numbers, the batches' epochs).
+const KEY_WINDOW: u64 = 1 << 24;
+/// Bound on the payload bytes checksummed while looking for a valid record after damage when
+/// no earlier key narrows the search; past it the damage is treated as corruption (refusing to
+/// start is recoverable, dropping acknowledged records is not).
+const SEARCH_BUDGET: u64 = 1 << 30;
+
+/// Looks for a valid record starting after `from` in `file` (`len` bytes). `near` is the last
+/// key read before the damage, if any. Returns its offset.
+fn valid_record_after(
+    file: &File,
+    from: u64,
+    len: u64,
+    near: Option<u64>,
+) -> Result<Option<u64>, StoreError> {
+    const CHUNK: u64 = 4 << 20;
+    let mut budget = SEARCH_BUDGET;
+    let mut start = from + 1;
+    let mut buf = Vec::new();
+    let mut payload = Vec::new();
+    while start + HEADER as u64 <= len {
+        // A chunk of candidate positions, with room for the header of the last one.
+        let end = (start + CHUNK).min(len);
+        let positions = (end - start).min(len - start - HEADER as u64 + 1);
+        buf.resize((positions + HEADER as u64 - 1) as usize, 0);
+        file.read_exact_at(&mut buf, start).map_err(io)?;
+        for i in 0..positions as usize {
+            let header = &buf[i..i + HEADER];
+            let key = u64::from_le_bytes(header[..8].try_into().unwrap_or_default());
+            let n = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
+            let crc = u32::from_le_bytes(header[12..].try_into().unwrap_or_default());
+            let at = start + i as u64;
+            if n as usize > MAX_RECORD || len - at - (HEADER as u64) < u64::from(n) {
+                continue;
+            }
+            if let Some(near) = near
+                && key.abs_diff(near) > KEY_WINDOW
+            {
+                continue;
+            }
+            if near.is_none() {
+                if budget < u64::from(n) {
+                    return Ok(Some(at));
+                }
+                budget -= u64::from(n);
+            }
+            payload.resize(n as usize, 0);
+            file.read_exact_at(&mut payload, at + HEADER as u64)
+                .map_err(io)?;
+            if checksum(key, n, &payload) == crc {
+                return Ok(Some(at));
+            }
+        }
+        start += positions;
+    }
+    Ok(None)
 }
 
 impl SegmentLog {
@@ -184,15 +291,28 @@ impl SegmentLog {
         let mut index = BTreeMap::new();
         let mut segments = BTreeMap::new();
         let last = numbers.last().copied();
+        let mut last_key_read = None;
         for number in numbers {
             let path = segment_path(dir, number);
             let file = open_segment(&path)?;
-            let (max_key, good, end) = scan(number, &file, &mut index)?;
+            let (max_key, good, end) = scan(number, &file, &mut index, &mut last_key_read)?;
             let mut len = good;
             if let ScanEnd::Damaged { offset, reason } = end {
                 if Some(number) != last {
                     return Err(StoreError::Corrupt(format!(
-                        "{} at offset {offset}: {reason}",
+                        "{} at offset {offset}: {reason} (not the newest segment: this is \
+                         corruption, not a torn tail)",
+                        path.display()
+                    )));
+                }
+                let size = file.metadata().map_err(io)?.len();
+                if let Some(at) = valid_record_after(&file, offset, size, last_key_read)? {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} at offset {offset}: {reason}, and a valid record follows at offset \
+                         {at}: damage inside synced data, not a torn tail; refusing to start \
+                         rather than drop acknowledged records (restore this replica's data \
+                         directory, or, if you know a crash left these records unsynced, \
+                         truncate the file to {offset} bytes to accept losing them)",
                         path.display()
                     )));
                 }
@@ -236,7 +356,10 @@ impl SegmentLog {
             dir: dir.to_owned(),
             segments,
             index,
-            active: Arc::new(Mutex::new(active)),
+            active: Arc::new(Mutex::new(Active {
+                file: active,
+                failed: None,
+            })),
             max_segment_bytes,
         })
     }
@@ -253,6 +376,7 @@ impl SegmentLog {
                 payload.len()
             )));
         }
+        self.active.lock().check()?;
         let number = self.active_number();
         let len = payload.len() as u32;
         let mut record = Vec::with_capacity(HEADER + payload.len());
@@ -265,7 +389,17 @@ impl SegmentLog {
             .get_mut(&number)
             .ok_or_else(|| StoreError::Corrupt("no active segment".into()))?;
         let offset = segment.len;
-        (&*segment.file).write_all(&record).map_err(io)?;
+        if let Err(e) = (&*segment.file).write_all(&record) {
+            // Part of the record may be in the file (a short write before ENOSPC): cut it off
+            // so the file ends where the index thinks, and accept nothing more.
+            let cut = segment.file.set_len(offset).map_or_else(
+                |c| format!("; cutting the partial record failed: {c}"),
+                |()| String::new(),
+            );
+            let e = format!("write: {e}{cut}");
+            self.active.lock().fail(&e);
+            return Err(StoreError::Io(e));
+        }
         segment.len += record.len() as u64;
         segment.max_key = Some(segment.max_key.map_or(key, |m| m.max(key)));
         self.index.insert(
@@ -288,13 +422,24 @@ impl SegmentLog {
         let Some(current) = self.segments.get(&number) else {
             return Err(StoreError::Corrupt("no active segment".into()));
         };
+        self.active.lock().check()?;
         if current.len == 0 {
             return Ok(());
         }
-        current.file.sync_data().map_err(io)?;
         let next = number + 1;
-        let file = Arc::new(open_segment(&segment_path(&self.dir, next))?);
-        sync_dir(&self.dir)?;
+        let opened = current
+            .file
+            .sync_data()
+            .map_err(|e| StoreError::Io(format!("fdatasync: {e}")))
+            .and_then(|()| open_segment(&segment_path(&self.dir, next)))
+            .and_then(|file| sync_dir(&self.dir).map(|()| Arc::new(file)));
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                self.active.lock().fail(&e.to_string());
+                return Err(e);
+            }
+        };
         self.segments.insert(
             next,
             Segment {
@@ -303,7 +448,7 @@ impl SegmentLog {
                 max_key: None,
             },
         );
-        *self.active.lock() = file;
+        self.active.lock().file = file;
         Ok(())
     }
 
@@ -505,6 +650,90 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let log = SegmentLog::open(&d, 1 << 20).unwrap();
         assert_eq!(log.len(), 2);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Writes `count` records of `size` bytes into a fresh log in one segment; returns the
+    /// segment's bytes and the records' offsets.
+    fn one_segment(d: &Path, count: u64, size: usize) -> (PathBuf, Vec<u8>, Vec<usize>) {
+        let _ = std::fs::remove_dir_all(d);
+        let mut log = SegmentLog::open(d, 1 << 30).unwrap();
+        for k in 0..count {
+            log.append(1_000 + k, &vec![k as u8; size]).unwrap();
+        }
+        log.sync().unwrap();
+        drop(log);
+        let path = segment_path(d, 0);
+        let bytes = std::fs::read(&path).unwrap();
+        let offsets = (0..count as usize).map(|i| i * (HEADER + size)).collect();
+        (path, bytes, offsets)
+    }
+
+    #[test]
+    fn damage_followed_by_a_valid_record_is_corruption_even_in_the_newest_segment() {
+        let d = dir("midflip");
+        // A flipped payload byte, a flipped length, a flipped key, a zeroed header: in the
+        // middle of the newest segment, each is refused with the file and the offset.
+        let cases: [(&str, fn(&mut [u8], usize)); 4] = [
+            ("payload", |b, at| b[at + HEADER + 5] ^= 0x10),
+            ("length", |b, at| b[at + 9] ^= 0x01),
+            ("key", |b, at| b[at] ^= 0x80),
+            ("zeroed header", |b, at| b[at..at + HEADER].fill(0)),
+        ];
+        for (what, damage) in cases {
+            for victim in [0usize, 2, 5] {
+                let (path, mut bytes, offsets) = one_segment(&d, 8, 300);
+                damage(&mut bytes, offsets[victim]);
+                std::fs::write(&path, &bytes).unwrap();
+                let err = SegmentLog::open(&d, 1 << 30).unwrap_err();
+                let StoreError::Corrupt(msg) = &err else {
+                    panic!("{what} {victim}: {err}");
+                };
+                assert!(
+                    msg.contains(&format!("at offset {}", offsets[victim]))
+                        && msg.contains("0000000000.seg")
+                        && msg.contains("valid record follows"),
+                    "{what} {victim}: {msg}"
+                );
+                // Nothing was cut: the operator still has every byte.
+                assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what} {victim}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_torn_tail_of_several_records_is_still_a_torn_tail() {
+        let d = dir("torn-several");
+        let (path, bytes, offsets) = one_segment(&d, 8, 300);
+        // The last three records were not synced: the first of them half written, the others
+        // zeros (how ext4 shows blocks allocated but not written back).
+        let mut torn = bytes[..offsets[5] + 100].to_vec();
+        torn.resize(bytes.len(), 0);
+        std::fs::write(&path, &torn).unwrap();
+        let log = SegmentLog::open(&d, 1 << 30).unwrap();
+        assert_eq!(log.len(), 5);
+        assert_eq!(log.last_key(), Some(1_004));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            offsets[5] as u64,
+            "cut at the first damaged record"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_first_record_of_a_log_damaged_before_valid_ones_is_corruption() {
+        // No key was read before the damage, so the search cannot narrow by key.
+        let d = dir("firstflip");
+        let (path, mut bytes, _) = one_segment(&d, 4, 64);
+        bytes[HEADER + 1] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = SegmentLog::open(&d, 1 << 30).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("at offset 0")),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -383,3 +383,94 @@ fn read_fragment_serves_what_full_and_partial_readers_need() {
         }
     }
 }
+
+/// A peer's traffic that the core would ignore — epochs past the window, epochs long gone,
+/// announcements of nothing new, catch-up requests for epochs not committed here, messages
+/// claiming to come from outside the committee — is dropped before the write-ahead log, so a
+/// faulty peer cannot fill the disk between checkpoints with it; what is relevant is logged.
+#[test]
+fn traffic_the_core_would_ignore_is_not_logged() {
+    use beat_core::Message;
+    use beat_types::Epoch;
+    let mut c = Cluster::new("relevance", Variant::Beat0);
+    for i in 0..4 {
+        c.submit(i, txs("r", 4));
+    }
+    // A genuine epoch-0 message from replica 1 to replica 0.
+    let (from, _, payload) = c
+        .queue
+        .iter()
+        .find(|(from, to, p)| {
+            *from == NodeId(1)
+                && *to == NodeId(0)
+                && matches!(
+                    convert_wire(p),
+                    Message::Epoch { epoch, .. } if epoch == Epoch(0)
+                )
+        })
+        .cloned()
+        .unwrap();
+    let Message::Epoch { message, .. } = convert_wire(&payload) else {
+        unreachable!()
+    };
+    let node = c.nodes[0].as_mut().unwrap();
+    let seq = node.store().next_seq();
+    let send = |node: &mut Component, sender: NodeId, message: &Message| {
+        node.inbound(sender, &beat_consensus::wire::encode(message))
+            .unwrap()
+    };
+    // An announcement is news once; the same or an older one after it is not.
+    let fresh = send(node, from, &Message::EpochStarted(Epoch(1)));
+    assert_eq!(fresh.irrelevant, 0);
+    assert_eq!(node.store().next_seq(), seq + 1);
+    let seq = seq + 1;
+    let irrelevant = [
+        (from, Message::EpochStarted(Epoch(1))),
+        (from, Message::EpochStarted(Epoch(0))),
+        (
+            from,
+            Message::Epoch {
+                epoch: Epoch(1_000_000),
+                message: message.clone(),
+            },
+        ),
+        (
+            from,
+            Message::CatchUpRequest {
+                from: Epoch(5),
+                count: 10,
+            },
+        ),
+        (
+            NodeId(9),
+            Message::Epoch {
+                epoch: Epoch(0),
+                message: message.clone(),
+            },
+        ),
+        (
+            NodeId(0),
+            Message::Epoch {
+                epoch: Epoch(0),
+                message: message.clone(),
+            },
+        ),
+    ];
+    for (sender, message) in &irrelevant {
+        let fx = send(node, *sender, message);
+        assert_eq!(fx.irrelevant, 1, "{message:?}");
+        assert!(
+            fx.faults.is_empty() && fx.outbound.is_empty(),
+            "{message:?}"
+        );
+        assert_eq!(node.store().next_seq(), seq, "{message:?} was logged");
+    }
+    // The genuine message is logged and handled.
+    let fx = node.inbound(from, &payload).unwrap();
+    assert_eq!(fx.irrelevant, 0);
+    assert_eq!(node.store().next_seq(), seq + 1);
+}
+
+fn convert_wire(payload: &[u8]) -> beat_core::Message {
+    beat_consensus::wire::decode(payload, 16 << 20).unwrap()
+}

@@ -360,6 +360,31 @@ impl BeatNode {
         Ok(step)
     }
 
+    /// Whether [`Self::handle_message`] could change this replica's state or produce anything
+    /// for `message` from `sender`. It mirrors the first branch `handle_message` takes: a sender
+    /// outside the committee (or this replica), an epoch message outside the window (neither
+    /// current, nor within `max_future_epochs` ahead, nor a retired epoch still relayed for), an
+    /// `EpochStarted` that announces nothing new, a catch-up request for epochs this replica
+    /// has not committed. A component may drop an irrelevant message *without logging it*: a
+    /// replay then reaches the same state, and a peer cannot fill the write-ahead log with
+    /// traffic the core would ignore anyway.
+    pub fn is_relevant(&self, sender: NodeId, message: &Message) -> bool {
+        if !self.config.committee.contains(sender) || sender == self.config.our_id {
+            return false;
+        }
+        match message {
+            Message::Epoch { epoch, .. } => {
+                *epoch == self.epoch
+                    || (*epoch > self.epoch
+                        && epoch.distance_from(self.epoch) <= self.config.params.max_future_epochs)
+                    || self.retired.contains_key(epoch)
+            }
+            Message::EpochStarted(e) => self.peer_epochs.get(&sender).is_none_or(|k| e > k),
+            Message::CatchUpRequest { from, .. } => *from < self.epoch,
+            Message::CatchUpResponse(_) => true,
+        }
+    }
+
     /// Handles a message from replica `sender` (authenticated by the transport).
     pub fn handle_message(&mut self, sender: NodeId, message: Message) -> Result<NodeStep, Error> {
         let mut step = Step::default();

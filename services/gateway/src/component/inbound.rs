@@ -66,10 +66,18 @@ impl InboundWindow {
     }
 
     /// Handles frame `sequence` whose sender holds nothing below `floor`.
+    ///
+    /// Both come from the peer. Sequence `u64::MAX` is never used (a sender would need 2⁶⁴
+    /// frames to reach it), so `next_expected` never overflows whatever a peer sends: a frame
+    /// claiming it is dropped as beyond the window.
     pub fn receive(&mut self, sequence: u64, floor: u64, payload: Bytes) -> Received {
         let mut out = Received::default();
         if floor > self.next_expected {
             out.skipped = self.skip_to(floor, &mut out);
+        }
+        if sequence == u64::MAX {
+            out.beyond_window = true;
+            return out;
         }
         if sequence < self.next_expected || self.reorder.contains_key(&sequence) {
             out.duplicate = true;
@@ -107,7 +115,7 @@ impl InboundWindow {
                     self.deliver(sequence, payload, out);
                 }
                 _ => {
-                    skipped += floor - self.next_expected;
+                    skipped = skipped.saturating_add(floor - self.next_expected);
                     self.next_expected = floor;
                 }
             }
@@ -117,7 +125,8 @@ impl InboundWindow {
 
     fn deliver(&mut self, sequence: u64, payload: Bytes, out: &mut Received) {
         self.unacknowledged.insert(sequence);
-        self.next_expected = sequence + 1;
+        // `receive` refuses `u64::MAX`, and `skip_to` delivers only buffered (accepted) ones.
+        self.next_expected = sequence.saturating_add(1);
         out.deliver.push((sequence, payload));
     }
 

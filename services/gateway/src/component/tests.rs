@@ -458,3 +458,25 @@ fn a_batch_is_taken_in_order_up_to_the_first_refused_frame() {
     assert_eq!(out.accepted, 1);
     assert!(matches!(out.refused, Some(DataRefused::Protocol(_))));
 }
+
+#[test]
+fn crafted_sequences_and_floors_at_the_top_of_the_range_neither_panic_nor_redeliver() {
+    let mut w = InboundWindow::new(1, 64);
+    // A floor at the very top moves the window there; the last sequence is never accepted.
+    let r = w.receive(u64::MAX, u64::MAX, payload(1));
+    assert!(r.deliver.is_empty() && r.beyond_window, "{r:?}");
+    assert_eq!(r.skipped, u64::MAX - 1);
+    let r = w.receive(u64::MAX, u64::MAX, payload(1));
+    assert!(r.deliver.is_empty(), "{r:?}");
+    assert_eq!(w.ack_level(), u64::MAX - 1);
+    // The one below it is delivered once, and only once.
+    let mut w = InboundWindow::new(1, 64);
+    let r = w.receive(u64::MAX - 1, u64::MAX - 1, payload(2));
+    assert_eq!(r.deliver.len(), 1);
+    for _ in 0..3 {
+        let r = w.receive(u64::MAX - 1, u64::MAX - 1, payload(2));
+        assert!(r.deliver.is_empty() && r.duplicate, "{r:?}");
+        let r = w.receive(u64::MAX, u64::MAX, payload(3));
+        assert!(r.deliver.is_empty(), "{r:?}");
+    }
+}
