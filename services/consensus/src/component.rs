@@ -374,7 +374,13 @@ impl Component {
                 match request {
                     // Served from storage right here: the reply is an event like any other.
                     Request::ReadCommitted { peer, from, count } => {
-                        let batches = self.store.batches_from(from, count as usize)?;
+                        // Half the payload limit leaves room for the message's framing
+                        // and for the encodings differing between store and wire.
+                        let batches = self.store.batches_within(
+                            from,
+                            count as usize,
+                            self.limits.max_payload_bytes / 2,
+                        )?;
                         let reply = Reply::Committed { peer, batches };
                         let seq = self.store.append(&WalEvent::Reply(reply.clone()))?;
                         match self.node.handle_reply(reply) {

@@ -291,11 +291,28 @@ impl Store {
 
     /// Up to `count` committed batches from `from` on.
     pub fn batches_from(&self, from: Epoch, count: usize) -> Result<Vec<Batch>, StoreError> {
-        self.batches
-            .range(from.0, count)?
-            .into_iter()
-            .map(|(_, v)| decode(&v, "batch"))
-            .collect()
+        self.batches_within(from, count, usize::MAX)
+    }
+
+    /// Up to `count` committed batches from `from` on whose stored encodings add up to at most
+    /// `max_bytes` — but always the first one, if it exists: a catch-up answer must fit in
+    /// the peer's payload limit, and the peer asks again from where the answer ends.
+    pub fn batches_within(
+        &self,
+        from: Epoch,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Batch>, StoreError> {
+        let mut total = 0usize;
+        let mut out = Vec::new();
+        for (_, v) in self.batches.range(from.0, count)? {
+            total = total.saturating_add(v.len());
+            if total > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(decode(&v, "batch")?);
+        }
+        Ok(out)
     }
 
     /// The number of committed epochs (the next epoch to commit).

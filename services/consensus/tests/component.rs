@@ -194,6 +194,14 @@ fn replicas_commit_identical_batches_and_store_them() {
     }
     // Resubmitting a committed transaction is a duplicate.
     assert_eq!(c.submit(1, txs("t", 1)), vec![Admission::Duplicate]);
+    // A catch-up answer is cut to a byte budget, but never below one batch.
+    let store = c.nodes[0].as_ref().unwrap().store();
+    let zero = beat_types::Epoch(0);
+    assert_eq!(store.batches_within(zero, 1000, 1).unwrap(), reference[..1]);
+    assert_eq!(
+        store.batches_within(zero, 1000, usize::MAX).unwrap(),
+        reference
+    );
 }
 
 #[test]
