@@ -51,10 +51,20 @@ def main() -> int:
             r = c.get("resources", {})
             check("requests" in r and "limits" in r, f"{name}/{c['name']}: resources {r}")
             check(c["securityContext"].get("readOnlyRootFilesystem") is True, f"{name}/{c['name']}: writable root")
+            sockets = {"sock-keystore-consensus": {"keystore", "consensus"},
+                       "sock-keystore-gateway": {"keystore", "gateway"},
+                       "sock-gateway": {"gateway", "consensus"}}
+            for vol, allowed in sockets.items():
+                check((vol in mounts) == (c["name"] in allowed), f"{name}/{c['name']}: {vol} mount {mounts}")
             if c["name"] in services:
+                internal = c["name"] in ("keystore", "gateway")
+                ports = {p["containerPort"] for p in c.get("ports", [])}
+                check(not (ports & {7200, 7300}), f"{name}/{c['name']}: internal API on a port {ports}")
                 for probe in ["livenessProbe", "readinessProbe", "startupProbe"]:
-                    check("grpc" in c.get(probe, {}), f"{name}/{c['name']}: {probe} is not gRPC")
-                check(isinstance(c["readinessProbe"]["grpc"]["port"], int), f"{name}/{c['name']}: probe port")
+                    kind = "httpGet" if internal else "grpc"
+                    check(kind in c.get(probe, {}), f"{name}/{c['name']}: {probe} is not {kind}")
+                if not internal:
+                    check(isinstance(c["readinessProbe"]["grpc"]["port"], int), f"{name}/{c['name']}: probe port")
                 env = {e["name"]: e["value"] for e in c.get("env", [])}
                 check(env.get(f"BEAT_{c['name'].upper()}__REPLICA") == str(idx), f"{name}/{c['name']}: replica env {env}")
     svcs = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
@@ -81,6 +91,10 @@ def main() -> int:
                           for r in nps[0]["spec"]["egress"] for t in r.get("to", []))
         check(open_egress == tor, f"egress to the Internet is {open_egress} with tor {tor}")
     config = next(c for c in by_kind["ConfigMap"] if c["metadata"]["name"].endswith("-config"))
+    for svc in ["keystore", "gateway"]:
+        toml = config["data"][f"{svc}.toml"]
+        check("0.0.0.0:72" not in toml and "0.0.0.0:73" not in toml and "unix:/run/beat/" in toml,
+              f"{svc}.toml: internal API not on a Unix socket")
     check(("[tor]" in config["data"]["gateway.toml"]) == tor, "gateway [tor] section")
     check(("state.toml" in config["data"]) == state, "state.toml")
     check(len(by_kind.get("ServiceMonitor", [])) == (1 if monitoring else 0), "ServiceMonitor")

@@ -256,6 +256,7 @@ async fn bad_requests_get_documented_status_codes() -> anyhow::Result<()> {
     let mut cluster = Cluster::prepare(spec)?;
     cluster.start_all()?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;
+    outsiders_reach_no_internal_api(&dir, 24_000).await?;
     let mut ordering = ordering_client(&cluster.ordering_endpoint(0))?;
     let mut market = market_client(&cluster.market_endpoint(0))?;
     let submit = |txs: Vec<Vec<u8>>| cpb::SubmitRequest {
@@ -360,5 +361,62 @@ async fn bad_requests_get_documented_status_codes() -> anyhow::Result<()> {
     cluster.stop_all(Duration::from_secs(10));
     drop(cluster);
     let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// The keystore and the gateway's internal API have no TCP port, their sockets sit in a
+/// private directory, and each keystore socket serves only its caller's methods.
+async fn outsiders_reach_no_internal_api(dir: &std::path::Path, base: u16) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use beat_proto::keystore::v1::{
+        CreateDecryptionSharesRequest, SignCoinSharesRequest, SignHandshakeRequest,
+        keystore_service_client::KeystoreServiceClient,
+    };
+    for i in 0..N {
+        // The ports the keystore (base+300+i) and gateway API (base+200+i) used to take.
+        for port in [base + 200 + i as u16, base + 300 + i as u16] {
+            let open = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+            anyhow::ensure!(
+                open.is_err(),
+                "replica {i}: something listens on port {port}"
+            );
+        }
+        let sockets = beat_cli::layout::Sockets::of(dir, i);
+        let beat_telemetry::local::ListenAddr::Unix(path) = &sockets.gateway else {
+            anyhow::bail!("the gateway API is not on a Unix socket");
+        };
+        let run = path.parent().expect("socket directory");
+        let mode = std::fs::metadata(run)?.permissions().mode() & 0o777;
+        anyhow::ensure!(mode == 0o700, "{} has mode {mode:o}", run.display());
+        let timeout = Duration::from_secs(5);
+        let gateway_side =
+            beat_telemetry::local::connect(&sockets.keystore_gateway.endpoint(), timeout).await?;
+        let consensus_side =
+            beat_telemetry::local::connect(&sockets.keystore_consensus.endpoint(), timeout).await?;
+        let mut gateway_side = KeystoreServiceClient::new(gateway_side);
+        let mut consensus_side = KeystoreServiceClient::new(consensus_side);
+        let denied = gateway_side
+            .sign_coin_shares(SignCoinSharesRequest { coins: vec![] })
+            .await
+            .expect_err("coin shares on the gateway's socket");
+        anyhow::ensure!(denied.code() == tonic::Code::PermissionDenied, "{denied}");
+        let denied = gateway_side
+            .create_decryption_shares(CreateDecryptionSharesRequest {
+                epoch: 0,
+                items: vec![],
+            })
+            .await
+            .expect_err("decryption shares on the gateway's socket");
+        anyhow::ensure!(denied.code() == tonic::Code::PermissionDenied, "{denied}");
+        let denied = consensus_side
+            .sign_handshake(SignHandshakeRequest {
+                context: "beat/peer-handshake/v1".into(),
+                transcript: Bytes::from(vec![0u8; 32]),
+            })
+            .await
+            .expect_err("handshake signatures on the consensus socket");
+        anyhow::ensure!(denied.code() == tonic::Code::PermissionDenied, "{denied}");
+    }
     Ok(())
 }

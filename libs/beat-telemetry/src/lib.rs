@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod grpc;
+pub mod local;
 pub mod logging;
 pub mod metrics;
 pub mod ops;

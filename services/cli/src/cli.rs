@@ -628,7 +628,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                             Vec::new()
                         },
                         (0..n)
-                            .map(|i| format!("http://{}", ports(i).gateway()))
+                            .map(|i| crate::layout::Sockets::of(dir, i).gateway.endpoint())
                             .collect(),
                     )
                 }

@@ -318,6 +318,7 @@ impl Cluster {
             ..Default::default()
         };
         let http = |a: SocketAddr| format!("http://{a}");
+        let sockets = crate::layout::Sockets::of(&self.dir, replica as usize);
 
         let keystore = beat_keystore::config::Config {
             replica,
@@ -325,7 +326,8 @@ impl Cluster {
             keystore_file: rdir.join("keystore.bin"),
             passphrase_file: Some(rdir.join("passphrase")),
             passphrase_env: None,
-            grpc_listen: ports.keystore(),
+            consensus_listen: sockets.keystore_consensus.clone(),
+            gateway_listen: sockets.keystore_gateway.clone(),
             ops_listen: ports.ops(Service::Keystore),
             signer_threads: 1,
             log: log.clone(),
@@ -334,12 +336,12 @@ impl Cluster {
         let mut gateway = beat_gateway::config::Config {
             replica,
             committee: committee.clone(),
-            grpc_listen: ports.gateway(),
+            grpc_listen: sockets.gateway.clone(),
             ops_listen: ports.ops(Service::Gateway),
             log: log.clone(),
             ..Default::default()
         };
-        gateway.keystore.endpoint = http(ports.keystore());
+        gateway.keystore.endpoint = sockets.keystore_gateway.endpoint();
         gateway.tcp.listen = ports.peer();
         gateway.backoff.max = Duration::from_secs(2);
         let consensus = beat_consensus::config::Config {
@@ -348,8 +350,8 @@ impl Cluster {
             data_dir: rdir.join("consensus"),
             grpc_listen: ports.consensus(),
             ops_listen: ports.ops(Service::Consensus),
-            keystore_endpoint: http(ports.keystore()),
-            gateway_endpoint: http(ports.gateway()),
+            keystore_endpoint: sockets.keystore_consensus.endpoint(),
+            gateway_endpoint: sockets.gateway.endpoint(),
             checkpoint_every_epochs: self.spec.checkpoint_every_epochs,
             max_backoff_ms: 1_000,
             log: log.clone(),

@@ -62,15 +62,7 @@ impl Ports {
         self.port(1)
     }
 
-    /// The gateway API (gRPC, for consensus).
-    pub fn gateway(&self) -> SocketAddr {
-        self.port(2)
-    }
-
-    /// The keystore (gRPC).
-    pub fn keystore(&self) -> SocketAddr {
-        self.port(3)
-    }
+    // Kinds 2 and 3 were the gateway API and the keystore, now Unix sockets ([`Sockets`]).
 
     /// The market API (state gRPC).
     pub fn state(&self) -> SocketAddr {
@@ -91,4 +83,29 @@ impl Ports {
 /// The files of replica `i` under a cluster directory.
 pub fn replica_dir(root: &Path, i: usize) -> PathBuf {
     root.join(format!("replica-{i}"))
+}
+
+/// The Unix sockets of a replica's internal APIs, in `<replica dir>/run` (mode `0700`: only
+/// the user running the devnet can connect). Each caller of the keystore has its own socket.
+#[derive(Clone, Debug)]
+pub struct Sockets {
+    /// The keystore, for consensus (coin and decryption shares).
+    pub keystore_consensus: beat_telemetry::local::ListenAddr,
+    /// The keystore, for the gateway (handshake signatures).
+    pub keystore_gateway: beat_telemetry::local::ListenAddr,
+    /// The gateway's internal API, for consensus (and `beat status`).
+    pub gateway: beat_telemetry::local::ListenAddr,
+}
+
+impl Sockets {
+    /// The sockets of replica `i` of the devnet in `root`.
+    pub fn of(root: &Path, i: usize) -> Self {
+        use beat_telemetry::local::ListenAddr::Unix;
+        let run = replica_dir(root, i).join("run");
+        Self {
+            keystore_consensus: Unix(run.join("keystore-consensus.sock")),
+            keystore_gateway: Unix(run.join("keystore-gateway.sock")),
+            gateway: Unix(run.join("gateway.sock")),
+        }
+    }
 }

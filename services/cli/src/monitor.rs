@@ -13,17 +13,19 @@ use cpb::ordering_service_client::OrderingServiceClient;
 use parking_lot::Mutex;
 use spb::market_service_client::MarketServiceClient;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Largest gRPC message the tools accept (a batch can be large).
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// A lazily connecting channel to `endpoint` (connects on first use, reconnects after failures).
+/// `unix:/path` reaches a replica's internal API on its Unix socket.
 pub fn channel(endpoint: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(endpoint.to_owned())?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect_lazy())
+    Ok(beat_telemetry::local::lazy_channel(
+        endpoint,
+        Duration::from_secs(2),
+        false,
+    )?)
 }
 
 /// An ordering API client.

@@ -20,9 +20,10 @@ pub struct Config {
     pub grpc_listen: SocketAddr,
     /// Ops HTTP listen address (`/metrics`, `/healthz`, `/readyz`).
     pub ops_listen: SocketAddr,
-    /// The replica's keystore service.
+    /// The replica's keystore, its consensus socket (`unix:/path`; `http://host:port` for
+    /// development).
     pub keystore_endpoint: String,
-    /// The replica's gateway service.
+    /// The replica's gateway API (`unix:/path`; `http://host:port` for development).
     pub gateway_endpoint: String,
     /// Largest accepted payload from a peer, in bytes.
     pub max_payload_bytes: usize,
@@ -49,8 +50,8 @@ impl Default for Config {
             data_dir: PathBuf::from("data/consensus"),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7100)),
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
-            keystore_endpoint: "http://127.0.0.1:7300".to_owned(),
-            gateway_endpoint: "http://127.0.0.1:7200".to_owned(),
+            keystore_endpoint: "unix:run/keystore-consensus.sock".to_owned(),
+            gateway_endpoint: "unix:run/gateway.sock".to_owned(),
             max_payload_bytes: 16 << 20,
             max_submit_transactions: 10_000,
             max_grpc_message_bytes: 64 << 20,
@@ -69,9 +70,12 @@ impl Config {
             ("keystore_endpoint", &self.keystore_endpoint),
             ("gateway_endpoint", &self.gateway_endpoint),
         ] {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            let unix = url.strip_prefix(beat_telemetry::local::UNIX);
+            if unix.is_some_and(str::is_empty)
+                || (unix.is_none() && !(url.starts_with("http://") || url.starts_with("https://")))
+            {
                 return Err(format!(
-                    "{name} must be an http:// or https:// URL, got {url:?}"
+                    "{name} must be unix:/path or an http:// or https:// URL, got {url:?}"
                 ));
             }
         }

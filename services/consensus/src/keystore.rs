@@ -52,7 +52,9 @@ pub async fn run(
         let mut backoff = Backoff::new(Duration::from_millis(50), max_backoff);
         loop {
             if client.is_none() {
-                match KeystoreServiceClient::connect(endpoint.clone()).await {
+                let connected =
+                    beat_telemetry::local::connect(&endpoint, Duration::from_secs(5)).await;
+                match connected.map(KeystoreServiceClient::new) {
                     Ok(c) => {
                         client = Some(
                             c.max_decoding_message_size(256 << 20)

@@ -57,7 +57,8 @@ pub async fn run(task: LinkTask, mut commands: mpsc::UnboundedReceiver<LinkComma
     } = task;
     let mut backoff = Backoff::new(Duration::from_millis(50), max_backoff);
     while !shutdown.is_triggered() {
-        let client = match GatewayServiceClient::connect(endpoint.clone()).await {
+        let channel = beat_telemetry::local::connect(&endpoint, Duration::from_secs(5)).await;
+        let client = match channel.map(GatewayServiceClient::new) {
             Ok(c) => c
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),

@@ -5,7 +5,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use beat_telemetry::logging::LogConfig;
+use beat_telemetry::{local::ListenAddr, logging::LogConfig};
 use serde::{Deserialize, Serialize};
 
 /// The gateway's configuration.
@@ -16,9 +16,10 @@ pub struct Config {
     pub replica: u32,
     /// The committee file (public keys and every replica's endpoints).
     pub committee: PathBuf,
-    /// gRPC listen address of the gateway API. Keep it on localhost: only the replica's own
-    /// consensus service calls it.
-    pub grpc_listen: SocketAddr,
+    /// Where the gateway API listens: a Unix socket (`unix:/path`) in a directory only this
+    /// replica's services can enter. Only the replica's own consensus service calls it (the
+    /// `Link` stream carries every peer message); anyone who can connect could take it over.
+    pub grpc_listen: ListenAddr,
     /// Ops HTTP listen address (`/metrics`, `/healthz`, `/readyz`).
     pub ops_listen: SocketAddr,
     /// The keystore that signs handshake transcripts.
@@ -47,7 +48,7 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KeystoreConfig {
-    /// The keystore's gRPC endpoint.
+    /// The keystore's gateway socket (`unix:/path`; `http://host:port` for development).
     pub endpoint: String,
     /// Deadline of one keystore call.
     #[serde(with = "humantime_serde")]
@@ -200,7 +201,7 @@ impl Default for Config {
         Self {
             replica: 0,
             committee: PathBuf::from("committee.json"),
-            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7200)),
+            grpc_listen: ListenAddr::Unix(PathBuf::from("run/gateway.sock")),
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 9200)),
             keystore: KeystoreConfig::default(),
             tcp: TcpConfig::default(),
@@ -219,7 +220,7 @@ impl Default for Config {
 impl Default for KeystoreConfig {
     fn default() -> Self {
         Self {
-            endpoint: "http://127.0.0.1:7300".to_owned(),
+            endpoint: "unix:run/keystore-gateway.sock".to_owned(),
             timeout: Duration::from_secs(5),
         }
     }

@@ -54,8 +54,8 @@ pub const READINESS: &str = "readiness";
 
 /// The sockets the gateway serves on, bound by the caller (port 0 in tests).
 pub struct Listeners {
-    /// The gateway API for consensus.
-    pub grpc: TcpListener,
+    /// The gateway API for consensus (a Unix socket in production).
+    pub grpc: beat_telemetry::local::Listener,
     /// The ops HTTP port.
     pub ops: std::net::TcpListener,
     /// Every enabled transport, each with its inbound listener.
@@ -156,13 +156,13 @@ pub async fn serve(
     tracing::info!(
         replica = me.0,
         incarnation = format_args!("{incarnation:016x}"),
-        grpc = %listeners.grpc.local_addr()?,
+        grpc = %listeners.grpc.describe(),
         transports = ?names,
         "gateway started"
     );
     let result = tonic::transport::Server::builder()
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(beat_telemetry::grpc::incoming(listeners.grpc), async move {
+        .serve_with_incoming_shutdown(listeners.grpc.incoming(), async move {
             shutdown.wait().await;
         })
         .await;
@@ -270,7 +270,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let committee = CommitteeFile::load(&config.committee)?;
     let signer = KeystoreSigner::new(&config.keystore.endpoint, config.keystore.timeout)?;
-    let grpc = TcpListener::bind(config.grpc_listen)
+    let grpc = beat_telemetry::local::bind(&config.grpc_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
     let ops = std::net::TcpListener::bind(config.ops_listen)

@@ -13,7 +13,7 @@ use beat_proto::keystore::v1::{
 use beat_types::NodeId;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// The only context handshake transcripts are signed in.
 pub const HANDSHAKE_CONTEXT: &str = "beat/peer-handshake/v1";
@@ -72,14 +72,13 @@ impl KeystoreSigner {
     /// Creates a client of the keystore at `endpoint`; it connects lazily, so the keystore may
     /// start later. Every call has the deadline `timeout`.
     pub fn new(endpoint: &str, timeout: Duration) -> Result<Self, SignerError> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| SignerError::Endpoint {
-                endpoint: endpoint.to_owned(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect_lazy();
+        let channel =
+            beat_telemetry::local::lazy_channel(endpoint, timeout, true).map_err(|e| {
+                SignerError::Endpoint {
+                    endpoint: e.endpoint,
+                    reason: e.reason,
+                }
+            })?;
         Ok(Self {
             client: KeystoreServiceClient::new(channel),
         })

@@ -29,7 +29,13 @@ async fn keystore(keys: &Keys, secrets: ReplicaSecrets, shutdown: Shutdown) -> S
         replica: replica.0,
         ..Default::default()
     };
-    actix_rt::spawn(beat_keystore::serve(config, keystore, grpc, ops, shutdown));
+    actix_rt::spawn(beat_keystore::serve(
+        config,
+        keystore,
+        vec![(grpc.into(), beat_keystore::Caller::Gateway)],
+        ops,
+        shutdown,
+    ));
     format!("http://{addr}")
 }
 
@@ -84,7 +90,7 @@ fn n3_handshakes_signed_by_the_keystore_service() {
         actix_rt::spawn(beat_keystore::serve(
             beat_keystore::config::Config::default(),
             keystore0,
-            grpc,
+            vec![(grpc.into(), beat_keystore::Caller::Gateway)],
             ops,
             stop_keystores.clone(),
         ));

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use beat_telemetry::logging::LogConfig;
+use beat_telemetry::{local::ListenAddr, logging::LogConfig};
 use serde::{Deserialize, Serialize};
 
 /// The keystore's configuration.
@@ -21,8 +21,12 @@ pub struct Config {
     /// The name of an environment variable holding the passphrase. The passphrase is never
     /// taken from the command line, where `ps` and shell history would show it.
     pub passphrase_env: Option<String>,
-    /// gRPC listen address. Keep it on localhost: only the replica's own services call it.
-    pub grpc_listen: SocketAddr,
+    /// Where the consensus service calls (coin and decryption shares, public keys): a Unix
+    /// socket (`unix:/path`) in a directory only this replica's services can enter. Each
+    /// caller has its own socket, which serves only that caller's methods.
+    pub consensus_listen: ListenAddr,
+    /// Where the gateway calls (handshake signatures, public keys).
+    pub gateway_listen: ListenAddr,
     /// Ops HTTP listen address (`/metrics`, `/healthz`, `/readyz`).
     pub ops_listen: SocketAddr,
     /// Threads performing secret-key operations.
@@ -41,7 +45,8 @@ impl Default for Config {
             keystore_file: PathBuf::from("keystore.bin"),
             passphrase_file: None,
             passphrase_env: Some("BEAT_KEYSTORE_PASSPHRASE".to_owned()),
-            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
+            consensus_listen: ListenAddr::Unix(PathBuf::from("run/keystore-consensus.sock")),
+            gateway_listen: ListenAddr::Unix(PathBuf::from("run/keystore-gateway.sock")),
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 9300)),
             signer_threads: 2,
             max_batch: 65_536,
@@ -58,6 +63,12 @@ impl Config {
         }
         if self.signer_threads == 0 || self.signer_threads > 256 {
             return Err("signer_threads must be in 1..=256".to_owned());
+        }
+        if self.consensus_listen == self.gateway_listen {
+            return Err(
+                "consensus_listen and gateway_listen must differ: each caller gets its own socket"
+                    .to_owned(),
+            );
         }
         if self.max_batch == 0 {
             return Err("max_batch must be at least 1".to_owned());

@@ -206,3 +206,91 @@ impl KeystoreService for KeystoreGrpc {
         }))
     }
 }
+
+/// Who calls the keystore on a given socket: each of the replica's services gets a socket of
+/// its own, and each socket serves only what that service needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Caller {
+    /// The consensus service: coin shares, decryption shares, public keys.
+    Consensus,
+    /// The gateway: handshake signatures, public keys.
+    Gateway,
+}
+
+impl Caller {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Consensus => "consensus",
+            Self::Gateway => "gateway",
+        }
+    }
+}
+
+/// The keystore service as one caller sees it: methods outside the caller's allow-list are
+/// refused with `PERMISSION_DENIED` (and counted) before any key is touched.
+pub struct Guarded {
+    inner: Arc<KeystoreGrpc>,
+    caller: Caller,
+}
+
+impl Guarded {
+    /// The service for `caller`.
+    pub fn new(inner: Arc<KeystoreGrpc>, caller: Caller) -> Self {
+        Self { inner, caller }
+    }
+
+    fn allow(&self, method: &str, allowed: Caller) -> Result<(), Status> {
+        if self.caller == allowed {
+            return Ok(());
+        }
+        self.inner
+            .metrics
+            .refusals
+            .with_label_values(&["caller"])
+            .inc();
+        tracing::warn!(
+            method,
+            caller = self.caller.name(),
+            "refused a keystore method outside the caller's allow-list"
+        );
+        Err(Status::permission_denied(format!(
+            "{method} is not served on the keystore's {} socket",
+            self.caller.name()
+        )))
+    }
+}
+
+#[tonic::async_trait]
+impl KeystoreService for Guarded {
+    async fn sign_coin_shares(
+        &self,
+        request: Request<SignCoinSharesRequest>,
+    ) -> Result<Response<SignCoinSharesResponse>, Status> {
+        self.allow("SignCoinShares", Caller::Consensus)?;
+        self.inner.sign_coin_shares(request).await
+    }
+
+    async fn create_decryption_shares(
+        &self,
+        request: Request<CreateDecryptionSharesRequest>,
+    ) -> Result<Response<CreateDecryptionSharesResponse>, Status> {
+        self.allow("CreateDecryptionShares", Caller::Consensus)?;
+        self.inner.create_decryption_shares(request).await
+    }
+
+    async fn sign_handshake(
+        &self,
+        request: Request<SignHandshakeRequest>,
+    ) -> Result<Response<SignHandshakeResponse>, Status> {
+        self.allow("SignHandshake", Caller::Gateway)?;
+        self.inner.sign_handshake(request).await
+    }
+
+    async fn public_keys(
+        &self,
+        request: Request<PublicKeysRequest>,
+    ) -> Result<Response<PublicKeysResponse>, Status> {
+        self.inner.public_keys(request).await
+    }
+}

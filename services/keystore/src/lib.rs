@@ -28,11 +28,20 @@ use beat_crypto::{
     keystore_file::{self, KdfParams, Passphrase},
 };
 use beat_proto::keystore::v1::keystore_service_server::KeystoreServiceServer;
-use beat_telemetry::{Health, shutdown::Shutdown};
+use beat_telemetry::{
+    Health,
+    local::{self, Listener},
+    shutdown::Shutdown,
+};
 use beat_types::NodeId;
-use tokio::net::TcpListener;
 
-use crate::{actors::SignerActor, component::Keystore, config::Config, grpc::KeystoreGrpc};
+pub use crate::grpc::Caller;
+use crate::{
+    actors::SignerActor,
+    component::Keystore,
+    config::Config,
+    grpc::{Guarded, KeystoreGrpc},
+};
 
 /// The highest key-derivation cost the loader accepts: far above what `beat keygen` writes, far
 /// below what a hostile file could demand (minutes of CPU and gigabytes of memory).
@@ -74,12 +83,14 @@ pub fn load(config: &Config) -> anyhow::Result<Keystore> {
     .map_err(anyhow::Error::msg)
 }
 
-/// Serves the keystore on the given listeners until `shutdown` triggers. Must run inside an
-/// actix `System` (the signer pool is a `SyncArbiter`).
+/// Serves the keystore until `shutdown` triggers: on each listener the methods its caller may
+/// use ([`Caller`]), no reflection (nobody needs to discover the keystore's API), and the
+/// health checks on the ops port. Must run inside an actix `System` (the signer pool is a
+/// `SyncArbiter`).
 pub async fn serve(
     config: Config,
     keystore: Keystore,
-    grpc: TcpListener,
+    listeners: Vec<(Listener, Caller)>,
     ops: std::net::TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
@@ -91,54 +102,75 @@ pub async fn serve(
     let signer = SyncArbiter::start(config.signer_threads, move || SignerActor {
         keystore: shared.clone(),
     });
-    let service = KeystoreGrpc {
+    let service = Arc::new(KeystoreGrpc {
         signer,
         keystore: keystore.clone(),
         metrics,
         max_batch: config.max_batch,
         threads: config.signer_threads,
-    };
-    let (reporter, mut routes) = beat_telemetry::grpc::standard_routes()?;
-    routes.add_service(
-        KeystoreServiceServer::new(service)
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20),
-    );
-    reporter
-        .set_serving::<KeystoreServiceServer<KeystoreGrpc>>()
-        .await;
+    });
     let ops_server = {
         let (_, server) = beat_telemetry::ops::serve_listener(ops, registry, health.clone())?;
         server
     };
     let ops_handle = ops_server.handle();
     tokio::spawn(ops_server);
+    let mut servers = tokio::task::JoinSet::new();
+    let mut described = Vec::new();
+    for (listener, caller) in listeners {
+        described.push(format!("{caller:?}: {}", listener.describe()));
+        let guarded = KeystoreServiceServer::new(Guarded::new(service.clone(), caller))
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        let stop = shutdown.clone();
+        servers.spawn(
+            tonic::transport::Server::builder()
+                .add_service(guarded)
+                .serve_with_incoming_shutdown(
+                    listener.incoming(),
+                    async move { stop.wait().await },
+                ),
+        );
+    }
     health.set_ready(true);
     tracing::info!(
         replica = keystore.replica().0,
         identity = %keystore.identity(),
-        grpc = %grpc.local_addr()?,
+        listeners = ?described,
         "keystore ready"
     );
-    let stop = shutdown.clone();
-    let result = tonic::transport::Server::builder()
-        .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(beat_telemetry::grpc::incoming(grpc), async move {
-            stop.wait().await
-        })
-        .await;
+    let mut result = Ok(());
+    while let Some(done) = servers.join_next().await {
+        let failed = match done {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => anyhow::Error::new(e).context("gRPC server failed"),
+            Err(e) => anyhow::Error::new(e).context("gRPC server task failed"),
+        };
+        // One socket failing takes the keystore down: its callers cannot work half-served.
+        shutdown.trigger();
+        if result.is_ok() {
+            result = Err(failed);
+        }
+    }
     health.set_ready(false);
     ops_handle.stop(true).await;
-    result.context("gRPC server failed")
+    result
 }
 
 /// Binds the configured addresses and serves until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let keystore = load(&config)?;
-    let grpc = TcpListener::bind(config.grpc_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
+    let mut listeners = Vec::new();
+    for (addr, caller) in [
+        (&config.consensus_listen, Caller::Consensus),
+        (&config.gateway_listen, Caller::Gateway),
+    ] {
+        let listener = local::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        listeners.push((listener, caller));
+    }
     let ops = std::net::TcpListener::bind(config.ops_listen)
         .with_context(|| format!("cannot listen on {}", config.ops_listen))?;
     let shutdown = Shutdown::default();
@@ -147,5 +179,5 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         beat_telemetry::shutdown::signal().await;
         trigger.trigger();
     });
-    serve(config, keystore, grpc, ops, shutdown).await
+    serve(config, keystore, listeners, ops, shutdown).await
 }

@@ -16,13 +16,17 @@ use beat_crypto::{
     keystore_file::{KdfParams, Passphrase, seal_to_file},
     tdh2::DecryptionShare,
 };
+use beat_keystore::Caller;
 use beat_keystore::config::Config;
 use beat_proto::keystore::v1::{
     CoinId, CreateDecryptionSharesRequest, DecryptionItem, PublicKeysRequest,
     SignCoinSharesRequest, SignHandshakeRequest, decryption_share_result::Result as ShareResult,
     keystore_service_client::KeystoreServiceClient,
 };
-use beat_telemetry::shutdown::Shutdown;
+use beat_telemetry::{
+    local::{self, ListenAddr},
+    shutdown::Shutdown,
+};
 use beat_types::{Committee, NodeId};
 use bytes::Bytes;
 use rand_chacha::ChaCha20Rng;
@@ -115,26 +119,67 @@ fn loading_refuses_wrong_passphrase_foreign_and_corrupt_files() {
 #[test]
 fn serves_operations_and_refuses_what_it_must() {
     let (fx, _) = fixture("serve", 1);
+    let dir = fx.dir.clone();
     let keys = fx.committee.keys.clone();
     actix_rt::System::new().block_on(async move {
         let keystore = beat_keystore::load(&fx.config).unwrap();
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = grpc.local_addr().unwrap();
+        // Each caller on a Unix socket of its own, as in production.
+        let run = Path::new(&fx.dir).join("run");
+        let consensus_sock = ListenAddr::Unix(run.join("keystore-consensus.sock"));
+        let gateway_sock = ListenAddr::Unix(run.join("keystore-gateway.sock"));
+        let listeners = vec![
+            (
+                local::bind(&consensus_sock).await.unwrap(),
+                Caller::Consensus,
+            ),
+            (local::bind(&gateway_sock).await.unwrap(), Caller::Gateway),
+        ];
         let ops = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let shutdown = Shutdown::default();
         let server = tokio::spawn(beat_keystore::serve(
             fx.config.clone(),
             keystore,
-            grpc,
+            listeners,
             ops,
             shutdown.clone(),
         ));
-        let mut client = loop {
-            match KeystoreServiceClient::connect(format!("http://{addr}")).await {
-                Ok(c) => break c,
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        let connect = |addr: ListenAddr| async move {
+            loop {
+                match local::connect(&addr.endpoint(), std::time::Duration::from_secs(2)).await {
+                    Ok(c) => break KeystoreServiceClient::new(c),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
             }
         };
+        let mut client = connect(consensus_sock).await;
+        let mut gateway = connect(gateway_sock).await;
+
+        // Each socket serves its caller's methods only.
+        let refused = gateway
+            .sign_coin_shares(SignCoinSharesRequest {
+                coins: vec![CoinId::default()],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+        let refused = gateway
+            .create_decryption_shares(CreateDecryptionSharesRequest {
+                epoch: 0,
+                items: vec![],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+        let refused = client
+            .sign_handshake(SignHandshakeRequest {
+                context: "beat/peer-handshake/v1".into(),
+                transcript: Bytes::from(vec![9u8; 32]),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+        let pk = gateway.public_keys(PublicKeysRequest {}).await.unwrap();
+        assert_eq!(pk.into_inner().replica, 1);
 
         let pk = client
             .public_keys(PublicKeysRequest {})
@@ -248,7 +293,7 @@ fn serves_operations_and_refuses_what_it_must() {
 
         // Handshake signatures only in the handshake context and over a digest.
         let transcript = Bytes::from(vec![9u8; 32]);
-        let sig = client
+        let sig = gateway
             .sign_handshake(SignHandshakeRequest {
                 context: "beat/peer-handshake/v1".into(),
                 transcript: transcript.clone(),
@@ -261,7 +306,7 @@ fn serves_operations_and_refuses_what_it_must() {
         keys.identities[1]
             .verify(b"beat/peer-handshake/v1", &transcript, &sig)
             .unwrap();
-        let denied = client
+        let denied = gateway
             .sign_handshake(SignHandshakeRequest {
                 context: "anything else".into(),
                 transcript,
@@ -269,7 +314,7 @@ fn serves_operations_and_refuses_what_it_must() {
             .await
             .unwrap_err();
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
-        let bad = client
+        let bad = gateway
             .sign_handshake(SignHandshakeRequest {
                 context: "beat/peer-handshake/v1".into(),
                 transcript: Bytes::from_static(b"short"),
@@ -288,5 +333,5 @@ fn serves_operations_and_refuses_what_it_must() {
         shutdown.trigger();
         server.await.unwrap().unwrap();
     });
-    let _ = std::fs::remove_dir_all(&fx.dir);
+    let _ = std::fs::remove_dir_all(&dir);
 }

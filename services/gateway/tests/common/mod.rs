@@ -222,7 +222,7 @@ pub async fn start(
     let replica = config.replica as usize;
     let transport = TcpTransport::new(peer_listener, Duration::from_secs(1));
     let listeners = Listeners {
-        grpc,
+        grpc: grpc.into(),
         ops,
         transports: vec![Arc::new(transport)],
     };
