@@ -674,7 +674,8 @@ mod tests {
         let d = dir("midflip");
         // A flipped payload byte, a flipped length, a flipped key, a zeroed header: in the
         // middle of the newest segment, each is refused with the file and the offset.
-        let cases: [(&str, fn(&mut [u8], usize)); 4] = [
+        type Damage = fn(&mut [u8], usize);
+        let cases: [(&str, Damage); 4] = [
             ("payload", |b, at| b[at + HEADER + 5] ^= 0x10),
             ("length", |b, at| b[at + 9] ^= 0x01),
             ("key", |b, at| b[at] ^= 0x80),

@@ -460,7 +460,7 @@ fn traffic_the_core_would_ignore_is_not_logged() {
             NodeId(0),
             Message::Epoch {
                 epoch: Epoch(0),
-                message: message.clone(),
+                message,
             },
         ),
     ];

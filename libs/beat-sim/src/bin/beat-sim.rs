@@ -53,7 +53,8 @@ enum Command {
         /// Faulty replicas (default: f = ⌊(n−1)/3⌋).
         #[arg(long)]
         faulty: Option<usize>,
-        /// Adversary name, `all`, or `issue59` (see `beat-sim list`).
+        /// Adversary name, a comma-separated list of names, `all`, or `issue59` (see
+        /// `beat-sim list`).
         #[arg(long, default_value = "benign")]
         adversary: String,
         /// Seed range, `A..B` (inclusive), `A..` (open: needs `--budget`) or a single seed.
@@ -233,8 +234,13 @@ fn run() -> anyhow::Result<bool> {
             let names: Vec<String> = match adversary.as_str() {
                 "all" => adversaries::NAMES.iter().map(|s| (*s).to_owned()).collect(),
                 "issue59" => return issue59(nodes, seeds.bounded()?, verbose),
-                name if adversaries::by_name(name).is_some() => vec![name.to_owned()],
-                name => bail!("unknown adversary {name:?}; see `beat-sim list`"),
+                list => list
+                    .split(',')
+                    .map(|name| match adversaries::by_name(name) {
+                        Some(_) => Ok(name.to_owned()),
+                        None => bail!("unknown adversary {name:?}; see `beat-sim list`"),
+                    })
+                    .collect::<anyhow::Result<_>>()?,
             };
             let sweep = Sweep {
                 profiles,
