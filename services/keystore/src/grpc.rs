@@ -209,8 +209,7 @@ impl KeystoreService for KeystoreGrpc {
 
 /// Who calls the keystore on a given socket: each of the replica's services gets a socket of
 /// its own, and each socket serves only what that service needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Caller {
     /// The consensus service: coin shares, decryption shares, public keys.
     Consensus,
