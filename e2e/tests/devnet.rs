@@ -411,7 +411,7 @@ async fn outsiders_reach_no_internal_api(dir: &std::path::Path, base: u16) -> an
         anyhow::ensure!(denied.code() == tonic::Code::PermissionDenied, "{denied}");
         let denied = consensus_side
             .sign_handshake(SignHandshakeRequest {
-                context: "beat/peer-handshake/v1".into(),
+                context: "beat/peer-handshake/v2".into(),
                 transcript: Bytes::from(vec![0u8; 32]),
             })
             .await

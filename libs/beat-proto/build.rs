@@ -6,7 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let files: Vec<std::path::PathBuf> = [
         "beat/common/v1/common.proto",
-        "beat/wire/v1/wire.proto",
+        "beat/wire/v2/wire.proto",
         "beat/gateway/v1/gateway.proto",
         "beat/keystore/v1/keystore.proto",
         "beat/consensus/v1/consensus.proto",

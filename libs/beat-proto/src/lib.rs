@@ -19,11 +19,12 @@ pub mod common {
     }
 }
 
-/// `beat.wire.v1`: the replica-to-replica link protocol between gateways.
+/// `beat.wire.v2`: the replica-to-replica link protocol between gateways.
 pub mod wire {
-    /// Version 1.
-    pub mod v1 {
-        tonic::include_proto!("beat.wire.v1");
+    /// Version 2: sealed records after a SIGMA-style handshake (version 1, whose frames were
+    /// not protected after the handshake, is gone).
+    pub mod v2 {
+        tonic::include_proto!("beat.wire.v2");
     }
 }
 

@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 use actix::{Actor, Context, Handler, Message, MessageResult};
 use beat_proto::{
     gateway::v1::{Inbound, Outbound},
-    wire::v1::Data,
+    wire::v2::Data,
 };
 use beat_types::NodeId;
 use tokio::sync::Notify;

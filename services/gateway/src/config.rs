@@ -100,6 +100,18 @@ pub struct TorConfig {
     /// descriptor and builds a rendezvous circuit: seconds, more on the public network).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Introduction requests per second the onion service asks its introduction points to
+    /// pass on (Tor's `DOS_PARAMS`, enforced by the introduction points); a committee of a
+    /// few dozen replicas that redial now and then needs far less.
+    pub intro_rate: u32,
+    /// Burst of introduction requests above `intro_rate`.
+    pub intro_burst: u32,
+    /// Most rendezvous circuits being completed at once (each costs circuit building); further
+    /// requests wait in arti's bounded queue.
+    pub max_rendezvous: usize,
+    /// Most streams a client may open on one rendezvous circuit before Tor tears it down (a
+    /// peer's gateway opens one per connection).
+    pub max_streams_per_circuit: u32,
 }
 
 /// The I2P transport: a STREAM session on a SAM v3.1 bridge (see
@@ -131,17 +143,27 @@ pub struct LinkConfig {
     /// Largest frame accepted or sent (bytes, without the 4-byte length); a larger one closes
     /// the connection.
     pub max_frame_bytes: usize,
-    /// Deadline for the Hello/Proof handshake.
+    /// Deadline for the whole handshake (Hellos and Proofs, including the keystore's
+    /// signature).
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Deadline for the peer's first frame (its Hello): a connection that sends nothing gives
+    /// up its admission slot after this.
+    #[serde(with = "humantime_serde")]
+    pub hello_timeout: Duration,
     /// How often each side sends Ping.
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
     /// A connection on which nothing arrives for this long is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// Most inbound handshakes in progress at once; further connections wait.
+    /// Most inbound handshakes in progress at once per transport; a connection beyond it
+    /// evicts the oldest pending one.
     pub max_pending_handshakes: usize,
+    /// Most inbound handshakes in progress at once from one source (a TCP peer's IP address,
+    /// an I2P destination); a connection beyond it is closed at once. Tor gives no source, so
+    /// only the per-transport limit applies there.
+    pub max_pending_handshakes_per_source: usize,
     /// Most frames written to a socket before flushing, or read from it before handing them
     /// to the hub.
     pub batch_frames: usize,
@@ -249,6 +271,10 @@ impl Default for TorConfig {
             socks5: None,
             listen: None,
             connect_timeout: Duration::from_secs(60),
+            intro_rate: 10,
+            intro_burst: 100,
+            max_rendezvous: 16,
+            max_streams_per_circuit: 4,
         }
     }
 }
@@ -271,9 +297,11 @@ impl Default for LinkConfig {
         Self {
             max_frame_bytes: 16 << 20,
             handshake_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(3),
             ping_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(20),
             max_pending_handshakes: 64,
+            max_pending_handshakes_per_source: 16,
             batch_frames: 256,
         }
     }
@@ -335,6 +363,17 @@ impl Config {
             if tor.connect_timeout.is_zero() {
                 return Err("tor.connect_timeout must be positive".to_owned());
             }
+            if tor.intro_rate == 0
+                || tor.intro_burst < tor.intro_rate
+                || tor.max_rendezvous == 0
+                || tor.max_streams_per_circuit == 0
+            {
+                return Err(
+                    "tor.intro_rate, tor.max_rendezvous and tor.max_streams_per_circuit \
+                     must be at least 1, and tor.intro_burst at least tor.intro_rate"
+                        .to_owned(),
+                );
+            }
             if tor.onion_port == 0 {
                 return Err("tor.onion_port must be a port number".to_owned());
             }
@@ -360,9 +399,19 @@ impl Config {
                 "link.handshake_timeout and tcp.connect_timeout must be positive".to_owned(),
             );
         }
-        if link.max_pending_handshakes == 0 || link.batch_frames == 0 {
+        if link.hello_timeout.is_zero() || link.hello_timeout > link.handshake_timeout {
             return Err(
-                "link.max_pending_handshakes and link.batch_frames must be at least 1".to_owned(),
+                "link.hello_timeout must be positive and at most link.handshake_timeout".to_owned(),
+            );
+        }
+        if link.max_pending_handshakes == 0
+            || link.max_pending_handshakes_per_source == 0
+            || link.batch_frames == 0
+        {
+            return Err(
+                "link.max_pending_handshakes, link.max_pending_handshakes_per_source \
+                 and link.batch_frames must be at least 1"
+                    .to_owned(),
             );
         }
         if self.queue.max_frames == 0 || self.queue.max_bytes < link.max_frame_bytes {

@@ -1,8 +1,9 @@
 //! The BEAT gateway service.
 //!
-//! Owns every peer link of one replica. It authenticates peers with the `beat.wire.v1`
-//! handshake (each replica's Ed25519 identity is in the committee file; the key itself stays in
-//! the keystore, which signs handshake transcripts), sends every outbound consensus message on
+//! Owns every peer link of one replica. It authenticates peers with the `beat.wire.v2`
+//! handshake, an X25519 key exchange signed with each replica's Ed25519 identity (in the
+//! committee file; the key itself stays in the keystore, which signs handshake transcripts),
+//! seals every later frame with the keys it agrees ([`link::record`]), sends every outbound consensus message on
 //! every enabled transport, retransmits until the peer's consensus has acknowledged it, drops
 //! duplicates, and gives the local consensus service one ordered stream per sender over
 //! `beat.gateway.v1.GatewayService/Link`. It never interprets payloads.

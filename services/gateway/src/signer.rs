@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use tonic::transport::Channel;
 
 /// The only context handshake transcripts are signed in.
-pub const HANDSHAKE_CONTEXT: &str = "beat/peer-handshake/v1";
+pub const HANDSHAKE_CONTEXT: &str = "beat/peer-handshake/v2";
 
 /// Why a signature or the public keys could not be obtained.
 #[derive(Debug, thiserror::Error)]

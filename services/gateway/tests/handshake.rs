@@ -1,6 +1,7 @@
 //! Authentication and the wire protocol against real gateways: refused identities, committees,
-//! indices and self-connections, oversized frames, stale incarnations, and end-to-end Acks as
-//! a peer sees them on the wire.
+//! indices and self-connections, oversized frames, stale incarnations, end-to-end Acks as a
+//! peer sees them on the wire, and the attacker on the path and at the door: forged, injected
+//! and relayed records, strangers that never prove an identity, and handshake floods.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,16 +10,15 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use beat_gateway::{
     link::{
-        codec::{self, FrameReader, FrameWriter},
-        handshake::{self, HandshakeError, LocalIdentity, PeerHello, Role},
+        codec,
+        handshake::{self, HandshakeError, LocalIdentity, Role, Secrets, Session},
     },
     signer::Signer,
 };
-use beat_proto::wire::v1::{Data, PeerFrame, peer_frame::Kind};
+use beat_proto::wire::v2::{Data, PeerFrame, peer_frame::Kind};
 use beat_types::NodeId;
 use bytes::Bytes;
 use common::*;
-use futures::SinkExt;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -27,10 +27,17 @@ use tokio::{
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// A test peer speaking the wire protocol by hand.
-struct Rogue {
-    reader: FrameReader,
-    writer: FrameWriter,
-    hello: PeerHello,
+struct Rogue(Session);
+
+fn secrets(seed: u8) -> Secrets {
+    Secrets {
+        nonce: [seed; 32],
+        ephemeral: x25519_dalek::EphemeralSecret::random_from_rng(
+            &mut <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(u64::from(
+                seed,
+            )),
+        ),
+    }
 }
 
 async fn rogue(
@@ -42,7 +49,7 @@ async fn rogue(
     incarnation: u64,
 ) -> Result<Rogue, HandshakeError> {
     let tcp = TcpStream::connect(target).await.unwrap();
-    let (mut reader, mut writer) = codec::framed(Box::new(tcp), 16 << 20);
+    let (reader, writer) = codec::framed(Box::new(tcp), codec::HANDSHAKE_MAX_FRAME);
     let local = LocalIdentity {
         me: NodeId(me),
         incarnation,
@@ -53,18 +60,25 @@ async fn rogue(
     let role = Role::Initiator {
         expected: NodeId::from_index(target_replica),
     };
-    let hello = handshake::handshake(&mut reader, &mut writer, &local, role, [7; 32]).await?;
-    Ok(Rogue {
+    let mut session = handshake::handshake(
         reader,
         writer,
-        hello,
-    })
+        &local,
+        role,
+        secrets(7),
+        Duration::from_secs(5),
+    )
+    .await?;
+    session.reader.set_max_plaintext(16 << 20);
+    session.writer.set_max_plaintext(16 << 20);
+    Ok(Rogue(session))
 }
 
 impl Rogue {
     async fn send(&mut self, kind: Kind) {
-        self.writer
-            .send(codec::encode(&PeerFrame { kind: Some(kind) }))
+        self.0
+            .writer
+            .send(&PeerFrame { kind: Some(kind) })
             .await
             .unwrap();
     }
@@ -74,13 +88,13 @@ impl Rogue {
     async fn next(&mut self, wait: Duration) -> Option<Kind> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let raw = tokio::time::timeout_at(deadline, codec::next_raw(&mut self.reader))
+            let (frame, _) = tokio::time::timeout_at(deadline, self.0.reader.next())
                 .await
                 .ok()?
                 .ok()?;
-            match codec::decode(raw.freeze()).unwrap().kind.unwrap() {
+            match frame.kind.unwrap() {
                 Kind::Ping(p) => {
-                    self.send(Kind::Pong(beat_proto::wire::v1::Pong { nonce: p.nonce }))
+                    self.send(Kind::Pong(beat_proto::wire::v2::Pong { nonce: p.nonce }))
                         .await;
                 }
                 other => return Some(other),
@@ -92,7 +106,7 @@ impl Rogue {
     async fn closed_within(&mut self, wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            match tokio::time::timeout_at(deadline, codec::next_raw(&mut self.reader)).await {
+            match tokio::time::timeout_at(deadline, self.0.reader.next()).await {
                 Err(_) => return false,
                 Ok(Err(_)) => return true,
                 Ok(Ok(_)) => {}
@@ -183,6 +197,8 @@ fn n3_a_foreign_committee_digest_is_refused() {
         let addr = old.peer;
         old.stop().await;
         let stranger = start(config(2), foreign, keys.signer(2), bind(addr).await).await;
+        // Each refuses the other as responder (an initiator learns nothing: the responder
+        // closes without a word, so its dial fails with a closed connection).
         eventually("committee refusals", Duration::from_secs(10), || async {
             let p2 = nodes[0]
                 .peers()
@@ -190,7 +206,7 @@ fn n3_a_foreign_committee_digest_is_refused() {
                 .into_iter()
                 .find(|p| p.replica == 2)
                 .unwrap();
-            p2.transports[0].last_error.contains("another committee")
+            p2.transports[0].last_error.contains("closed by the peer")
                 && nodes[0]
                     .metric(
                         "beat_gateway_handshake_failures_total",
@@ -343,7 +359,7 @@ fn n4_the_wire_protocol_as_a_peer_sees_it() {
 
         const INC: u64 = 0x3333;
         let mut r = rogue(addr, 0, &keys, 3, keys.signer(3), INC).await.unwrap();
-        assert_eq!(r.hello.replica, NodeId(0));
+        assert_eq!(r.0.peer.replica, NodeId(0));
         r.send(data(INC, 1, payload(3, 0))).await;
         r.send(data(INC, 2, payload(3, 1))).await;
         let got = c0.receive(2, false).await;
@@ -382,11 +398,12 @@ fn n4_the_wire_protocol_as_a_peer_sees_it() {
         )
         .await;
 
-        // After authentication, an oversized frame closes the connection too.
+        // After authentication, an oversized frame (beyond the limit plus the 16-byte tag)
+        // closes the connection too.
         let mut r = rogue(addr, 0, &keys, 3, keys.signer(3), INC).await.unwrap();
-        let inner = r.writer.get_mut();
+        let inner = r.0.writer.get_mut();
         inner
-            .write_all(&(16u32 << 20 | 1).to_be_bytes())
+            .write_all(&((16u32 << 20) + 17).to_be_bytes())
             .await
             .unwrap();
         inner.write_all(&[0; 1024]).await.unwrap();
@@ -426,6 +443,260 @@ fn n4_the_wire_protocol_as_a_peer_sees_it() {
             },
         )
         .await;
+        node.stop().await;
+    });
+}
+
+/// Counts the signatures a gateway asks for.
+struct CountingSigner {
+    inner: Arc<dyn Signer>,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Signer for CountingSigner {
+    fn sign_handshake(
+        &self,
+        transcript: [u8; 32],
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<beat_crypto::identity::IdentitySignature, beat_gateway::signer::SignerError>,
+    > {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.sign_handshake(transcript)
+    }
+
+    fn public_keys(
+        &self,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<beat_gateway::signer::SignerKeys, beat_gateway::signer::SignerError>,
+    > {
+        self.inner.public_keys()
+    }
+}
+
+/// Replica 0 alone (its peers run nowhere, so it never dials anyone successfully), with a
+/// signer that counts.
+async fn lone_node(keys: &Keys) -> (Node, SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let nowhere = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let committee = keys.with_endpoints(&[addr, nowhere(9), nowhere(10), nowhere(11)]);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let signer = Arc::new(CountingSigner {
+        inner: keys.signer(0),
+        calls: calls.clone(),
+    });
+    (
+        start(config(0), committee, signer, listener).await,
+        addr,
+        calls,
+    )
+}
+
+/// The responder says nothing and signs nothing until the initiator has proven a committee
+/// identity: a silent connection gets no byte and is closed at the hello deadline; a stranger
+/// who sends a well-formed Hello (the committee digest is public) gets the responder's Hello
+/// but no Proof, and the responder's keystore is never asked to sign.
+#[test]
+fn n4_a_responder_signs_nothing_for_a_stranger() {
+    run(LIMIT, async {
+        let keys = keys(4, 16);
+        let (node, addr, calls) = lone_node(&keys).await;
+
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut got))
+            .await
+            .expect("a silent connection was kept past the hello deadline")
+            .unwrap();
+        assert!(got.is_empty(), "the responder spoke first: {got:?}");
+        assert!(started.elapsed() >= Duration::from_secs(2));
+        eventually(
+            "the hello-timeout count",
+            Duration::from_secs(5),
+            || async {
+                node.metric(
+                    "beat_gateway_handshake_failures_total",
+                    &["reason=\"hello_timeout\""],
+                )
+                .await
+                    == 1.0
+            },
+        )
+        .await;
+
+        // A stranger claiming replica 3 with a key that is not replica 3's.
+        let err = rogue(addr, 0, &keys, 3, impostor_signer(&keys, 3, 77), 5)
+            .await
+            .err()
+            .expect("a stranger completed a handshake");
+        assert!(
+            matches!(err, HandshakeError::Frame(_) | HandshakeError::Io(_)),
+            "{err}"
+        );
+        eventually("the signature refusal", Duration::from_secs(5), || async {
+            node.metric(
+                "beat_gateway_handshake_failures_total",
+                &["reason=\"signature\""],
+            )
+            .await
+                == 1.0
+        })
+        .await;
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        // The real replica 3 gets the responder's proof: one signature.
+        let r = rogue(addr, 0, &keys, 3, keys.signer(3), 5).await.unwrap();
+        assert_eq!(r.0.peer.replica, NodeId(0));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        node.stop().await;
+    });
+}
+
+/// An attacker on the path relays the handshake unchanged, so both sides accept, and then
+/// rewrites one bit of the first record: the gateway closes the link, counts a forged record
+/// and delivers nothing of it. A frame injected into an established link (as a v1 peer would
+/// send it, unsealed) is refused the same way. Afterwards the honest peer's data flows.
+#[test]
+fn n4_an_on_path_attacker_cannot_rewrite_or_inject_records() {
+    run(LIMIT, async {
+        let keys = keys(4, 17);
+        let (node, addr, _) = lone_node(&keys).await;
+        let mut c0 = Consensus::connect(&node).await;
+        const INC: u64 = 0x4444;
+
+        // The tampering proxy: flips a bit in the third frame the client sends (Hello and
+        // Proof pass unchanged; the third is the first sealed record).
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (client, _) = proxy.accept().await.unwrap();
+            let server = TcpStream::connect(addr).await.unwrap();
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+            for frame in 0.. {
+                let mut len = [0; 4];
+                if client_read.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut body = vec![0; u32::from_be_bytes(len) as usize];
+                if client_read.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                if frame == 2 {
+                    body[0] ^= 0x01;
+                }
+                if server_write.write_all(&len).await.is_err()
+                    || server_write.write_all(&body).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let mut r = rogue(proxy_addr, 0, &keys, 3, keys.signer(3), INC)
+            .await
+            .expect("the relayed handshake completes: the proxy changed nothing yet");
+        r.send(data(INC, 1, payload(3, 0))).await;
+        assert!(r.closed_within(Duration::from_secs(5)).await);
+        eventually(
+            "the forged-record count",
+            Duration::from_secs(5),
+            || async {
+                node.metric(
+                    "beat_gateway_link_errors_total",
+                    &["transport=\"tcp\"", "reason=\"forged_record\""],
+                )
+                .await
+                    == 1.0
+            },
+        )
+        .await;
+
+        // Injection: an unsealed Data frame on an established link.
+        let mut r = rogue(addr, 0, &keys, 3, keys.signer(3), INC).await.unwrap();
+        let plain = codec::encode(&PeerFrame {
+            kind: Some(data(INC, 1, payload(3, 1))),
+        });
+        let inner = r.0.writer.get_mut();
+        inner
+            .write_all(&(plain.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        inner.write_all(&plain).await.unwrap();
+        assert!(r.closed_within(Duration::from_secs(5)).await);
+        eventually(
+            "the second forged record",
+            Duration::from_secs(5),
+            || async {
+                node.metric(
+                    "beat_gateway_link_errors_total",
+                    &["transport=\"tcp\"", "reason=\"forged_record\""],
+                )
+                .await
+                    == 2.0
+            },
+        )
+        .await;
+
+        // Neither reached consensus: the first payload it sees is the honest one.
+        let mut r = rogue(addr, 0, &keys, 3, keys.signer(3), INC).await.unwrap();
+        r.send(data(INC, 1, payload(3, 9))).await;
+        let got = c0.receive(1, true).await;
+        assert_eq!(parse(&got[0].1), (3, 9));
+        node.stop().await;
+    });
+}
+
+/// A handshake flood from many sources holds no slot for long: one source gets at most its
+/// share, the rest are evicted oldest first, and an honest peer dialling in the middle of the
+/// flood still completes its handshake.
+#[test]
+fn n4_a_handshake_flood_does_not_keep_a_peer_out() {
+    run(LIMIT, async {
+        let keys = keys(4, 18);
+        let (node, addr, _) = lone_node(&keys).await;
+        let mut flood = Vec::new();
+        // Eight loopback sources with 20 idle connections each: 160 attempts against 64 slots
+        // and a share of 16 per source.
+        for source in 2..10u8 {
+            for _ in 0..20 {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket
+                    .bind(SocketAddr::from(([127, 0, 0, source], 0)))
+                    .unwrap();
+                flood.push(socket.connect(addr).await.unwrap());
+            }
+        }
+        eventually("the flood is refused", Duration::from_secs(5), || async {
+            node.metric(
+                "beat_gateway_handshake_failures_total",
+                &["reason=\"source_limit\""],
+            )
+            .await
+                >= 32.0
+                && node
+                    .metric(
+                        "beat_gateway_handshake_failures_total",
+                        &["reason=\"evicted\""],
+                    )
+                    .await
+                    >= 64.0
+        })
+        .await;
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            rogue(addr, 0, &keys, 3, keys.signer(3), 6),
+        )
+        .await
+        .expect("the honest handshake waited for the flood")
+        .expect("the honest handshake failed during the flood");
+        assert_eq!(r.0.peer.replica, NodeId(0));
+        drop(flood);
         node.stop().await;
     });
 }

@@ -14,7 +14,7 @@ use beat_crypto::{
 use beat_types::{Epoch, NodeId};
 
 /// The only context the identity key signs in.
-pub const HANDSHAKE_CONTEXT: &str = "beat/peer-handshake/v1";
+pub const HANDSHAKE_CONTEXT: &str = "beat/peer-handshake/v2";
 
 /// Why an operation was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -172,7 +172,7 @@ fn serves_operations_and_refuses_what_it_must() {
         assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
         let refused = client
             .sign_handshake(SignHandshakeRequest {
-                context: "beat/peer-handshake/v1".into(),
+                context: "beat/peer-handshake/v2".into(),
                 transcript: Bytes::from(vec![9u8; 32]),
             })
             .await
@@ -295,7 +295,7 @@ fn serves_operations_and_refuses_what_it_must() {
         let transcript = Bytes::from(vec![9u8; 32]);
         let sig = gateway
             .sign_handshake(SignHandshakeRequest {
-                context: "beat/peer-handshake/v1".into(),
+                context: "beat/peer-handshake/v2".into(),
                 transcript: transcript.clone(),
             })
             .await
@@ -304,7 +304,7 @@ fn serves_operations_and_refuses_what_it_must() {
             .signature;
         let sig = IdentitySignature::from_bytes(sig.as_ref().try_into().unwrap()).unwrap();
         keys.identities[1]
-            .verify(b"beat/peer-handshake/v1", &transcript, &sig)
+            .verify(b"beat/peer-handshake/v2", &transcript, &sig)
             .unwrap();
         let denied = gateway
             .sign_handshake(SignHandshakeRequest {
@@ -316,7 +316,7 @@ fn serves_operations_and_refuses_what_it_must() {
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         let bad = gateway
             .sign_handshake(SignHandshakeRequest {
-                context: "beat/peer-handshake/v1".into(),
+                context: "beat/peer-handshake/v2".into(),
                 transcript: Bytes::from_static(b"short"),
             })
             .await

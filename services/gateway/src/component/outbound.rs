@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use beat_proto::wire::v1::Data;
+use beat_proto::wire::v2::Data;
 use bytes::Bytes;
 
 /// Data frames to one peer that the peer has not acknowledged yet.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use beat_proto::{
     gateway::v1::{Inbound, Outbound},
-    wire::v1::{Data, PeerFrame, peer_frame},
+    wire::v2::{Data, PeerFrame, peer_frame},
 };
 use beat_types::NodeId;
 use bytes::Bytes;

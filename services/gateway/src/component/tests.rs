@@ -1,6 +1,6 @@
 //! Unit tests of the component: no sockets, no tasks.
 
-use beat_proto::{gateway::v1::Outbound, wire::v1::Data};
+use beat_proto::{gateway::v1::Outbound, wire::v2::Data};
 use beat_types::NodeId;
 use bytes::Bytes;
 use rand::RngExt;

@@ -1,6 +1,6 @@
 //! Framing: a 4-byte big-endian length, then an encoded `PeerFrame`.
 
-use beat_proto::wire::v1::PeerFrame;
+use beat_proto::wire::v2::PeerFrame;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use prost::Message;

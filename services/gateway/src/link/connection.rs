@@ -8,18 +8,17 @@
 use std::sync::Arc;
 
 use actix::MailboxError;
-use beat_proto::wire::v1::{Ack, Data, PeerFrame, Ping, Pong, peer_frame::Kind};
-use bytes::BytesMut;
-use futures::{FutureExt, SinkExt};
+use beat_proto::wire::v2::{Ack, Data, PeerFrame, Ping, Pong, peer_frame::Kind};
+use futures::FutureExt;
 use tokio::{
     sync::{Notify, mpsc},
     time::{Instant, MissedTickBehavior},
 };
 
 use super::{
-    codec::{self, FrameError, FrameReader, FrameWriter, LENGTH_PREFIX},
     context::Context,
-    handshake::PeerHello,
+    handshake::{PeerHello, Session},
+    record::{RecordError, RecordReader, RecordWriter},
     status::LinkStatus,
 };
 use crate::{
@@ -34,12 +33,11 @@ const WRITE_BATCH_BYTES: usize = 1 << 20;
 /// Why an authenticated connection ended.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// Reading failed (closed, oversized or malformed frame, I/O).
+    /// Reading or writing a record failed (closed, oversized, forged or malformed, I/O). A
+    /// record that does not open closes the link; it is not the claimed peer's fault (anyone
+    /// on the path can corrupt bytes), so it is counted, never reported to consensus.
     #[error(transparent)]
-    Frame(#[from] FrameError),
-    /// Writing failed.
-    #[error("write failed: {0}")]
-    Write(std::io::Error),
+    Record(#[from] RecordError),
     /// The peer broke the link protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),
@@ -62,8 +60,7 @@ impl LinkError {
     /// The metric label (`beat_gateway_link_errors_total{reason}`).
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Frame(e) => e.reason(),
-            Self::Write(_) => "io",
+            Self::Record(e) => e.reason(),
             Self::Protocol(_) => "protocol",
             Self::IdleTimeout(_) => "idle_timeout",
             Self::Stale(_) => "stale_incarnation",
@@ -75,12 +72,8 @@ impl LinkError {
 
 /// An authenticated connection, ready to carry frames.
 pub struct Established {
-    /// Frames in.
-    pub reader: FrameReader,
-    /// Frames out.
-    pub writer: FrameWriter,
-    /// The peer.
-    pub peer: PeerHello,
+    /// The authenticated session: the peer and its sealed record channel.
+    pub session: Session,
     /// Which way data flows.
     pub direction: Direction,
     /// The link's status entry.
@@ -91,9 +84,12 @@ pub struct Established {
 /// was closed on purpose.
 pub async fn run(ctx: Arc<Context>, conn: Established) -> Result<(), LinkError> {
     let Established {
-        mut reader,
-        mut writer,
-        peer,
+        session:
+            Session {
+                peer,
+                mut reader,
+                mut writer,
+            },
         direction,
         status,
     } = conn;
@@ -153,23 +149,23 @@ struct Io<'a> {
 impl Io<'_> {
     async fn read_loop(
         &self,
-        reader: &mut FrameReader,
+        reader: &mut RecordReader,
         pongs: mpsc::Sender<u64>,
         space: &Notify,
     ) -> Result<(), LinkError> {
         let idle = self.ctx.link.idle_timeout;
         let mut batch = Vec::new();
         loop {
-            let raw = tokio::time::timeout(idle, codec::next_raw(reader))
+            let record = tokio::time::timeout(idle, reader.next())
                 .await
                 .map_err(|_| LinkError::IdleTimeout(idle))??;
-            let mut ack = self.take(raw, &mut batch, &pongs)?;
+            let mut ack = self.take(record, &mut batch, &pongs)?;
             // Whatever else has arrived already goes to the hub in the same message.
             while batch.len() < self.ctx.link.batch_frames {
-                let Some(raw) = codec::next_raw(reader).now_or_never() else {
+                let Some(record) = reader.next().now_or_never() else {
                     break;
                 };
-                ack = self.take(raw?, &mut batch, &pongs)?.or(ack);
+                ack = self.take(record?, &mut batch, &pongs)?.or(ack);
             }
             if let Some(ack) = ack {
                 self.ctx
@@ -192,15 +188,13 @@ impl Io<'_> {
     /// the latest matters), a Ping is answered.
     fn take(
         &self,
-        raw: BytesMut,
+        (frame, wire_bytes): (PeerFrame, usize),
         batch: &mut Vec<Data>,
         pongs: &mpsc::Sender<u64>,
     ) -> Result<Option<Ack>, LinkError> {
         self.counters.frames_received.inc();
-        self.counters
-            .bytes_received
-            .inc_by((raw.len() + LENGTH_PREFIX) as u64);
-        match (codec::decode(raw.freeze())?.kind, self.direction) {
+        self.counters.bytes_received.inc_by(wire_bytes as u64);
+        match (frame.kind, self.direction) {
             (Some(Kind::Data(data)), Direction::Inbound) => batch.push(data),
             (Some(Kind::Ack(ack)), Direction::Outbound) => return Ok(Some(ack)),
             // A full queue means the writer is behind on Pongs already; the peer's idle timer
@@ -245,7 +239,7 @@ impl Io<'_> {
 
     async fn write_loop(
         &self,
-        writer: &mut FrameWriter,
+        writer: &mut RecordWriter,
         mut pongs: mpsc::Receiver<u64>,
         wake: &Notify,
     ) -> Result<(), LinkError> {
@@ -316,20 +310,15 @@ impl Io<'_> {
     /// loop's idle timeout, which ends this write too.
     async fn write(
         &self,
-        writer: &mut FrameWriter,
+        writer: &mut RecordWriter,
         frames: impl IntoIterator<Item = Kind>,
     ) -> Result<(), LinkError> {
         for kind in frames {
-            let bytes = codec::encode(&PeerFrame { kind: Some(kind) });
+            let wire_bytes = writer.feed(&PeerFrame { kind: Some(kind) }).await?;
             self.counters.frames_sent.inc();
-            self.counters
-                .bytes_sent
-                .inc_by((bytes.len() + LENGTH_PREFIX) as u64);
-            writer.feed(bytes).await.map_err(LinkError::Write)?;
+            self.counters.bytes_sent.inc_by(wire_bytes as u64);
         }
-        SinkExt::<bytes::Bytes>::flush(writer)
-            .await
-            .map_err(LinkError::Write)
+        Ok(writer.flush().await?)
     }
 }
 

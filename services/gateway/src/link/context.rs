@@ -6,7 +6,12 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
 use tokio_util::sync::CancellationToken;
 
-use super::{handshake::LocalIdentity, status::LinkTable};
+use x25519_dalek::EphemeralSecret;
+
+use super::{
+    handshake::{LocalIdentity, Secrets},
+    status::LinkTable,
+};
 use crate::{
     actors::Hub,
     config::{BackoffConfig, LinkConfig},
@@ -34,11 +39,15 @@ pub struct Context {
 }
 
 impl Context {
-    /// A fresh handshake nonce.
-    pub fn nonce(&self) -> [u8; 32] {
+    /// Fresh handshake secrets: a Hello nonce and an X25519 ephemeral key.
+    pub fn secrets(&self) -> Secrets {
+        let mut rng = self.rng.lock();
         let mut nonce = [0; 32];
-        self.rng.lock().fill_bytes(&mut nonce);
-        nonce
+        rng.fill_bytes(&mut nonce);
+        Secrets {
+            nonce,
+            ephemeral: EphemeralSecret::random_from_rng(&mut *rng),
+        }
     }
 
     /// A random 64-bit value.

@@ -1,29 +1,53 @@
-//! The mutual handshake (`beat.wire.v1` Hello and Proof).
+//! The handshake (`beat.wire.v2`): a SIGMA-style authenticated key exchange.
 //!
-//! Both sides send Hello at once, check the other's, then send Proof: the identity signature
-//! over SHA-256 of `u64be(len(I)) ‖ I ‖ u64be(len(R)) ‖ R ‖ role`, where `I` and `R` are the
-//! initiator's and responder's Hello frames exactly as they crossed the wire and `role` is the
-//! signer's role (0 initiator, 1 responder). Fresh nonces make every transcript unique, so a
-//! proof cannot be replayed on another connection, and the role byte keeps a proof from being
-//! reflected back to its signer.
+//! 1. The initiator sends Hello: version, replica index, committee digest, a 32-byte nonce, its
+//!    gateway incarnation and a fresh X25519 ephemeral public key.
+//! 2. The responder checks it (version, committee, a known index that is not its own) and
+//!    answers with its own Hello. Before this it has sent nothing and asked the keystore for
+//!    nothing, and it waits at most the hello deadline for the initiator's Hello.
+//! 3. The initiator checks the responder's Hello (it must be the replica dialled) and proves
+//!    first: Proof is the Ed25519 identity signature (context [`HANDSHAKE_CONTEXT`]) over
+//!    SHA-256 of `u64be(len(I)) ‖ I ‖ u64be(len(R)) ‖ R ‖ role`, where `I` and `R` are the two
+//!    Hello frames exactly as they crossed the wire and `role` is the signer's role (0
+//!    initiator, 1 responder).
+//! 4. The responder verifies it under the claimed replica's committee key, and only then has
+//!    its own keystore sign the same transcript with role 1 and sends that Proof; the
+//!    initiator verifies it.
+//!
+//! Both sides then derive the per-direction record keys from the X25519 shared secret and the
+//! transcript hash ([`super::record`]); every later frame is a sealed record.
+//!
+//! Why this is enough (the SIGMA argument, signature variant as in ISO/IEC 9798-3): each
+//! signature covers both ephemeral keys, so a party that signs commits to the one key exchange
+//! it took part in; it covers both replica indices, so a proof cannot be misbound to another
+//! peer; fresh nonces and ephemerals make every transcript unique, so a proof never verifies on
+//! another connection; the role byte keeps a proof from being reflected to its signer. An
+//! attacker who relays Hellos and Proofs unchanged between two honest gateways learns no key
+//! and can only pass sealed records along or drop them. A responder signs nothing for a
+//! stranger, so a port scanner cannot make the keystore sign (or make the responder call it).
+//! A shared secret of all zeros (an ephemeral key of small order) is refused.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use beat_crypto::{
     Digest,
     identity::{IdentityPublicKey, IdentitySignature},
 };
-use beat_proto::wire::v1::{Hello, PeerFrame, Proof, peer_frame::Kind};
+use beat_proto::wire::v2::{Hello, PeerFrame, Proof, peer_frame::Kind};
 use beat_types::NodeId;
 use bytes::Bytes;
 use futures::SinkExt;
 use sha2::{Digest as _, Sha256};
+use x25519_dalek::{EphemeralSecret, PublicKey};
 
-use super::codec::{self, FrameError, FrameReader, FrameWriter};
+use super::{
+    codec::{self, FrameError, FrameReader, FrameWriter},
+    record::{RecordReader, RecordWriter, SessionKeys},
+};
 use crate::signer::{HANDSHAKE_CONTEXT, Signer, SignerError};
 
 /// The link protocol version this gateway speaks.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Which side of the connection this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +68,14 @@ impl Role {
             Self::Responder => 1,
         }
     }
+}
+
+/// The per-connection secrets of one handshake: the Hello nonce and the ephemeral key.
+pub struct Secrets {
+    /// The Hello nonce.
+    pub nonce: [u8; 32],
+    /// The X25519 ephemeral secret (wiped when dropped).
+    pub ephemeral: EphemeralSecret,
 }
 
 /// This replica as the handshake presents it.
@@ -113,6 +145,16 @@ pub enum HandshakeError {
     /// The peer's incarnation was replaced by a newer one.
     #[error("peer incarnation {0} was replaced by a newer one")]
     StaleIncarnation(u64),
+    /// The peer's ephemeral key gives an all-zero shared secret (a small-order point).
+    #[error("peer's ephemeral key is not contributory")]
+    WeakEphemeral,
+    /// The peer's first frame did not arrive within the hello deadline.
+    #[error("no Hello within {0:?}")]
+    HelloTimeout(Duration),
+    /// Refused before the handshake: too many handshakes pending (from this source, or on
+    /// this transport), or evicted for a newer one.
+    #[error("refused at admission: {0}")]
+    Admission(&'static str),
 }
 
 impl HandshakeError {
@@ -131,6 +173,9 @@ impl HandshakeError {
             Self::Signer(_) => "signer",
             Self::Timeout => "timeout",
             Self::StaleIncarnation(_) => "stale_incarnation",
+            Self::WeakEphemeral => "weak_ephemeral",
+            Self::HelloTimeout(_) => "hello_timeout",
+            Self::Admission(why) => why,
         }
     }
 }
@@ -146,14 +191,45 @@ pub fn transcript(initiator_hello: &[u8], responder_hello: &[u8], role: u8) -> [
     h.finalize().into()
 }
 
-/// Runs the handshake on a fresh connection. The caller bounds it in time.
+/// SHA-256 of both Hellos, each length-prefixed: the HKDF salt of the record keys.
+pub fn transcript_hash(initiator_hello: &[u8], responder_hello: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for hello in [initiator_hello, responder_hello] {
+        h.update((hello.len() as u64).to_be_bytes());
+        h.update(hello);
+    }
+    h.finalize().into()
+}
+
+/// An authenticated connection: the proven peer and the sealed record channel to it.
+pub struct Session {
+    /// The peer, proven by its signature.
+    pub peer: PeerHello,
+    /// Records in.
+    pub reader: RecordReader,
+    /// Records out.
+    pub writer: RecordWriter,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the handshake on a fresh connection (framed with the handshake frame limit). The
+/// peer's first frame must arrive within `hello_timeout`; the caller bounds the whole.
 pub async fn handshake(
-    reader: &mut FrameReader,
-    writer: &mut FrameWriter,
+    mut reader: FrameReader,
+    mut writer: FrameWriter,
     local: &LocalIdentity,
     role: Role,
-    nonce: [u8; 32],
-) -> Result<PeerHello, HandshakeError> {
+    secrets: Secrets,
+    hello_timeout: Duration,
+) -> Result<Session, HandshakeError> {
+    let Secrets { nonce, ephemeral } = secrets;
     let ours = codec::encode(&PeerFrame {
         kind: Some(Kind::Hello(Hello {
             version: VERSION,
@@ -161,21 +237,71 @@ pub async fn handshake(
             committee_digest: Bytes::copy_from_slice(local.committee_digest.as_bytes()),
             nonce: Bytes::copy_from_slice(&nonce),
             incarnation: local.incarnation,
+            ephemeral: Bytes::copy_from_slice(PublicKey::from(&ephemeral).as_bytes()),
         })),
     });
-    writer
-        .send(ours.clone())
+    // Step 1 (initiator): Hello first. A responder stays silent until the initiator's Hello.
+    if let Role::Initiator { .. } = role {
+        writer
+            .send(ours.clone())
+            .await
+            .map_err(HandshakeError::Io)?;
+    }
+    let theirs = tokio::time::timeout(hello_timeout, codec::next_raw(&mut reader))
         .await
-        .map_err(HandshakeError::Io)?;
-    let theirs = codec::next_raw(reader).await?.freeze();
+        .map_err(|_| HandshakeError::HelloTimeout(hello_timeout))??
+        .freeze();
     let Some(Kind::Hello(hello)) = codec::decode(theirs.clone())?.kind else {
         return Err(HandshakeError::Malformed("expected Hello"));
     };
-    let peer = check_hello(&hello, local, role)?;
+    let (peer, their_ephemeral) = check_hello(&hello, local, role)?;
+    let shared = ephemeral.diffie_hellman(&their_ephemeral);
+    if !shared.was_contributory() {
+        return Err(HandshakeError::WeakEphemeral);
+    }
+    // Step 2 (responder): answer with our Hello.
+    if role == Role::Responder {
+        writer
+            .send(ours.clone())
+            .await
+            .map_err(HandshakeError::Io)?;
+    }
     let (initiator, responder) = match role {
         Role::Initiator { .. } => (&ours, &theirs),
         Role::Responder => (&theirs, &ours),
     };
+    match role {
+        // Step 3: the initiator proves first, then checks the responder's proof (step 4).
+        Role::Initiator { .. } => {
+            send_proof(&mut writer, local, initiator, responder, role).await?;
+            verify_proof(&mut reader, local, peer.replica, initiator, responder, role).await?;
+        }
+        // Step 4: the responder signs only for a peer that has proven its identity.
+        Role::Responder => {
+            verify_proof(&mut reader, local, peer.replica, initiator, responder, role).await?;
+            send_proof(&mut writer, local, initiator, responder, role).await?;
+        }
+    }
+    let keys = SessionKeys::derive(
+        shared.as_bytes(),
+        &transcript_hash(initiator, responder),
+        role != Role::Responder,
+    );
+    let (reader, writer) = keys.seal(reader, writer);
+    Ok(Session {
+        peer,
+        reader,
+        writer,
+    })
+}
+
+async fn send_proof(
+    writer: &mut FrameWriter,
+    local: &LocalIdentity,
+    initiator: &[u8],
+    responder: &[u8],
+    role: Role,
+) -> Result<(), HandshakeError> {
     let signature = local
         .signer
         .sign_handshake(transcript(initiator, responder, role.byte()))
@@ -185,7 +311,17 @@ pub async fn handshake(
             signature: Bytes::copy_from_slice(signature.as_bytes()),
         })),
     });
-    writer.send(proof).await.map_err(HandshakeError::Io)?;
+    writer.send(proof).await.map_err(HandshakeError::Io)
+}
+
+async fn verify_proof(
+    reader: &mut FrameReader,
+    local: &LocalIdentity,
+    peer: NodeId,
+    initiator: &[u8],
+    responder: &[u8],
+    role: Role,
+) -> Result<(), HandshakeError> {
     let Some(Kind::Proof(proof)) = codec::decode(codec::next_raw(reader).await?.freeze())?.kind
     else {
         return Err(HandshakeError::Malformed("expected Proof"));
@@ -195,24 +331,23 @@ pub async fn handshake(
         .as_ref()
         .try_into()
         .map_err(|_| HandshakeError::Malformed("signature is not 64 bytes"))?;
-    let signature = IdentitySignature::from_bytes(bytes)
-        .map_err(|_| HandshakeError::Signature(peer.replica))?;
+    let signature =
+        IdentitySignature::from_bytes(bytes).map_err(|_| HandshakeError::Signature(peer))?;
     let their_role = 1 - role.byte();
-    local.identities[peer.replica.index()]
+    local.identities[peer.index()]
         .verify(
             HANDSHAKE_CONTEXT.as_bytes(),
             &transcript(initiator, responder, their_role),
             &signature,
         )
-        .map_err(|_| HandshakeError::Signature(peer.replica))?;
-    Ok(peer)
+        .map_err(|_| HandshakeError::Signature(peer))
 }
 
 fn check_hello(
     hello: &Hello,
     local: &LocalIdentity,
     role: Role,
-) -> Result<PeerHello, HandshakeError> {
+) -> Result<(PeerHello, PublicKey), HandshakeError> {
     if hello.version != VERSION {
         return Err(HandshakeError::Version(hello.version));
     }
@@ -236,8 +371,16 @@ fn check_hello(
             claimed: hello.replica,
         });
     }
-    Ok(PeerHello {
-        replica: NodeId(hello.replica),
-        incarnation: hello.incarnation,
-    })
+    let ephemeral: [u8; 32] = hello
+        .ephemeral
+        .as_ref()
+        .try_into()
+        .map_err(|_| HandshakeError::Malformed("ephemeral key is not 32 bytes"))?;
+    Ok((
+        PeerHello {
+            replica: NodeId(hello.replica),
+            incarnation: hello.incarnation,
+        },
+        PublicKey::from(ephemeral),
+    ))
 }

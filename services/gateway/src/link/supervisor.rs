@@ -4,14 +4,15 @@
 use std::sync::Arc;
 
 use beat_types::NodeId;
-use tokio::{sync::Semaphore, time::Instant};
+use tokio::time::Instant;
 
 use super::{
+    admission::Admission,
     backoff::Backoff,
-    codec::{self, FrameReader, FrameWriter},
+    codec,
     connection::{self, Established},
     context::Context,
-    handshake::{self, HandshakeError, PeerHello, Role},
+    handshake::{self, HandshakeError, Role, Session},
 };
 use crate::{
     actors::Direction,
@@ -55,13 +56,11 @@ pub async fn dial_loop(
             () = ctx.shutdown.cancelled() => return,
         };
         match attempt {
-            Ok((reader, writer, hello)) => {
+            Ok(session) => {
                 status.up();
                 let since = Instant::now();
                 let conn = Established {
-                    reader,
-                    writer,
-                    peer: hello,
+                    session,
                     direction: Direction::Outbound,
                     status: status.clone(),
                 };
@@ -101,7 +100,7 @@ async fn dial(
     transport: &dyn Transport,
     peer: NodeId,
     endpoint: &str,
-) -> Result<(FrameReader, FrameWriter, PeerHello), DialError> {
+) -> Result<Session, DialError> {
     let connection = transport.dial(endpoint).await?;
     Ok(authenticate(ctx, connection, Role::Initiator { expected: peer }).await?)
 }
@@ -113,31 +112,36 @@ async fn authenticate(
     ctx: &Context,
     connection: BoxConnection,
     role: Role,
-) -> Result<(FrameReader, FrameWriter, PeerHello), HandshakeError> {
-    let (mut reader, mut writer) = codec::framed(connection, codec::HANDSHAKE_MAX_FRAME);
-    let hello = tokio::time::timeout(
+) -> Result<Session, HandshakeError> {
+    let (reader, writer) = codec::framed(connection, codec::HANDSHAKE_MAX_FRAME);
+    let mut session = tokio::time::timeout(
         ctx.link.handshake_timeout,
-        handshake::handshake(&mut reader, &mut writer, &ctx.identity, role, ctx.nonce()),
+        handshake::handshake(
+            reader,
+            writer,
+            &ctx.identity,
+            role,
+            ctx.secrets(),
+            ctx.link.hello_timeout,
+        ),
     )
     .await
     .map_err(|_| HandshakeError::Timeout)??;
-    codec::set_max_frame(&mut reader, &mut writer, ctx.link.max_frame_bytes);
-    Ok((reader, writer, hello))
+    session.reader.set_max_plaintext(ctx.link.max_frame_bytes);
+    session.writer.set_max_plaintext(ctx.link.max_frame_bytes);
+    Ok(session)
 }
 
-/// Accepts connections on `transport` until shutdown, authenticating at most
-/// `max_pending_handshakes` at a time, and runs each authenticated one as the peer's inbound
-/// link.
+/// Accepts connections on `transport` until shutdown, admits each to the handshake within the
+/// pending-handshake bounds ([`super::admission`]), and runs each authenticated one as the
+/// peer's inbound link.
 pub async fn accept_loop(ctx: Arc<Context>, transport: Arc<dyn Transport>) {
-    let permits = Arc::new(Semaphore::new(ctx.link.max_pending_handshakes));
+    let admission = Arc::new(Admission::new(
+        ctx.link.max_pending_handshakes,
+        ctx.link.max_pending_handshakes_per_source,
+    ));
+    let name = transport.name();
     loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = ctx.shutdown.cancelled() => return,
-        };
         let accepted = tokio::select! {
             a = transport.accept() => a,
             () = ctx.shutdown.cancelled() => return,
@@ -146,29 +150,50 @@ pub async fn accept_loop(ctx: Arc<Context>, transport: Arc<dyn Transport>) {
             Ok(a) => a,
             Err(e) => {
                 // E.g. out of file descriptors: pause instead of spinning.
-                tracing::warn!(transport = transport.name(), error = %e, "accept failed");
+                tracing::warn!(transport = name, error = %e, "accept failed");
                 tokio::select! {
                     () = tokio::time::sleep(ctx.backoff.initial) => continue,
                     () = ctx.shutdown.cancelled() => return,
                 }
             }
         };
+        let (ticket, evicted) = match admission.admit(accepted.source.as_deref()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                drop(accepted.connection);
+                record_handshake_failure(
+                    &ctx,
+                    &HandshakeError::Admission("source_limit"),
+                    &accepted.remote,
+                );
+                tracing::debug!(remote = %accepted.remote, %refused, "connection refused");
+                continue;
+            }
+        };
+        if evicted {
+            ctx.metrics
+                .handshake_failures
+                .with_label_values(&["evicted"])
+                .inc();
+        }
         let ctx = ctx.clone();
-        let name = transport.name();
         tokio::spawn(async move {
-            let authenticated = authenticate(&ctx, accepted.connection, Role::Responder).await;
-            drop(permit);
-            let (reader, writer, hello) = match authenticated {
+            let authenticated = tokio::select! {
+                a = authenticate(&ctx, accepted.connection, Role::Responder) => a,
+                () = ticket.evicted() => return,
+                () = ctx.shutdown.cancelled() => return,
+            };
+            drop(ticket);
+            let session = match authenticated {
                 Ok(a) => a,
                 Err(e) => return record_handshake_failure(&ctx, &e, &accepted.remote),
             };
-            let Some(status) = ctx.table.get(hello.replica, name) else {
+            let peer = session.peer.replica;
+            let Some(status) = ctx.table.get(peer, name) else {
                 return;
             };
             let conn = Established {
-                reader,
-                writer,
-                peer: hello,
+                session,
                 direction: Direction::Inbound,
                 status,
             };
@@ -181,7 +206,7 @@ pub async fn accept_loop(ctx: Arc<Context>, transport: Arc<dyn Transport>) {
                     );
                 }
                 Err(e) => {
-                    tracing::info!(peer = hello.replica.0, transport = name, error = %e, "inbound link lost")
+                    tracing::info!(peer = peer.0, transport = name, error = %e, "inbound link lost")
                 }
                 Ok(()) => {}
             }
@@ -199,6 +224,8 @@ fn record_handshake_failure(ctx: &Context, error: &HandshakeError, remote: &str)
         HandshakeError::Frame(_)
         | HandshakeError::Io(_)
         | HandshakeError::Timeout
+        | HandshakeError::HelloTimeout(_)
+        | HandshakeError::Admission(_)
         | HandshakeError::Signer(_) => {
             tracing::debug!(%remote, error = %error, "handshake failed");
         }

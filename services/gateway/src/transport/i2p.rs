@@ -307,9 +307,11 @@ async fn accept_one(sam: &str, id: &str) -> Result<Accepted, I2pError> {
         bridge: sam.to_owned(),
         source,
     })?;
+    let remote = public_b32_or_prefix(peer);
     Ok(Accepted {
         connection: Box::new(s),
-        remote: public_b32_or_prefix(peer),
+        source: Some(remote.clone()),
+        remote,
     })
 }
 

@@ -3,8 +3,9 @@
 //! A [`Transport`] dials a peer's endpoint string (from the committee file's entry for that
 //! transport) and accepts inbound connections, both yielding a [`Connection`]: any ordered,
 //! reliable byte stream. The gateway runs every enabled transport at once, and each peer has
-//! one dialled connection per transport; the link protocol (`beat.wire.v1`) on top is the
-//! same everywhere, including its authentication, so a transport need not authenticate.
+//! one dialled connection per transport; the link protocol (`beat.wire.v2`) on top is the
+//! same everywhere, including its authentication and record protection, so a transport need
+//! not authenticate or protect anything.
 //!
 //! Clearnet [`TcpTransport`], [`TorTransport`] (embedded arti, or an external tor) and
 //! [`I2pTransport`] (a SAM v3.1 bridge) are built in.
@@ -35,6 +36,10 @@ pub struct Accepted {
     pub connection: BoxConnection,
     /// The remote address as the transport knows it (for logs only: it proves nothing).
     pub remote: String,
+    /// Who pays for the pending handshake (a TCP peer's IP address, an I2P destination): the
+    /// key of the per-source admission bound. `None` where the transport cannot tell sources
+    /// apart (Tor).
+    pub source: Option<String>,
 }
 
 /// Why a transport could not dial or accept.

@@ -56,6 +56,7 @@ impl Transport for TcpTransport {
             Ok(Accepted {
                 connection: Box::new(stream),
                 remote: remote.to_string(),
+                source: Some(remote.ip().to_canonical().to_string()),
             })
         })
     }

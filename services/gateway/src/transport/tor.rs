@@ -33,10 +33,10 @@ use futures::{StreamExt, future::BoxFuture};
 use safelog::DisplayRedacted;
 use tokio::{
     net::TcpListener,
-    sync::{Mutex, mpsc},
+    sync::{Mutex, Semaphore, mpsc},
 };
 use tor_cell::relaycell::msg::Connected;
-use tor_hsservice::{RunningOnionService, handle_rend_requests};
+use tor_hsservice::{RunningOnionService, config::TokenBucketConfig};
 use tor_rtcompat::PreferredRuntime;
 
 use super::{Accepted, BoxConnection, Transport, TransportError};
@@ -250,6 +250,8 @@ impl Transport for TorTransport {
                     Ok(Accepted {
                         connection: Box::new(stream),
                         remote: format!("tor via {remote}"),
+                        // Every connection comes from the operator's tor daemon.
+                        source: None,
                     })
                 }
             }
@@ -275,21 +277,48 @@ fn launch_service(
         );
     }
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+    // At most `max_rendezvous` rendezvous circuits are being built at once, each within the
+    // connect timeout: the next introduction is not taken from arti's bounded queue until a
+    // slot frees, so a flood of introductions costs a bounded amount of circuit work (arti's
+    // own `handle_rend_requests` accepts every request concurrently). A built circuit's
+    // streams are accepted as they come; Tor closes a circuit with more than
+    // `max_streams_per_circuit` of them, and the link handshake decides who is a peer.
+    let slots = Arc::new(Semaphore::new(config.max_rendezvous));
+    let deadline = config.connect_timeout;
     tokio::spawn(async move {
-        let mut requests = std::pin::pin!(handle_rend_requests(requests));
-        while let Some(request) = requests.next().await {
+        let mut requests = std::pin::pin!(requests);
+        while let Some(rendezvous) = requests.next().await {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
-                // Any virtual port is accepted: the link handshake decides who is a peer.
-                match request.accept(Connected::new_empty()).await {
-                    Ok(stream) => {
-                        let accepted = Accepted {
-                            connection: Box::new(stream),
-                            remote: "onion service".to_owned(),
-                        };
-                        let _ = tx.send(accepted).await;
+                let streams = match tokio::time::timeout(deadline, rendezvous.accept()).await {
+                    Ok(Ok(streams)) => streams,
+                    Ok(Err(e)) => {
+                        return tracing::debug!(error = %e, "cannot complete a rendezvous");
                     }
-                    Err(e) => tracing::debug!(error = %e, "cannot accept an onion-service stream"),
+                    Err(_) => return tracing::debug!("onion-service rendezvous timed out"),
+                };
+                drop(slot);
+                let mut streams = std::pin::pin!(streams);
+                while let Some(request) = streams.next().await {
+                    // Any virtual port is accepted.
+                    match request.accept(Connected::new_empty()).await {
+                        Ok(stream) => {
+                            let accepted = Accepted {
+                                connection: Box::new(stream),
+                                remote: "onion service".to_owned(),
+                                source: None,
+                            };
+                            if tx.send(accepted).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot accept an onion-service stream");
+                        }
+                    }
                 }
             });
         }
@@ -343,6 +372,14 @@ fn service_config(config: &TorConfig) -> Result<tor_hsservice::OnionServiceConfi
         })?;
     OnionServiceConfigBuilder::default()
         .nickname(nickname)
+        // Denial-of-service bounds: the introduction points rate-limit introductions for us
+        // (DOS_PARAMS), and a client opening more streams on one rendezvous circuit than a
+        // peer ever needs loses the circuit.
+        .rate_limit_at_intro(Some(TokenBucketConfig::new(
+            config.intro_rate,
+            config.intro_burst,
+        )))
+        .max_concurrent_streams_per_circuit(config.max_streams_per_circuit)
         .build()
         .map_err(|e| TorError::Config(e.to_string()))
 }
