@@ -295,22 +295,32 @@ impl Store {
     }
 
     /// Up to `count` committed batches from `from` on whose stored encodings add up to at most
-    /// `max_bytes` — but always the first one, if it exists: a catch-up answer must fit in
-    /// the peer's payload limit, and the peer asks again from where the answer ends.
+    /// `max_bytes`, and whose decoded forms to at most `2 · max_bytes` of memory (as
+    /// [`crate::wire::Budget`] charges it) — but always the first one, if it exists: a
+    /// catch-up answer must fit in the peer's payload limit and decode within its allocation
+    /// budget (batches of tiny transactions take far more memory than bytes), and the peer asks
+    /// again from where the answer ends.
     pub fn batches_within(
         &self,
         from: Epoch,
         count: usize,
         max_bytes: usize,
     ) -> Result<Vec<Batch>, StoreError> {
-        let mut total = 0usize;
+        let (mut bytes, mut memory) = (0usize, 0usize);
         let mut out = Vec::new();
         for (_, v) in self.batches.range(from.0, count)? {
-            total = total.saturating_add(v.len());
-            if total > max_bytes && !out.is_empty() {
+            let budget = crate::wire::Budget::new(usize::MAX);
+            let batch = Batch::deserialize(crate::wire::Budgeted::new(
+                &mut postcard::Deserializer::from_bytes(&v),
+                &budget,
+            ))
+            .map_err(|e| StoreError::Corrupt(format!("batch: {e}")))?;
+            bytes = bytes.saturating_add(v.len());
+            memory = memory.saturating_add(usize::MAX - budget.left());
+            if (bytes > max_bytes || memory > max_bytes.saturating_mul(2)) && !out.is_empty() {
                 break;
             }
-            out.push(decode(&v, "batch")?);
+            out.push(batch);
         }
         Ok(out)
     }
@@ -380,5 +390,53 @@ impl Flusher {
     /// Makes every event logged before this call durable (`fdatasync`).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.0.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use beat_core::{Content, Contribution};
+    use beat_types::Transaction;
+
+    use super::*;
+
+    fn batch(epoch: u64, txs: usize) -> Batch {
+        Batch {
+            epoch: Epoch(epoch),
+            contributions: vec![Contribution {
+                proposer: NodeId(0),
+                content: Content::Transactions(vec![Transaction(vec![]); txs]),
+            }],
+            ordered_labels: vec![],
+        }
+    }
+
+    /// Batches of empty transactions are small on disk and large in memory: a catch-up answer
+    /// is cut by what they decode into too, so the asking peer's decode budget accepts it.
+    #[test]
+    fn catch_up_answers_are_cut_by_decoded_size_too() {
+        let dir = std::env::temp_dir().join(format!("beat-store-within-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).unwrap();
+        for e in 0..8 {
+            store.put_batch(&batch(e, 20_000)).unwrap();
+        }
+        let max_payload = 1 << 20;
+        // By bytes alone (about 20 KB each) all eight would fit in half the limit.
+        let answer = store
+            .batches_within(Epoch(0), 100, max_payload / 2)
+            .unwrap();
+        assert!(answer.len() < 8, "{}", answer.len());
+        assert!(!answer.is_empty());
+        let payload = crate::wire::encode(&Message::CatchUpResponse(answer));
+        assert!(payload.len() <= max_payload / 2);
+        assert!(crate::wire::decode(&payload, max_payload).is_ok());
+        // Uncut, the same batches are refused by the receiver's budget.
+        let all = store.batches_within(Epoch(0), 100, usize::MAX).unwrap();
+        let payload = crate::wire::encode(&Message::CatchUpResponse(all));
+        assert!(payload.len() <= max_payload / 2);
+        assert!(crate::wire::decode(&payload, max_payload).is_err());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
