@@ -20,7 +20,7 @@ use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 use futures::future::BoxFuture;
 use sha2::{Digest as _, Sha256};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
     sync::{Mutex, mpsc, watch},
 };
@@ -398,7 +398,8 @@ fn redact(reply: &str) -> String {
 }
 
 /// Reads one `\n`-terminated line byte by byte, so nothing after it (stream data) is consumed.
-async fn read_line(s: &mut TcpStream) -> std::io::Result<String> {
+/// A line longer than 16 KiB or not UTF-8 is an error (the bridge is not trusted to be sane).
+pub async fn read_line<R: AsyncRead + Unpin>(s: &mut R) -> std::io::Result<String> {
     let mut line = Vec::new();
     loop {
         let b = s.read_u8().await?;
@@ -421,7 +422,7 @@ async fn read_line(s: &mut TcpStream) -> std::io::Result<String> {
 }
 
 /// The value of `key=value` (or `key="value"`) in a SAM reply line.
-fn reply_value(line: &str, key: &str) -> Option<String> {
+pub fn reply_value(line: &str, key: &str) -> Option<String> {
     let mut rest = line;
     while let Some(at) = rest.find('=') {
         let (head, tail) = rest.split_at(at);
@@ -529,7 +530,8 @@ pub fn b32_address(destination: &str) -> Option<String> {
     Some(format!("{}.b32.i2p", base32_lower(&digest)))
 }
 
-fn i2p_base64_encode(bytes: &[u8]) -> String {
+/// I2P's base64 (`-` and `~` for `+` and `/`), padded.
+pub fn i2p_base64_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [

@@ -20,6 +20,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use i2p::{I2pError, I2pTransport, b32_address, destination as i2p_destination};
 pub use tcp::TcpTransport;
+
+/// The SAM v3 reply parser: what a (possibly hostile or broken) I2P bridge's bytes reach.
+/// Public for the fuzz targets in `libs/beat-fuzz`.
+pub mod sam {
+    pub use super::i2p::{
+        b32_address, i2p_base64_encode, public_destination, read_line, reply_value,
+    };
+}
 pub use tor::{TorError, TorTransport, client_config as tor_client_config, onion_endpoint};
 
 /// An established byte stream to or from a peer.
