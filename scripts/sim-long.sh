@@ -59,10 +59,7 @@ else
   check --variant all --adversary all --nodes 4 --seeds "$base..$((base + 24))"
   check --variant all --adversary all --nodes 7 --seeds "$base..$((base + 4))"
   check --variant all --adversary all --nodes 10 --seeds "$base..$((base + 1))"
-  # n = 16 without `chaos`: beat0/n16/chaos/seed 316832001 ends in LIV-1 (nothing committed
-  # after 4M deliveries), not diagnosed yet; issue 12 stays open on it. Reproduce with
-  #   beat-sim check --variant beat0 --nodes 16 --adversary chaos --seeds 316832001 -v
-  n16=$("$sim" list | grep -vx -e chaos -e issue59 | paste -sd, -)
+  n16=$("$sim" list | grep -vx -e issue59 | paste -sd, -)
   for v in beat0 beat1 beat2 beat3 beat4; do
     check --variant "$v" --adversary "$n16" --nodes 16 --seeds "$base..$base"
   done

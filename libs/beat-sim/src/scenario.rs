@@ -146,6 +146,7 @@ impl Scenario {
                 .map(|s| s.keystore.coin_shares_served)
                 .sum(),
             restarts: net.nodes.values().map(|s| s.restarts).sum(),
+            peak_in_flight: net.stats.peak_in_flight,
         })
     }
 }
@@ -205,6 +206,8 @@ pub struct Report {
     pub random_coins: u64,
     /// Replica restarts (crash-restart adversary).
     pub restarts: u64,
+    /// The most messages in flight at once.
+    pub peak_in_flight: usize,
 }
 
 /// Parameters of `beat-sim bench`.

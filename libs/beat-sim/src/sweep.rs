@@ -63,6 +63,12 @@ pub struct RunResult {
     pub cranks: u64,
     /// The widest gap between two honest replicas' epochs.
     pub max_lag: u64,
+    /// Deliveries forced by the eventual-delivery bound.
+    pub forced: u64,
+    /// The most messages in flight at once.
+    pub peak_in_flight: usize,
+    /// Honest replicas' crash-restarts.
+    pub restarts: u64,
 }
 
 /// Per (adversary, profile): runs, detections and whether all passed.
@@ -163,6 +169,9 @@ impl Sweep {
                                 epochs: r.epochs,
                                 cranks: r.cranks,
                                 max_lag: r.max_lag,
+                                forced: r.forced,
+                                peak_in_flight: r.peak_in_flight,
+                                restarts: r.restarts,
                             },
                             Err(e) => RunResult {
                                 profile: *profile,
@@ -174,6 +183,9 @@ impl Sweep {
                                 epochs: 0,
                                 cranks: 0,
                                 max_lag: 0,
+                                forced: 0,
+                                peak_in_flight: 0,
+                                restarts: 0,
                             },
                         };
                         if tx.send(result).is_err() {

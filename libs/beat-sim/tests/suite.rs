@@ -227,3 +227,21 @@ fn catch_up_keeps_the_fragments_a_replica_verified() {
     passes(profile("beat3-commitments"), 4, "chaos", 411_103_691);
     passes(profile("beat4-commitments"), 4, "chaos", 411_103_732);
 }
+
+/// Regression (the CI profile at n = 16, 2026-12-03): the composite adversary crashed an honest
+/// replica every ~490 deliveries, faster than an epoch completes at n = 16, and every recovery
+/// re-sent everything since the replica's last checkpoint — which, nothing having committed,
+/// was everything: 8,226 restarts, 6 million messages in flight, nothing committed after 4
+/// million deliveries (LIV-1). A replica now crashes again only after it has moved past the
+/// epoch it recovered into (the crash-recovery model in `VirtualNet::adversary_acts`).
+#[test]
+fn crashes_do_not_outpace_epochs() {
+    let report = passes(Variant::Beat0, 16, "chaos", 316_832_001);
+    assert!(report.restarts > 0, "the seed must still crash replicas");
+    assert!(
+        report.restarts <= 16 * (report.epochs + report.max_lag + 1),
+        "{} restarts in {} epochs",
+        report.restarts,
+        report.epochs
+    );
+}

@@ -263,8 +263,17 @@ fn run() -> anyhow::Result<bool> {
                 }
                 if verbose {
                     println!(
-                        "{} n={nodes} adversary={} seed={}: {} epochs, {} deliveries, {} faults attributed, widest lag {} epochs",
-                        r.profile, r.adversary, r.seed, r.epochs, r.cranks, r.detections, r.max_lag
+                        "{} n={nodes} adversary={} seed={}: {} epochs, {} deliveries ({} forced, at most {} in flight), {} restarts, {} faults attributed, widest lag {} epochs",
+                        r.profile,
+                        r.adversary,
+                        r.seed,
+                        r.epochs,
+                        r.cranks,
+                        r.forced,
+                        r.peak_in_flight,
+                        r.restarts,
+                        r.detections,
+                        r.max_lag
                     );
                 }
             });
