@@ -55,6 +55,7 @@ pub fn all() -> Vec<Box<dyn Target>> {
         Box::new(MarketEvent),
         Box::new(ReceiveWindow),
         Box::new(SamReplies),
+        Box::new(AvidFp),
     ]
 }
 
@@ -995,5 +996,191 @@ impl Target for SamReplies {
 
     fn max_len(&self) -> usize {
         1 << 15
+    }
+}
+
+// === AVID-FP dispersal and retrieval ===
+
+/// AVID-FP (BEAT3/BEAT4) against a faulty proposer and faulty servers: an honest dispersal of
+/// a payload, then byte edits to some of its fragments, then either the honest cross-checksum
+/// (faulty servers altering fragments) or one recomputed over the edited fragments (a faulty
+/// proposer committing to fragments off the codeword, as `cross_checksum` lets it).
+///
+/// The input: a code selector (n = 4 or 7, MDS or pyramid), a payload length, a flag byte,
+/// an edit count, edits of 4 bytes (fragment, offset, xor), and the payload's bytes (cycled).
+/// Properties: under the honest checksum, a fragment verifies only unaltered and the payload
+/// decodes whenever `k` MDS fragments are unaltered; under any checksum, every `k`-subset of
+/// verified MDS fragments that decodes gives the same payload as the full decode, and a
+/// pyramid partial read that succeeds returns exactly the full decode's bytes of its group
+/// (when the full decode succeeds too; a partial read needs only its group's fragments).
+pub struct AvidFp;
+
+impl AvidFp {
+    fn input(code: u8, len: u16, recommit: bool, edits: &[(u8, u16, u8)], body: &[u8]) -> Vec<u8> {
+        let mut input = vec![code];
+        input.extend_from_slice(&len.to_le_bytes());
+        input.push(u8::from(recommit));
+        input.push(edits.len() as u8);
+        for (fragment, offset, xor) in edits {
+            input.push(*fragment);
+            input.extend_from_slice(&offset.to_le_bytes());
+            input.push(*xor);
+        }
+        input.extend_from_slice(body);
+        input
+    }
+}
+
+impl Target for AvidFp {
+    fn name(&self) -> &'static str {
+        "avid-fp"
+    }
+
+    fn seeds(&mut self) -> Vec<Vec<u8>> {
+        vec![
+            Self::input(0, 300, false, &[], b"an honest BEAT3 dispersal"),
+            Self::input(
+                1,
+                1000,
+                false,
+                &[(0, 5, 1)],
+                b"a server alters a data fragment",
+            ),
+            Self::input(
+                2,
+                2000,
+                true,
+                &[(5, 17, 0x80)],
+                b"a proposer commits off the codeword",
+            ),
+            Self::input(
+                3,
+                513,
+                true,
+                &[(7, 0, 3), (2, 64, 9)],
+                b"pyramid, local parity off",
+            ),
+            Self::input(3, 0, false, &[], b""),
+        ]
+    }
+
+    fn run(&mut self, input: &[u8]) -> bool {
+        use beat_crypto::avid_fp::{AvidFpCode, Fragment, Layout};
+        if input.len() < 5 {
+            return false;
+        }
+        let (n, layout) = match input[0] % 4 {
+            0 => (4, Layout::Mds),
+            1 => (4, Layout::Pyramid { groups: 2 }),
+            2 => (7, Layout::Mds),
+            _ => (7, Layout::Pyramid { groups: 3 }),
+        };
+        let k = n - 2 * ((n - 1) / 3);
+        let len = usize::from(u16::from_le_bytes([input[1], input[2]])) % 4096;
+        let recommit = input[3] & 1 == 1;
+        let edit_count = usize::from(input[4] % 17);
+        let Some(edits) = input.get(5..5 + 4 * edit_count) else {
+            return false;
+        };
+        let body = &input[5 + 4 * edit_count..];
+        let payload: Vec<u8> = if body.is_empty() {
+            vec![0; len]
+        } else {
+            body.iter().copied().cycle().take(len).collect()
+        };
+        let code = AvidFpCode::with_params(n, k, layout)
+            .expect("a valid code")
+            .with_max_payload_len(4096)
+            .with_threads(1);
+        let (honest, original) = code.disperse(&payload).expect("dispersing");
+        let mut fragments = original.clone();
+        let s = code.fragment_len(len as u64);
+        for edit in edits.chunks_exact(4) {
+            let f = usize::from(edit[0]) % fragments.len();
+            let offset = usize::from(u16::from_le_bytes([edit[1], edit[2]])) % s;
+            fragments[f].bytes[offset] ^= edit[3].max(1);
+        }
+        let fpcc = if recommit {
+            code.cross_checksum(len as u64, &fragments)
+                .expect("fragments of the right shape")
+        } else {
+            honest
+        };
+        let verified: Vec<&Fragment> = fragments[..n]
+            .iter()
+            .filter(|f| code.verify_fragment(&fpcc, f).is_ok())
+            .collect();
+        if !recommit {
+            for f in &verified {
+                assert_eq!(
+                    f.bytes, original[f.index as usize].bytes,
+                    "an altered fragment {} verifies against the honest checksum",
+                    f.index
+                );
+            }
+        }
+        let full = code.decode(&fpcc, &fragments);
+        if !recommit {
+            if verified.len() >= k {
+                assert_eq!(
+                    full.as_deref().ok(),
+                    Some(&payload[..]),
+                    "{} unaltered fragments do not decode to the payload",
+                    verified.len()
+                );
+            } else {
+                assert!(full.is_err(), "decoded from {} fragments", verified.len());
+            }
+        }
+        // Every k-subset of verified fragments (at most C(7, 3) = 35) agrees with the full
+        // decode: verified fragments lie on one codeword whatever the proposer committed to.
+        let mut subset: Vec<usize> = (0..k).collect();
+        if verified.len() >= k {
+            loop {
+                let chosen: Vec<Fragment> = subset.iter().map(|&i| verified[i].clone()).collect();
+                let decoded = code.decode(&fpcc, &chosen);
+                match (&decoded, &full) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "fragments {subset:?} decode otherwise"),
+                    (Ok(_), Err(e)) => panic!("a subset decodes but the full decode fails: {e}"),
+                    (Err(e), Ok(_)) => panic!("verified fragments {subset:?} do not decode: {e}"),
+                    (Err(_), Err(_)) => {}
+                }
+                // The next k-combination of 0..verified.len().
+                let Some(i) = (0..k).rev().find(|&i| subset[i] < verified.len() - k + i) else {
+                    break;
+                };
+                subset[i] += 1;
+                for j in i + 1..k {
+                    subset[j] = subset[j - 1] + 1;
+                }
+            }
+        }
+        for group in 0..code.group_count() {
+            let Ok(read) = code.read_group(&fpcc, group, &fragments) else {
+                continue;
+            };
+            // A partial read needs only its group, so it may succeed where the full decode
+            // lacks fragments; where both succeed they agree, and under the honest checksum
+            // it returns the payload's bytes.
+            let range = read.byte_range.start as usize..read.byte_range.end as usize;
+            if let Ok(full) = &full {
+                assert_eq!(
+                    read.bytes,
+                    full[range.clone()],
+                    "a partial read of group {group} disagrees with the full decode"
+                );
+            }
+            if !recommit {
+                assert_eq!(
+                    read.bytes, payload[range],
+                    "a partial read of group {group} under the honest checksum is wrong"
+                );
+            }
+        }
+        true
+    }
+
+    fn max_len(&self) -> usize {
+        5 + 4 * 16 + 512
     }
 }
