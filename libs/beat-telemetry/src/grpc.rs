@@ -1,23 +1,42 @@
 //! `grpc.health.v1` and server reflection for every gRPC server.
 //!
 //! Reflection is served in both `v1` and `v1alpha` (grpcurl 1.8 only speaks `v1alpha`) and
-//! includes the health service's own descriptors.
+//! lists exactly the services that server serves — its own, health and reflection — not
+//! every package in `proto/` (a state server does not advertise the ordering API).
 
 use tonic::service::RoutesBuilder;
 use tonic_health::server::HealthReporter;
 
-/// Starts a route table with the health service and both reflection services. The service adds
-/// its own services to the returned builder and serves `builder.routes()`.
-pub fn standard_routes() -> anyhow::Result<(HealthReporter, RoutesBuilder)> {
+/// The health service's name.
+pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+/// The reflection services' names.
+pub const REFLECTION_SERVICES: [&str; 2] = [
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Starts a route table with the health service and both reflection services, which list
+/// `served` (the fully qualified names of the services the caller will add, e.g.
+/// `<OrderingServiceServer<T> as tonic::server::NamedService>::NAME`) besides health and
+/// reflection. The service adds its own services to the returned builder and serves
+/// `builder.routes()`.
+pub fn standard_routes(served: &[&str]) -> anyhow::Result<(HealthReporter, RoutesBuilder)> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(beat_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(beat_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let configure = || {
+        served
+            .iter()
+            .copied()
+            .chain([HEALTH_SERVICE])
+            .chain(REFLECTION_SERVICES)
+            .fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(beat_proto::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                |builder, name| builder.with_service_name(name),
+            )
+    };
+    let reflection_v1 = configure().build_v1()?;
+    let reflection_v1alpha = configure().build_v1alpha()?;
     let mut routes = RoutesBuilder::default();
     routes
         .add_service(health)

@@ -141,7 +141,9 @@ pub async fn serve(
         gateway_connected,
         keystore_connected,
     };
-    let (reporter, mut routes) = beat_telemetry::grpc::standard_routes()?;
+    let (reporter, mut routes) = beat_telemetry::grpc::standard_routes(&[<OrderingServiceServer<
+        OrderingGrpc,
+    > as tonic::server::NamedService>::NAME])?;
     routes.add_service(
         OrderingServiceServer::new(service)
             .max_decoding_message_size(config.max_grpc_message_bytes)

@@ -116,7 +116,9 @@ pub async fn serve(
     });
     spawn_links(&ctx, &listeners.transports, &committee);
 
-    let (reporter, mut routes) = beat_telemetry::grpc::standard_routes()?;
+    let (reporter, mut routes) = beat_telemetry::grpc::standard_routes(&[<GatewayServiceServer<
+        GatewayGrpc,
+    > as tonic::server::NamedService>::NAME])?;
     let service = GatewayGrpc {
         hub,
         table,

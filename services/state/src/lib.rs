@@ -102,7 +102,9 @@ pub async fn serve(
         false => None,
     };
     let health = Health::default();
-    let (reporter, mut routes) = beat_telemetry::grpc::standard_routes()?;
+    let (reporter, mut routes) = beat_telemetry::grpc::standard_routes(&[<MarketServiceServer<
+        MarketGrpc,
+    > as tonic::server::NamedService>::NAME])?;
     let (_, ops_server) = beat_telemetry::ops::serve_listener(ops, registry, health.clone())?;
     tracing::info!(
         replica = config.replica,
