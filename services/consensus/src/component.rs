@@ -209,33 +209,37 @@ impl Component {
                 max: self.limits.max_submit,
             });
         }
-        let mut receipts = Vec::with_capacity(txs.len());
-        let mut new = 0;
-        for (index, tx) in txs.iter().enumerate() {
-            let key = self
-                .node
-                .validate_transaction(tx)
-                .map_err(|e| SubmitError::Invalid {
-                    index,
-                    reason: e.to_string(),
-                })?;
-            let admission = if self.node.is_known(&key) || receipts.iter().any(|(k, _)| *k == key) {
-                Admission::Duplicate
-            } else {
-                new += 1;
-                Admission::Accepted
-            };
-            receipts.push((key, admission));
+        // Cheap checks and the duplicate check first; only a transaction that is new is
+        // verified (in BEAT2 a client signature and a ciphertext proof), and only once: the
+        // core takes it as validated. The log holds the new ones as `Input::Submit`, whose
+        // replay verifies them again.
+        let invalid = |index: usize| {
+            move |e: beat_core::buffer::TransactionError| SubmitError::Invalid {
+                index,
+                reason: e.to_string(),
+            }
+        };
+        let mut receipts: Vec<(Digest, Admission)> = Vec::with_capacity(txs.len());
+        let mut fresh = Vec::new();
+        for (index, tx) in txs.into_iter().enumerate() {
+            let key = self.node.transaction_key(&tx).map_err(invalid(index))?;
+            if self.node.is_known(&key) || receipts.iter().any(|(k, _)| *k == key) {
+                receipts.push((key, Admission::Duplicate));
+                continue;
+            }
+            self.node.verify_transaction(&tx).map_err(invalid(index))?;
+            receipts.push((key, Admission::Accepted));
+            fresh.push((key, tx));
         }
         let capacity = self.node.config().params.buffer_capacity;
-        if self.node.buffer_len() + new > capacity {
+        if self.node.buffer_len() + fresh.len() > capacity {
             return Err(SubmitError::BufferFull { capacity });
         }
         let mut fx = Effects::default();
-        if new > 0 {
-            let input = Input::Submit(txs);
-            let seq = self.store.append(&WalEvent::Input(input.clone()))?;
-            match self.node.handle_input(input) {
+        if !fresh.is_empty() {
+            let logged = Input::Submit(fresh.iter().map(|(_, tx)| tx.clone()).collect());
+            let seq = self.store.append(&WalEvent::Input(logged))?;
+            match self.node.submit_validated(fresh) {
                 Ok(step) => self.absorb(step, &mut fx, seq)?,
                 Err(CoreError::BufferFull { capacity }) => {
                     return Err(SubmitError::BufferFull { capacity });

@@ -482,3 +482,50 @@ fn traffic_the_core_would_ignore_is_not_logged() {
 fn convert_wire(payload: &[u8]) -> beat_core::Message {
     beat_consensus::wire::decode(payload, 16 << 20).unwrap()
 }
+
+/// BEAT2 admission: a duplicate (by client label) is answered without verifying anything, a
+/// new transaction is verified once, and a forged one under a new label is refused. What was
+/// accepted commits once, as its plaintext.
+#[test]
+fn beat2_admission_verifies_new_transactions_after_the_duplicate_check() {
+    use beat_core::client::seal_client_transaction;
+    use beat_crypto::identity::IdentityKeypair;
+    let mut c = Cluster::new("admission2", Variant::Beat2);
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let client = IdentityKeypair::generate(&mut rng);
+    let seal = |request: u64, plain: &[u8], rng: &mut ChaCha20Rng| {
+        seal_client_transaction(&client, &c.keys.encryption, request, plain, rng).unwrap()
+    };
+    let genuine = seal(0, b"genuine", &mut rng);
+    // The same label with a broken signature: only a duplicate check can answer it cheaply.
+    let mut forged_duplicate = genuine.as_bytes().to_vec();
+    forged_duplicate[1] ^= 1;
+    let mut forged_new = seal(1, b"forged", &mut rng).as_bytes().to_vec();
+    forged_new[1] ^= 1;
+    assert_eq!(
+        c.submit(0, vec![genuine.clone()]),
+        vec![Admission::Accepted]
+    );
+    assert_eq!(
+        c.submit(0, vec![genuine, Transaction::new(forged_duplicate)]),
+        vec![Admission::Duplicate, Admission::Duplicate]
+    );
+    match c.nodes[0]
+        .as_mut()
+        .unwrap()
+        .submit(vec![Transaction::new(forged_new)])
+    {
+        Err(SubmitError::Invalid { index: 0, reason }) => {
+            assert!(reason.contains("signature"), "{reason}");
+        }
+        other => panic!("a forged transaction under a new label was admitted: {other:?}"),
+    }
+    assert_eq!(c.nodes[0].as_ref().unwrap().node().buffer_len(), 1);
+    c.run(100_000);
+    let committed: Vec<Transaction> = c
+        .committed(0)
+        .iter()
+        .flat_map(|b| b.transactions().cloned().collect::<Vec<_>>())
+        .collect();
+    assert_eq!(committed, vec![Transaction::new(b"genuine".to_vec())]);
+}

@@ -306,7 +306,20 @@ impl BeatNode {
     /// duplicate-suppression key. In BEAT2 the transaction must be a valid client transaction
     /// (a TDH2 ciphertext under a client label, signed by that client; module
     /// [`crate::client`]), and the key is its label: one request, one slot.
+    ///
+    /// This is [`transaction_key`](Self::transaction_key) then
+    /// [`verify_transaction`](Self::verify_transaction); a host that admits many transactions
+    /// calls the two apart, so that a duplicate costs no verification.
     pub fn validate_transaction(&self, tx: &Transaction) -> Result<Digest, TransactionError> {
+        let key = self.transaction_key(tx)?;
+        self.verify_transaction(tx)?;
+        Ok(key)
+    }
+
+    /// The checks of [`validate_transaction`](Self::validate_transaction) that cost next to
+    /// nothing — not empty, within the size limit, and in BEAT2 a well-formed envelope (parsed,
+    /// not verified) — and the duplicate-suppression key.
+    pub fn transaction_key(&self, tx: &Transaction) -> Result<Digest, TransactionError> {
         let max = self.config.params.max_transaction_bytes;
         if tx.is_empty() {
             return Err(TransactionError::Empty);
@@ -318,10 +331,46 @@ impl BeatNode {
             });
         }
         if self.config.params.variant == Variant::Beat2 {
-            let ct = crate::epoch::verified_client_transaction(&self.config, tx)?;
-            return Ok(crate::epoch::label_key(ct.label()));
+            let parsed = crate::client::ClientTransaction::from_bytes(tx.as_bytes())?;
+            return Ok(crate::epoch::label_key(parsed.ciphertext().label()));
         }
         Ok(transaction_digest(tx))
+    }
+
+    /// The costly checks of [`validate_transaction`](Self::validate_transaction): in BEAT2 the
+    /// client's signature and the ciphertext's validity proof; nothing in other variants.
+    pub fn verify_transaction(&self, tx: &Transaction) -> Result<(), TransactionError> {
+        if self.config.params.variant == Variant::Beat2 {
+            crate::epoch::verified_client_transaction(&self.config, tx)?;
+        }
+        Ok(())
+    }
+
+    /// Submits transactions that the caller has validated, each under the key
+    /// [`validate_transaction`](Self::validate_transaction) (or
+    /// [`transaction_key`](Self::transaction_key) and
+    /// [`verify_transaction`](Self::verify_transaction)) returned for it: the effect of
+    /// `handle_input(Input::Submit(..))` without verifying again. Known transactions are
+    /// skipped; a full buffer rejects them all. A host that logs its inputs logs these as
+    /// `Input::Submit`, whose replay verifies them again.
+    pub fn submit_validated(
+        &mut self,
+        keyed: Vec<(Digest, Transaction)>,
+    ) -> Result<NodeStep, Error> {
+        let new = keyed.iter().filter(|(k, _)| !self.is_known(k)).count();
+        let capacity = self.config.params.buffer_capacity;
+        if self.buffer.len() + new > capacity {
+            return Err(Error::BufferFull { capacity });
+        }
+        for (key, tx) in keyed {
+            if !self.window.contains(&key) {
+                self.buffer.push(key, tx);
+            }
+        }
+        let mut step = Step::default();
+        self.maybe_propose(&mut step);
+        self.process(&mut step);
+        Ok(step)
     }
 
     /// Returns `true` if a transaction with this key is pending or was committed recently.
@@ -332,32 +381,20 @@ impl BeatNode {
     /// Handles a local input. Submitting is all-or-nothing: an invalid transaction or a full
     /// buffer rejects the whole input.
     pub fn handle_input(&mut self, input: Input) -> Result<NodeStep, Error> {
-        let mut step = Step::default();
         match input {
             Input::Submit(txs) => {
                 let mut keyed = Vec::with_capacity(txs.len());
                 for tx in txs {
                     keyed.push((self.validate_transaction(&tx)?, tx));
                 }
-                let new = keyed.iter().filter(|(k, _)| !self.is_known(k)).count();
-                let capacity = self.config.params.buffer_capacity;
-                if self.buffer.len() + new > capacity {
-                    return Err(Error::BufferFull { capacity });
-                }
-                for (key, tx) in keyed {
-                    if !self.window.contains(&key) {
-                        self.buffer.push(key, tx);
-                    }
-                }
+                self.submit_validated(keyed)
             }
             Input::Stalled => {
+                let mut step = Step::default();
                 self.request_catch_up(&mut step, 1, true);
-                return Ok(step);
+                Ok(step)
             }
         }
-        self.maybe_propose(&mut step);
-        self.process(&mut step);
-        Ok(step)
     }
 
     /// Whether [`Self::handle_message`] could change this replica's state or produce anything
