@@ -480,3 +480,27 @@ fn crafted_sequences_and_floors_at_the_top_of_the_range_neither_panic_nor_redeli
         assert!(r.deliver.is_empty(), "{r:?}");
     }
 }
+
+/// Found by `beat-fuzz` (receive-window): frames buffered ahead of a gap, then a floor that
+/// moves the window onto them (the sender gave up the frames of the gap). The buffered frames
+/// were left in the reorder buffer with `next_expected` equal to the first of them; a resend
+/// of that frame was a duplicate of the buffered copy and later frames only queued behind it,
+/// so the link stalled for good. They are delivered when the floor moves.
+#[test]
+fn frames_buffered_at_a_new_floor_are_delivered_when_it_moves() {
+    let mut w = InboundWindow::new(1, 64);
+    for s in [5, 6, 8] {
+        let r = w.receive(s, 1, payload(s));
+        assert!(r.deliver.is_empty(), "{r:?}");
+    }
+    // The sender abandoned 1..=4: its floor is 5. Any frame carrying it releases 5 and 6.
+    let r = w.receive(9, 5, payload(9));
+    let delivered: Vec<u64> = r.deliver.iter().map(|(s, _)| *s).collect();
+    assert_eq!(delivered, vec![5, 6]);
+    assert_eq!(r.skipped, 4);
+    // A resend of 5 is a duplicate now; 7 releases 8 and 9.
+    assert!(w.receive(5, 5, payload(5)).duplicate);
+    let r = w.receive(7, 5, payload(7));
+    let delivered: Vec<u64> = r.deliver.iter().map(|(s, _)| *s).collect();
+    assert_eq!(delivered, vec![7, 8, 9]);
+}
