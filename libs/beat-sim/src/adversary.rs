@@ -14,7 +14,12 @@
 //!   can make them send anything to anyone, drop or rewrite their messages, replay what they
 //!   received, or stay silent;
 //! * **may not** forge messages from honest replicas (links are authenticated), drop messages
-//!   between honest replicas, or corrupt honest replicas' state.
+//!   between honest replicas, or corrupt honest replicas' state;
+//! * **may crash honest replicas**, which recover at once from their write-ahead log and
+//!   re-send what the replay produced — but a replica crashes again only after it has moved
+//!   past the epoch it recovered into (`VirtualNet::adversary_acts`). One that crashed for ever
+//!   without progress would be a crashed replica, counted against `f`; and crashes that
+//!   outpace epochs grow the network's load without bound through the re-sends.
 //!
 //! Faulty replicas run the honest protocol code by default, so that an adversary can deviate in
 //! one specific way while looking honest otherwise (hbbft's approach); each named adversary
