@@ -32,50 +32,39 @@ async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
         .unwrap()
 }
 
-async fn list_v1(addr: std::net::SocketAddr) -> BTreeSet<String> {
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel(addr).await);
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let mut replies = client
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let reply = replies.next().await.unwrap().unwrap();
-    match reply.message_response.unwrap() {
-        v1::server_reflection_response::MessageResponse::ListServicesResponse(list) => {
-            list.service.into_iter().map(|s| s.name).collect()
+/// `async fn $name(addr) -> BTreeSet<String>`: the services listed by reflection in package
+/// `$pb` (`v1` and `v1alpha` generate the same API under different types).
+macro_rules! list_services {
+    ($name:ident, $pb:ident) => {
+        async fn $name(addr: std::net::SocketAddr) -> BTreeSet<String> {
+            use $pb::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest,
+                server_reflection_response::MessageResponse,
+            };
+            let mut client = ServerReflectionClient::new(channel(addr).await);
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut replies = client
+                .server_reflection_info(futures::stream::iter([request]))
+                .await
+                .unwrap()
+                .into_inner();
+            let reply = replies.next().await.unwrap().unwrap();
+            match reply.message_response.unwrap() {
+                MessageResponse::ListServicesResponse(list) => {
+                    list.service.into_iter().map(|s| s.name).collect()
+                }
+                other => panic!("unexpected reply {other:?}"),
+            }
         }
-        other => panic!("unexpected reply {other:?}"),
-    }
+    };
 }
 
-async fn list_v1alpha(addr: std::net::SocketAddr) -> BTreeSet<String> {
-    let mut client =
-        v1alpha::server_reflection_client::ServerReflectionClient::new(channel(addr).await);
-    let request = v1alpha::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
-    };
-    let mut replies = client
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let reply = replies.next().await.unwrap().unwrap();
-    match reply.message_response.unwrap() {
-        v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list) => {
-            list.service.into_iter().map(|s| s.name).collect()
-        }
-        other => panic!("unexpected reply {other:?}"),
-    }
-}
+list_services!(list_v1, v1);
+list_services!(list_v1alpha, v1alpha);
 
 #[tokio::test]
 async fn reflection_lists_only_what_the_server_serves() {
