@@ -221,9 +221,10 @@ impl Component {
         };
         let mut receipts: Vec<(Digest, Admission)> = Vec::with_capacity(txs.len());
         let mut fresh = Vec::new();
+        let mut seen = std::collections::HashSet::with_capacity(txs.len());
         for (index, tx) in txs.into_iter().enumerate() {
             let key = self.node.transaction_key(&tx).map_err(invalid(index))?;
-            if self.node.is_known(&key) || receipts.iter().any(|(k, _)| *k == key) {
+            if self.node.is_known(&key) || !seen.insert(key) {
                 receipts.push((key, Admission::Duplicate));
                 continue;
             }
