@@ -131,7 +131,10 @@ pub async fn batches_until(
         loop {
             let mut client = ordering_client(endpoint)?;
             let stream = client
-                .watch_batches(cpb::WatchBatchesRequest { from_epoch: next })
+                .watch_batches(cpb::WatchBatchesRequest {
+                    from_epoch: next,
+                    certified: false,
+                })
                 .await;
             let mut stream = match stream {
                 Ok(s) => s.into_inner(),

@@ -228,6 +228,51 @@ async fn four_replicas_agree_recover_and_stall_safely() -> anyhow::Result<()> {
     expect_events(&cluster, &state5, 13_000).await?;
     eprintln!("phase 5: restored; 500 held transactions committed everywhere by epoch {next5}");
 
+    // Every replica serves the whole history with commit certificates that a client holding
+    // only the committee file verifies (digests recomputed, signatures, the chain from genesis)
+    // — also replica 3, which crashed twice and adopted epochs through catch-up.
+    let committee = dir.join("committee.json");
+    for (i, ep) in ordering.iter().enumerate() {
+        let report = beat_cli::verify::live(
+            &committee,
+            ep,
+            0,
+            Some(next5),
+            false,
+            Duration::from_secs(30),
+            false,
+        )
+        .await
+        .map_err(|e| e.context(format!("replica {i}'s certified history")))?;
+        eprintln!("certificates: replica {i}: {}", report.summary());
+    }
+
+    // The keystores' signing horizon followed the certificates and never refused an honest
+    // request — across crashes of whole replicas, keystores included (a restarted keystore
+    // starts at frontier 0 and learns from the next certificate presented).
+    for i in all.iter().copied() {
+        let addr = cluster.ports(i).ops(beat_cli::layout::Service::Keystore);
+        let text = beat_cli::cluster::ops_metrics(addr)
+            .await
+            .ok_or_else(|| anyhow::anyhow!("replica {i}'s keystore metrics"))?;
+        let value = |series: &str| beat_cli::cluster::metric_value(&text, series).unwrap_or(0.0);
+        let frontier = value("beat_keystore_signing_frontier");
+        for reason in ["horizon", "equivocation", "certificate"] {
+            let refused = value(&format!(
+                "beat_keystore_refusals_total{{operation=\"{reason}\"}}"
+            ));
+            anyhow::ensure!(
+                refused == 0.0,
+                "replica {i}'s keystore refused {refused} requests ({reason})"
+            );
+        }
+        anyhow::ensure!(
+            frontier >= next5.saturating_sub(8) as f64,
+            "replica {i}'s keystore frontier {frontier} lags the committed epoch {next5}"
+        );
+        eprintln!("keystore {i}: signing frontier {frontier}, no refusals");
+    }
+
     // Whole run: every epoch's batch and state hash identical at every replica that reported it.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = tracker.stop();
@@ -245,6 +290,17 @@ async fn four_replicas_agree_recover_and_stall_safely() -> anyhow::Result<()> {
     anyhow::ensure!(exited.is_empty(), "processes exited: {exited:?}");
     cluster.stop_all(Duration::from_secs(10));
     drop(cluster);
+    // The stopped replicas' stores verify offline too.
+    for i in [0, 3] {
+        let data = beat_cli::layout::replica_dir(&dir, i).join("consensus");
+        let report = beat_cli::verify::stored(&committee, &data, false)
+            .map_err(|e| e.context(format!("replica {i}'s stored history")))?;
+        anyhow::ensure!(
+            report.verified >= next5.saturating_sub(4),
+            "replica {i} stored only {} certified epochs of {next5}",
+            report.verified
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
@@ -296,16 +352,16 @@ async fn bad_requests_get_documented_status_codes() -> anyhow::Result<()> {
     let many = (0..10_001u32).map(|k| k.to_le_bytes().to_vec()).collect();
     let (c, m) = code(ordering.submit(submit(many)).await.map(|_| ())).expect("too many");
     assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
-    // A message above the server's gRPC limit (64 MiB) is refused by the codec.
-    let huge = (0..70).map(|_| vec![1u8; 1 << 20]).collect();
-    let (c, m) = code(ordering.submit(submit(huge)).await.map(|_| ())).expect("huge message");
-    assert!(
-        matches!(
-            c,
-            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange | tonic::Code::InvalidArgument
-        ),
-        "{c:?}: {m}"
-    );
+    // Requests above the API's limit (api.max_request_bytes, 4 MiB) are refused by the codec
+    // from the length prefix: just above it, and far above it.
+    for mib in [5, 70] {
+        let huge = (0..mib).map(|_| vec![1u8; 1 << 20]).collect();
+        let (c, m) = code(ordering.submit(submit(huge)).await.map(|_| ())).expect("huge message");
+        assert!(
+            matches!(c, tonic::Code::ResourceExhausted | tonic::Code::OutOfRange),
+            "{mib} MiB: {c:?}: {m}"
+        );
+    }
     // Asking for an epoch that is not committed.
     let (c, m) = code(
         ordering
@@ -397,7 +453,10 @@ async fn outsiders_reach_no_internal_api(dir: &std::path::Path, base: u16) -> an
         let mut gateway_side = KeystoreServiceClient::new(gateway_side);
         let mut consensus_side = KeystoreServiceClient::new(consensus_side);
         let denied = gateway_side
-            .sign_coin_shares(SignCoinSharesRequest { coins: vec![] })
+            .sign_coin_shares(SignCoinSharesRequest {
+                coins: vec![],
+                horizon: None,
+            })
             .await
             .expect_err("coin shares on the gateway's socket");
         anyhow::ensure!(denied.code() == tonic::Code::PermissionDenied, "{denied}");
@@ -405,6 +464,7 @@ async fn outsiders_reach_no_internal_api(dir: &std::path::Path, base: u16) -> an
             .create_decryption_shares(CreateDecryptionSharesRequest {
                 epoch: 0,
                 items: vec![],
+                horizon: None,
             })
             .await
             .expect_err("decryption shares on the gateway's socket");
@@ -417,6 +477,23 @@ async fn outsiders_reach_no_internal_api(dir: &std::path::Path, base: u16) -> an
             .await
             .expect_err("handshake signatures on the consensus socket");
         anyhow::ensure!(denied.code() == tonic::Code::PermissionDenied, "{denied}");
+        // On its own socket, consensus gets no coin share far past the certified horizon:
+        // a compromised consensus process cannot stockpile future coins.
+        let refused = consensus_side
+            .sign_coin_shares(SignCoinSharesRequest {
+                coins: vec![beat_proto::keystore::v1::CoinId {
+                    epoch: 1 << 40,
+                    instance: 0,
+                    round: 2,
+                }],
+                horizon: None,
+            })
+            .await
+            .expect_err("a coin share far past the signing horizon");
+        anyhow::ensure!(
+            refused.code() == tonic::Code::FailedPrecondition,
+            "{refused}"
+        );
     }
     Ok(())
 }

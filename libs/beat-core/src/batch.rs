@@ -1,6 +1,6 @@
 //! What an epoch commits.
 
-use beat_crypto::{Digest, hash::hash};
+use beat_crypto::{Digest, hash::Hasher};
 use beat_types::{Epoch, NodeId, Transaction};
 use serde::{Deserialize, Serialize};
 
@@ -68,11 +68,48 @@ impl Batch {
         self.transactions().count()
     }
 
-    /// A digest identifying the batch (used to match catch-up answers and compare replicas).
+    /// A digest identifying the batch: equal digests mean equal batches as the API shows them.
+    ///
+    /// It is defined on what a client sees (docs/wire.md §6), so that any client can recompute
+    /// it from a `beat.common.v1.Batch` and check it against a commit certificate: SHA-256 over
+    /// length-prefixed parts (each part is its length as a little-endian `u64`, then its bytes)
+    /// under the tag `_BEAT_CORE_BATCH`:
+    ///
+    /// ```text
+    /// u64 epoch, u64 #contributions,
+    ///   per contribution: u64 proposer, then
+    ///     transactions: [0x00], u64 #transactions, each transaction as a part
+    ///     rejected:     [0x01], u64 reject code (beat.common.v1.RejectReason)
+    ///     stored:       [0x02], commitment (32 bytes), u64 payload length
+    /// u64 #ordered labels, each label as a part
+    /// ```
+    /// (`u64 x` is the part of the 8 little-endian bytes of `x`.)
     pub fn digest(&self) -> Digest {
-        hash(
-            BATCH_DIGEST_DST,
-            &postcard::to_allocvec(self).unwrap_or_default(),
-        )
+        let mut h = Hasher::new(BATCH_DIGEST_DST);
+        h.u64(self.epoch.0).u64(self.contributions.len() as u64);
+        for c in &self.contributions {
+            h.u64(u64::from(c.proposer.0));
+            match &c.content {
+                Content::Transactions(txs) => {
+                    h.part(&[0]).u64(txs.len() as u64);
+                    for tx in txs {
+                        h.part(tx.as_bytes());
+                    }
+                }
+                Content::Rejected(kind) => {
+                    h.part(&[1]).u64(u64::from(kind.reject_code()));
+                }
+                Content::Stored(s) => {
+                    h.part(&[2])
+                        .part(s.commitment.as_bytes())
+                        .u64(s.payload_len);
+                }
+            }
+        }
+        h.u64(self.ordered_labels.len() as u64);
+        for label in &self.ordered_labels {
+            h.part(label.as_bytes());
+        }
+        h.finish()
     }
 }

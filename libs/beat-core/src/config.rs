@@ -2,7 +2,7 @@
 
 use std::{fmt, sync::Arc};
 
-use beat_crypto::{bls, tdh2};
+use beat_crypto::{Digest, bls, tdh2};
 use beat_types::{Committee, NodeId, Variant};
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +67,11 @@ pub struct Params {
     pub catch_up_lag: u64,
     /// Most epochs requested or served in one catch-up exchange.
     pub catch_up_max_epochs: u32,
+    /// Commit certificates' watermark: a replica commits an epoch only if it is less than this
+    /// many epochs past its oldest uncertified one (module `node::certify`, C7). It bounds the
+    /// certification state and makes every committed epoch certified; certificates normally
+    /// form one message delay after commit, so a window of a few epochs never binds.
+    pub certify_window: u64,
     /// BEAT3/BEAT4: full batches or commitments only.
     pub delivery: Delivery,
     /// BEAT3/BEAT4: threshold-encrypt contributions before dispersal (censorship resilience).
@@ -88,6 +93,7 @@ impl Default for Params {
             dedup_window_epochs: 64,
             catch_up_lag: 3,
             catch_up_max_epochs: 32,
+            certify_window: 4,
             delivery: Delivery::Full,
             encrypt_storage: false,
             pyramid_groups: 2,
@@ -139,6 +145,9 @@ impl Params {
         if self.catch_up_lag == 0 || self.catch_up_max_epochs == 0 {
             return bad("catch_up_lag and catch_up_max_epochs must be at least 1");
         }
+        if self.certify_window == 0 || self.certify_window > 1024 {
+            return bad("certify_window must be in 1..=1024");
+        }
         if self.pyramid_groups == 0 {
             return bad("pyramid_groups must be at least 1");
         }
@@ -161,6 +170,9 @@ pub struct Config {
     pub our_id: NodeId,
     /// The committee.
     pub committee: Committee,
+    /// Digest of the committee file (keys and parameters): commit certificates name it, so a
+    /// certificate of one committee never verifies as another's.
+    pub committee_digest: Digest,
     /// Public key material.
     pub keys: PublicKeys,
     /// Protocol parameters.

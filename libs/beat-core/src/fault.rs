@@ -106,4 +106,38 @@ pub enum FaultKind {
     // --- catch-up ---
     /// Two different batches for the same epoch from the same replica.
     ConflictingCatchUp,
+
+    // --- commit certificates ---
+    /// A commit-certificate share that does not verify against the sender's key share.
+    InvalidCommitShare,
+    /// Two different commit-certificate shares from the same replica for one epoch.
+    ConflictingCommitShare,
+    /// A commit certificate whose signature does not verify, or that names another committee.
+    InvalidCertificate,
+}
+
+impl FaultKind {
+    /// The reason a client sees for a contribution rejected with this fault: the value of
+    /// `beat.common.v1.RejectReason` (1 undecodable, 2 invalid ciphertext, 3 undecryptable,
+    /// 4 malformed). Part of the batch digest.
+    pub fn reject_code(self) -> u32 {
+        match self {
+            Self::UndecodableValue => 1,
+            Self::InvalidCiphertext => 2,
+            Self::UndecryptableCiphertext => 3,
+            _ => 4,
+        }
+    }
+
+    /// The fault a reject code stands for in a batch ([`Self::reject_code`]'s inverse on the
+    /// codes: 4 stands for every other kind, as `MalformedContribution`).
+    pub fn from_reject_code(code: u32) -> Option<Self> {
+        Some(match code {
+            1 => Self::UndecodableValue,
+            2 => Self::InvalidCiphertext,
+            3 => Self::UndecryptableCiphertext,
+            4 => Self::MalformedContribution,
+            _ => return None,
+        })
+    }
 }

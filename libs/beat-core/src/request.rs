@@ -74,6 +74,9 @@ pub enum Request {
         /// The ciphertexts.
         items: Vec<DecryptionItem>,
     },
+    /// Sign the commit statement with this replica's threshold BLS share (module
+    /// `node::certify`, C1). Reply: [`Reply::CommitShare`].
+    CommitShare(crate::certificate::CommitStatement),
     /// Read up to `count` committed batches starting at `from` from storage, to answer a
     /// lagging peer's catch-up request. Reply: [`Reply::Committed`]. The core keeps no history
     /// itself, so its memory stays bounded however far a peer falls behind.
@@ -105,11 +108,19 @@ pub enum Reply {
         /// The shares.
         shares: Vec<(CiphertextSlot, tdh2::DecryptionShare)>,
     },
-    /// Committed batches read for a peer's catch-up request, in epoch order.
+    /// This replica's share of the commit certificate of `epoch`.
+    CommitShare {
+        /// The committed epoch.
+        epoch: Epoch,
+        /// The share.
+        share: bls::SignatureShare,
+    },
+    /// Committed batches read for a peer's catch-up request, in epoch order, with the
+    /// certificates storage holds.
     Committed {
         /// The peer to answer.
         peer: NodeId,
         /// The batches.
-        batches: Vec<crate::Batch>,
+        batches: Vec<crate::CommittedBatch>,
     },
 }

@@ -47,6 +47,11 @@ impl<N: Node> TestNet<N> {
         }
     }
 
+    /// Returns `true` if no message is in flight.
+    pub fn is_quiet(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Queues and records everything `from` produced.
     pub fn absorb(&mut self, from: NodeId, step: Step<N::Message, N::Output>) {
         self.outputs.entry(from).or_default().extend(step.outputs);

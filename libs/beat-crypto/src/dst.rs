@@ -48,3 +48,11 @@ pub const KEYSTORE_FILE: &[u8] = b"_BEAT_CRYPTO_KEYSTORE_FILE";
 
 /// Committee file: digest of the public committee description.
 pub const COMMITTEE: &[u8] = b"_BEAT_CRYPTO_COMMITTEE";
+
+/// BLS12-381 hash-to-G1 for commit-certificate signature shares. The same key shares sign coins
+/// and commits; the two hash-to-curve tags keep a coin share from ever being a commit share.
+pub const COMMIT_HASH_TO_G1: &[u8] = b"_BEAT_CRYPTO_COMMIT_BLS12381G1_XMD:SHA-256_SSWU_RO_";
+/// Commit statement (committee, epoch, batch digest, previous link) → the chain link signed.
+pub const COMMIT_STATEMENT: &[u8] = b"_BEAT_CRYPTO_COMMIT_STATEMENT";
+/// The chain link before epoch 0, derived from the committee digest.
+pub const COMMIT_GENESIS: &[u8] = b"_BEAT_CRYPTO_COMMIT_GENESIS";

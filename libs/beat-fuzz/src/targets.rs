@@ -23,7 +23,7 @@ use beat_crypto::{
 use beat_gateway::{
     link::{
         codec,
-        handshake::{self, LocalIdentity, Role, Secrets},
+        handshake::{self, LocalIdentity, ResponderBudget, Role, Secrets},
         record::SessionKeys,
     },
     signer::{InMemorySigner, Signer},
@@ -141,18 +141,21 @@ pub fn recorded_messages() -> Vec<Message> {
         from: Epoch(3),
         count: 16,
     });
-    out.push(Message::CatchUpResponse(vec![Batch {
-        epoch: Epoch(0),
-        contributions: (0..4)
-            .map(|p| Contribution {
-                proposer: NodeId(p),
-                content: Content::Transactions(
-                    (0..4).map(|i| Transaction(vec![i as u8; 40])).collect(),
-                ),
-            })
-            .collect(),
-        ordered_labels: vec![Digest([5; 32])],
-    }]));
+    out.push(Message::CatchUpResponse(vec![
+        Batch {
+            epoch: Epoch(0),
+            contributions: (0..4)
+                .map(|p| Contribution {
+                    proposer: NodeId(p),
+                    content: Content::Transactions(
+                        (0..4).map(|i| Transaction(vec![i as u8; 40])).collect(),
+                    ),
+                })
+                .collect(),
+            ordered_labels: vec![Digest([5; 32])],
+        }
+        .into(),
+    ]));
     out
 }
 
@@ -258,6 +261,8 @@ impl HandshakeResponder {
                 inner: InMemorySigner::new(keypair, NodeId::from_index(me), DIGEST),
                 calls,
             }),
+            // Unlimited here: the target checks what a mutated handshake gets, not the budget.
+            responder_budget: Arc::new(ResponderBudget::new(u32::MAX, u32::MAX)),
         }
     }
 

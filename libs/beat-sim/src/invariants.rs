@@ -16,6 +16,9 @@
 //! | `TRM-1` | no honest replica is stranded: once nothing is in flight (and stall timers fired), every honest replica is in the same epoch and none has an epoch in progress — every binary agreement any of them started has decided everywhere; a cluster that stays busy after the workload must keep every honest replica moving |
 //! | `CAU-1` | causal order: an honest replica asks for decryption shares of an epoch only once its common subset is fixed there, and only for ciphertexts labelled for that epoch and proposer (BEAT2: for a client) |
 //! | `RET-1` | retrievability (commitments-only): once every honest replica committed an epoch, every committed commitment decodes (full read) from the fragments honest replicas stored under it, honest replicas stored nothing else, each honest replica that delivered the epoch itself (not through catch-up) keeps a record of every committed dispersal, and an honest proposer's commitment is its own dispersal and decodes to its contribution |
+//! | `CER-1` | commit certificates: an honest replica outputs a certificate for an epoch once, after committing it, and it names the agreed batch and the agreed history (chain link) and carries the committee's signature |
+//! | `CER-2` | certification is live: once nothing is in flight, every honest replica holds a certificate for every epoch it committed |
+//! | `KSP-1` | the keystore's signing horizon never refuses an honest replica: every coin, decryption and commit request is within `certify_window + 1` epochs of the replica's latest certificate (decryption: not more than that behind it either) and no two commit statements for one epoch differ (module `beat_core::signing`, K1–K3) |
 //! | `RD-1` | read consistency (BEAT4, commitments-only): every group's partial read of the honest replicas' fragments returns exactly the full read's bytes of that group, or both refuse |
 //!
 //! `RET-1` and `RD-1` are checked by [`crate::storage`], once per epoch, when the last honest
@@ -24,8 +27,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use beat_core::{
-    Batch, BeatNode, Content, Delivery, Fault, Params, Request, buffer::transaction_digest,
-    client::is_client_label, codec::epoch_label, epoch::StoredFragments,
+    Batch, BeatNode, CommitCertificate, CommitStatement, Content, Delivery, Fault, Params, Request,
+    buffer::transaction_digest, client::is_client_label, codec::epoch_label,
+    epoch::StoredFragments, signing::PolicyError,
 };
 use beat_crypto::{Digest, avid_fp::Fpcc};
 use beat_types::{Committee, Epoch, NodeId, Transaction, Variant};
@@ -80,6 +84,18 @@ pub struct Checker {
     pub max_epochs_in_memory: usize,
     /// The widest gap between honest replicas' epochs seen after any delivery.
     pub max_lag: u64,
+    /// Commit certificates: the committee, its group key, the agreed chain links and the
+    /// certificate signature checked for each epoch, and what each replica certified.
+    certification: Certification,
+}
+
+/// What `CER-1` checks certificates against.
+struct Certification {
+    committee: Digest,
+    keys: Option<std::sync::Arc<beat_crypto::bls::PublicKeySet>>,
+    links: BTreeMap<Epoch, Digest>,
+    signatures: BTreeMap<Epoch, beat_crypto::bls::Signature>,
+    certified: BTreeMap<NodeId, BTreeSet<Epoch>>,
 }
 
 impl Checker {
@@ -109,7 +125,82 @@ impl Checker {
             detections: 0,
             max_epochs_in_memory: 0,
             max_lag: 0,
+            certification: Certification {
+                committee: Digest::default(),
+                keys: None,
+                links: BTreeMap::new(),
+                signatures: BTreeMap::new(),
+                certified: BTreeMap::new(),
+            },
         }
+    }
+
+    /// Sets what certificates are checked against (`CER-1`); without it their signatures are
+    /// not checked.
+    pub fn with_certificates(
+        mut self,
+        committee: Digest,
+        keys: std::sync::Arc<beat_crypto::bls::PublicKeySet>,
+    ) -> Self {
+        self.certification.committee = committee;
+        self.certification.keys = Some(keys);
+        self
+    }
+
+    /// Checks a certificate an honest replica output (`CER-1`): once per replica and epoch,
+    /// after it committed the epoch, on the agreed batch and the agreed history, with the
+    /// committee's signature.
+    pub fn on_certified(&mut self, node: NodeId, certificate: &CommitCertificate, crank: u64) {
+        let s = certificate.statement;
+        let e = s.epoch;
+        if self.next_epoch.get(&node).is_none_or(|next| *next <= e) {
+            self.violate(
+                "CER-1",
+                crank,
+                format!("node {node} certified epoch {e} before committing it"),
+            );
+            return;
+        }
+        if !self
+            .certification
+            .certified
+            .entry(node)
+            .or_default()
+            .insert(e)
+        {
+            self.violate(
+                "CER-1",
+                crank,
+                format!("node {node} certified epoch {e} twice"),
+            );
+        }
+        // The agreed link names the committee, the epoch, the agreed batch and the agreed
+        // history before it: equal links, equal statements.
+        let c = &self.certification;
+        if c.links.get(&e) != Some(&s.link()) {
+            self.violate(
+                "CER-1",
+                crank,
+                format!("node {node}'s certificate of epoch {e} is not on the agreed history"),
+            );
+            return;
+        }
+        if c.signatures.get(&e) == Some(&certificate.signature) {
+            return;
+        }
+        if let Some(keys) = &c.keys
+            && !certificate.verify_signature(keys)
+        {
+            self.violate(
+                "CER-1",
+                crank,
+                format!("node {node}'s certificate of epoch {e} does not verify"),
+            );
+            return;
+        }
+        self.certification
+            .signatures
+            .insert(e, certificate.signature);
     }
 
     fn violate(&mut self, invariant: &'static str, crank: u64, detail: String) {
@@ -169,6 +260,23 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.reference.insert(batch.epoch, digest);
+                let c = &mut self.certification;
+                let previous = match batch.epoch.0.checked_sub(1) {
+                    Some(p) => c.links.get(&Epoch(p)).copied(),
+                    None => Some(CommitStatement::genesis(c.committee)),
+                };
+                // An honest replica commits epochs in order, so the previous link is known
+                // (ORD-1 reports it otherwise).
+                if let Some(previous) = previous {
+                    let link = CommitStatement {
+                        committee: c.committee,
+                        epoch: batch.epoch,
+                        batch: digest,
+                        previous,
+                    }
+                    .link();
+                    c.links.insert(batch.epoch, link);
+                }
             }
         }
         for c in &batch.contributions {
@@ -387,6 +495,16 @@ impl Checker {
         }
     }
 
+    /// An honest replica's keystore request that the keystore's signing horizon refuses
+    /// (`KSP-1`, module `beat_core::signing`): the real keystore would not answer it.
+    pub fn on_refused(&mut self, id: NodeId, refusal: &PolicyError, crank: u64) {
+        self.violate(
+            "KSP-1",
+            crank,
+            format!("node {id}'s keystore would refuse its request: {refusal}"),
+        );
+    }
+
     /// Checks that no honest replica is stranded once nothing is in flight (`TRM-1`).
     pub fn check_quiescent(&mut self, nodes: &BTreeMap<NodeId, SimNode>, crank: u64) {
         let honest: Vec<(NodeId, &BeatNode)> = self
@@ -401,6 +519,17 @@ impl Checker {
             .unwrap_or_default();
         let mut stranded = Vec::new();
         for (id, node) in &honest {
+            let uncertified = node.uncertified_epochs();
+            if !uncertified.is_empty() {
+                let detail = format!(
+                    "nothing in flight, but node {id} holds no certificate for epochs {uncertified:?}"
+                );
+                self.violations.push(Violation {
+                    invariant: "CER-2",
+                    crank,
+                    detail,
+                });
+            }
             if node.epoch() < highest {
                 stranded.push(format!(
                     "node {id} at epoch {} (others at {highest})",

@@ -1,6 +1,9 @@
 //! The simulated keystore: serves a replica's secret-key requests synchronously.
 
-use beat_core::{Batch, Reply, Request};
+use beat_core::{
+    CommitCertificate, CommittedBatch, Reply, Request,
+    signing::{PolicyError, SigningPolicy},
+};
 use beat_crypto::{bls, tdh2};
 
 /// One replica's secret key shares.
@@ -13,11 +16,35 @@ pub struct SimKeystore {
     pub encryption_key: std::sync::Arc<tdh2::PublicKey>,
     /// Coin shares produced (random-coin rounds this replica reached).
     pub coin_shares_served: u64,
+    /// The signing horizon the real keystore enforces (module [`beat_core::signing`]), with the
+    /// window it derives from the committee's parameters. The simulated keystore still serves
+    /// what it refuses, so that a run goes on; the checker reports the refusal (`KSP-1`).
+    pub policy: SigningPolicy,
 }
 
 impl SimKeystore {
+    /// Checks `request` against the signing horizon after presenting `latest` (the replica's
+    /// latest certificate, which its service sends with every keystore call), as the real
+    /// keystore does; `Err` is what it would refuse.
+    pub fn check(
+        &mut self,
+        request: &Request,
+        latest: Option<&CommitCertificate>,
+    ) -> Result<(), PolicyError> {
+        // The replica checked its certificates itself: trusted here, verified by the service.
+        if let Some(c) = latest {
+            self.policy.advance(c.statement.epoch);
+        }
+        match request {
+            Request::CoinShare(id) => self.policy.check_coin(id.epoch),
+            Request::DecryptionShares { epoch, .. } => self.policy.check_decryption(*epoch),
+            Request::CommitShare(statement) => self.policy.admit_statements(&[*statement]),
+            Request::ReadCommitted { .. } => Ok(()),
+        }
+    }
+
     /// Serves `request`; committed history comes from `log`.
-    pub fn serve(&mut self, request: Request, log: &[Batch]) -> Reply {
+    pub fn serve(&mut self, request: Request, log: &[CommittedBatch]) -> Reply {
         match request {
             Request::CoinShare(id) => {
                 self.coin_shares_served += 1;
@@ -42,11 +69,15 @@ impl SimKeystore {
                     })
                     .collect(),
             },
+            Request::CommitShare(statement) => Reply::CommitShare {
+                epoch: statement.epoch,
+                share: self.coin.sign(&statement.message()),
+            },
             Request::ReadCommitted { peer, from, count } => Reply::Committed {
                 peer,
                 batches: log
                     .iter()
-                    .skip_while(|b| b.epoch < from)
+                    .skip_while(|b| b.batch.epoch < from)
                     .take(count as usize)
                     .cloned()
                     .collect(),

@@ -8,9 +8,10 @@ use std::{
 };
 
 use beat_core::{
-    Batch, BeatNode, Checkpoint, Config, Input, Message, NodeStep, Outgoing, Output, Params,
-    ProposalSeed, PublicKeys, Reply, Request, Target, acs::SubsetMessage,
+    BeatNode, Checkpoint, CommittedBatch, Config, Input, Message, NodeStep, Outgoing, Output,
+    Params, ProposalSeed, PublicKeys, Reply, Request, Target, acs::SubsetMessage,
     broadcast::BroadcastMessage, dispersal, epoch::EpochMessage, sender_queue::SenderQueue,
+    signing::SigningPolicy,
 };
 use beat_crypto::{avid_fp::Fpcc, bls, tdh2};
 use beat_types::{Committee, Epoch, NodeId, Transaction};
@@ -43,7 +44,7 @@ pub struct SimNode {
     /// Its keystore.
     pub keystore: SimKeystore,
     /// Everything it committed, in order.
-    pub log: Vec<Batch>,
+    pub log: Vec<CommittedBatch>,
     /// Its sender-side queue.
     pub queue: SenderQueue,
     /// The last checkpoint and the events processed since.
@@ -188,6 +189,9 @@ impl Builder {
             coin: Arc::new(coin_pk),
             encryption: Arc::new(enc_pk),
         };
+        // The committee file's digest in a deployment; here one per run.
+        let committee_digest =
+            beat_crypto::hash::hash(b"_BEAT_SIM_COMMITTEE", &self.seed.to_le_bytes());
         let faulty = match self.faulty_ids {
             Some(ids) => ids,
             None if self.adversary.wants_low_ids() => {
@@ -213,6 +217,7 @@ impl Builder {
             let config = Config {
                 our_id: id,
                 committee,
+                committee_digest,
                 keys: keys.clone(),
                 params: self.params.clone(),
             };
@@ -240,6 +245,7 @@ impl Builder {
                         decryption: dec,
                         encryption_key: keys.encryption.clone(),
                         coin_shares_served: 0,
+                        policy: SigningPolicy::for_params(&self.params, committee_digest),
                     },
                     log: Vec::new(),
                     queue: SenderQueue::for_params(id, committee, &self.params),
@@ -252,11 +258,13 @@ impl Builder {
         let faulty_config = Config {
             our_id: faulty.iter().next().copied().unwrap_or(NodeId(0)),
             committee,
+            committee_digest,
             keys: keys.clone(),
             params: self.params.clone(),
         };
         let n = self.n as u64;
-        let checker = Checker::new(committee, faulty.clone(), self.params.clone());
+        let checker = Checker::new(committee, faulty.clone(), self.params.clone())
+            .with_certificates(committee_digest, keys.coin.clone());
         let max_delay = self
             .max_delay
             .or_else(|| self.adversary.delay_bound(self.n))
@@ -351,7 +359,7 @@ impl VirtualNet {
         let Some(sim) = self.nodes.get_mut(&id) else {
             return;
         };
-        if sim.node.peers_ahead() < self.committee.f_plus_one() {
+        if sim.node.peers_ahead() < self.committee.f_plus_one() && !sim.node.awaits_certificates() {
             return;
         }
         match sim.apply(Event::Input(Input::Stalled), measure) {
@@ -516,7 +524,17 @@ impl VirtualNet {
                         if honest {
                             self.checker.on_commit(id, &batch, self.crank);
                         }
-                        sim.log.push(batch);
+                        sim.log.push(batch.into());
+                    }
+                    Output::Certified(certificate) => {
+                        if honest {
+                            self.checker.on_certified(id, &certificate, self.crank);
+                        }
+                        // Storage keeps the certificate with its batch, as the service does.
+                        let epoch = certificate.statement.epoch;
+                        if let Ok(i) = sim.log.binary_search_by_key(&epoch, |b| b.batch.epoch) {
+                            sim.log[i].certificate = Some(certificate);
+                        }
                     }
                     Output::Stored {
                         epoch,
@@ -539,8 +557,12 @@ impl VirtualNet {
                 }
             }
             for request in step.requests {
+                let policy = sim.keystore.check(&request, sim.node.latest_certificate());
                 if !self.faulty.contains(&id) {
                     self.checker.on_request(id, &sim.node, &request, self.crank);
+                    if let Err(refusal) = policy {
+                        self.checker.on_refused(id, &refusal, self.crank);
+                    }
                 }
                 let SimNode {
                     keystore,
@@ -817,7 +839,7 @@ impl SimNode {
     fn note(&mut self, step: &NodeStep) {
         let checkpoint = step.outputs.iter().rev().find_map(|o| match o {
             Output::Checkpoint(c) => Some(c),
-            Output::Committed(_) | Output::Stored { .. } => None,
+            Output::Committed(_) | Output::Stored { .. } | Output::Certified(_) => None,
         });
         if let Some(c) = checkpoint {
             self.checkpoint = Some((**c).clone());

@@ -8,7 +8,9 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod grpc;
+pub mod limit;
 pub mod local;
 pub mod logging;
 pub mod metrics;

@@ -171,6 +171,7 @@ pub async fn run_load(options: LoadOptions) -> anyhow::Result<LoadReport> {
     let mut stream = watch_client
         .watch_batches(cpb::WatchBatchesRequest {
             from_epoch: start_epoch,
+            certified: false,
         })
         .await?
         .into_inner();

@@ -183,7 +183,10 @@ pub async fn watch(
 ) -> anyhow::Result<()> {
     let mut client = ordering_client(endpoint)?;
     let mut stream = client
-        .watch_batches(cpb::WatchBatchesRequest { from_epoch })
+        .watch_batches(cpb::WatchBatchesRequest {
+            from_epoch,
+            certified: false,
+        })
         .await
         .with_context(|| format!("WatchBatches on {endpoint}"))?
         .into_inner();

@@ -602,6 +602,34 @@ fn read_vm_hwm(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// `GET /metrics` on an ops port: the Prometheus text, or `None` if it did not answer within
+/// five seconds.
+pub async fn ops_metrics(addr: SocketAddr) -> Option<String> {
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut page = Vec::new();
+        s.read_to_end(&mut page).await.ok()?;
+        let page = String::from_utf8(page).ok()?;
+        let (head, body) = page.split_once("\r\n\r\n")?;
+        head.contains(" 200 ").then(|| body.to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The value of the sample whose name and labels are `series` exactly (e.g.
+/// `beat_keystore_refusals_total{operation="horizon"}`) in Prometheus text; `None` if absent.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series))
+        .find_map(|rest| rest.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// `GET /readyz` on an ops port; `true` on HTTP 200.
 pub async fn ops_ready(addr: SocketAddr) -> bool {
     let attempt = async {

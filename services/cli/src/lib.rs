@@ -5,6 +5,7 @@
 //! - `beat health <service>` — the containers' health check (the service's `/readyz`);
 //! - `beat keygen` — the trusted-dealer key ceremony;
 //! - `beat submit | watch | status | market` — clients of the public APIs;
+//! - `beat verify` — checks a replica's history (live or stored) against the committee file;
 //! - `beat bench` — an open-loop load generator with latency histograms and memory figures.
 //!
 //! The library exists so tests can drive the same code: [`cluster::Cluster`] starts, kills and
@@ -20,6 +21,7 @@ pub mod keygen;
 pub mod layout;
 pub mod monitor;
 pub mod run;
+pub mod verify;
 
 mod cli;
 

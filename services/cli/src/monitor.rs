@@ -326,7 +326,10 @@ async fn follow_batches(shared: Arc<Mutex<Shared>>, i: usize, endpoint: String, 
         let result = async {
             let mut client = ordering_client(&endpoint)?;
             let mut stream = client
-                .watch_batches(cpb::WatchBatchesRequest { from_epoch: next })
+                .watch_batches(cpb::WatchBatchesRequest {
+                    from_epoch: next,
+                    certified: false,
+                })
                 .await?
                 .into_inner();
             while let Some(msg) = stream.message().await? {

@@ -15,14 +15,14 @@ use actix::{
     Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, Message, MessageResult,
     ResponseFuture, WrapFuture as _,
 };
-use beat_core::{Batch, Reply, Request, epoch::StoredFragments};
+use beat_core::{CommitCertificate, CommittedBatch, Reply, Request, epoch::StoredFragments};
 use beat_crypto::Digest;
 use beat_types::{Epoch, NodeId, Transaction};
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
-    component::{Admission, Component, Effects, SubmitError},
+    component::{Admission, CommitEvent, Component, Effects, SubmitError},
     metrics::Metrics,
     store::{Flusher, StoreError},
 };
@@ -53,8 +53,8 @@ pub enum LinkCommand {
 pub struct ConsensusActor {
     component: Component,
     link: mpsc::UnboundedSender<LinkCommand>,
-    keystore: mpsc::UnboundedSender<Request>,
-    committed: broadcast::Sender<Arc<Batch>>,
+    keystore: mpsc::UnboundedSender<KeystoreJob>,
+    committed: broadcast::Sender<Arc<CommitEvent>>,
     metrics: Metrics,
     last_commit: Option<std::time::Instant>,
     flusher: Flusher,
@@ -73,8 +73,8 @@ impl ConsensusActor {
     pub fn new(
         component: Component,
         link: mpsc::UnboundedSender<LinkCommand>,
-        keystore: mpsc::UnboundedSender<Request>,
-        committed: broadcast::Sender<Arc<Batch>>,
+        keystore: mpsc::UnboundedSender<KeystoreJob>,
+        committed: broadcast::Sender<Arc<CommitEvent>>,
         metrics: Metrics,
         stall_after: std::time::Duration,
     ) -> Self {
@@ -163,8 +163,12 @@ impl ConsensusActor {
         if !acks.is_empty() {
             let _ = self.link.send(LinkCommand::Ack(acks));
         }
+        // Every keystore request carries the replica's latest certificate: the keystore signs
+        // only within a window of it (module `beat_core::signing`). It is read after the
+        // step that made the requests, so it covers them.
+        let horizon = self.component.node().latest_certificate().copied();
         for request in fx.requests {
-            let _ = self.keystore.send(request);
+            let _ = self.keystore.send(KeystoreJob { request, horizon });
         }
         if fx.irrelevant > 0 {
             self.metrics
@@ -183,7 +187,13 @@ impl ConsensusActor {
                 .inc();
             tracing::warn!(%fault, "peer misbehaved");
         }
-        for batch in fx.committed {
+        for event in fx.committed {
+            if event.certificate.is_some() {
+                self.metrics.certified.inc();
+                let _ = self.committed.send(Arc::new(event));
+                continue;
+            }
+            let batch = &event.batch;
             self.metrics.epochs.inc();
             self.metrics
                 .committed
@@ -200,7 +210,7 @@ impl ConsensusActor {
                 transactions = batch.transaction_count(),
                 "committed"
             );
-            let _ = self.committed.send(Arc::new(batch));
+            let _ = self.committed.send(Arc::new(event));
         }
         self.metrics.epoch.set(self.component.epoch().0 as i64);
         self.metrics
@@ -293,6 +303,15 @@ impl Handler<Inbound> for ConsensusActor {
     }
 }
 
+/// A keystore request with the certificate that moves the keystore's signing horizon.
+#[derive(Debug)]
+pub struct KeystoreJob {
+    /// The request.
+    pub request: Request,
+    /// The replica's latest commit certificate when the request was made.
+    pub horizon: Option<CommitCertificate>,
+}
+
 /// Replies from the keystore.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -369,7 +388,7 @@ impl Handler<Status> for ConsensusActor {
 
 /// Reads committed batches.
 #[derive(Message)]
-#[rtype(result = "Result<(Vec<Batch>, Epoch), StoreError>")]
+#[rtype(result = "Result<(Vec<CommittedBatch>, Epoch), StoreError>")]
 pub struct ReadBatches {
     /// First epoch.
     pub from: Epoch,
@@ -378,7 +397,7 @@ pub struct ReadBatches {
 }
 
 impl Handler<ReadBatches> for ConsensusActor {
-    type Result = Result<(Vec<Batch>, Epoch), StoreError>;
+    type Result = Result<(Vec<CommittedBatch>, Epoch), StoreError>;
 
     fn handle(&mut self, msg: ReadBatches, _: &mut Context<Self>) -> Self::Result {
         let batches = self.component.store().batches_from(msg.from, msg.count)?;

@@ -2,9 +2,11 @@
 //! processing it, and turns each [`beat_core::Step`] into effects. Synchronous; the actor shell
 //! performs the effects after [`Component::flush`].
 
+use std::{collections::BTreeMap, sync::Arc};
+
 use beat_core::{
-    Batch, BeatNode, Config, Error as CoreError, Fault, Input, Message, NodeStep, Outgoing, Output,
-    Reply, Request, sender_queue::SenderQueue,
+    Batch, BeatNode, CommitCertificate, Config, Error as CoreError, Fault, Input, Message,
+    NodeStep, Outgoing, Output, Reply, Request, sender_queue::SenderQueue,
 };
 use beat_crypto::Digest;
 use beat_types::{Epoch, NodeId, Transaction};
@@ -15,6 +17,16 @@ use crate::{
     wire,
 };
 
+/// A batch on its way to watchers: once when committed (`certificate` is `None`), and again
+/// when certified.
+#[derive(Clone, Debug)]
+pub struct CommitEvent {
+    /// The batch.
+    pub batch: Arc<Batch>,
+    /// Its commit certificate, in the certification event.
+    pub certificate: Option<CommitCertificate>,
+}
+
 /// What processing produced, to perform after the store is flushed.
 #[derive(Debug, Default)]
 pub struct Effects {
@@ -22,8 +34,8 @@ pub struct Effects {
     pub outbound: Vec<(NodeId, Bytes)>,
     /// Secret-key operations for the keystore.
     pub requests: Vec<Request>,
-    /// Newly committed batches.
-    pub committed: Vec<Batch>,
+    /// Newly committed and newly certified batches, in the order the core output them.
+    pub committed: Vec<CommitEvent>,
     /// Faults observed.
     pub faults: Vec<Fault>,
     /// Payloads from peers that did not decode.
@@ -111,6 +123,9 @@ pub struct Component {
     committed_transactions: u64,
     faults_observed: u64,
     last_batch_digest: Option<Digest>,
+    /// Committed batches awaiting their certificate (at most `certify_window`, the core's
+    /// watermark), to hand to watchers with it.
+    uncertified: BTreeMap<Epoch, Arc<Batch>>,
 }
 
 impl Component {
@@ -138,6 +153,7 @@ impl Component {
             committed_transactions: 0,
             faults_observed: 0,
             last_batch_digest: None,
+            uncertified: BTreeMap::new(),
         };
         let mut fx = Effects::default();
         let mut replayed = 0usize;
@@ -299,10 +315,13 @@ impl Component {
     }
 
     /// Reports that the replica made no progress for a while (N5' in the core): if f+1 peers
-    /// announced later epochs, the event is logged and asks them for the committed batches.
+    /// announced later epochs, the event is logged and asks them for the committed batches; if
+    /// a committed epoch is not certified, it asks peers for the certificate (C7).
     /// Returns `None` when there is nothing to catch up with (nothing is logged).
     pub fn stalled(&mut self) -> Result<Option<Effects>, StoreError> {
-        if self.node.peers_ahead() < self.node.config().committee.f_plus_one() {
+        if self.node.peers_ahead() < self.node.config().committee.f_plus_one()
+            && !self.node.awaits_certificates()
+        {
             return Ok(None);
         }
         let mut fx = Effects::default();
@@ -358,8 +377,29 @@ impl Component {
                     Output::Committed(batch) => {
                         self.store.put_batch(&batch)?;
                         self.committed_transactions += batch.transaction_count() as u64;
-                        self.last_batch_digest = Some(batch.digest());
-                        fx.committed.push(batch);
+                        // The certification step hashed it already.
+                        self.last_batch_digest = self.node.last_batch_digest();
+                        let batch = Arc::new(batch);
+                        self.uncertified.insert(batch.epoch, batch.clone());
+                        fx.committed.push(CommitEvent {
+                            batch,
+                            certificate: None,
+                        });
+                    }
+                    Output::Certified(certificate) => {
+                        self.store.put_certificate(&certificate)?;
+                        let epoch = certificate.statement.epoch;
+                        // Committed before the last checkpoint: read it back.
+                        let batch = match self.uncertified.remove(&epoch) {
+                            Some(b) => Some(b),
+                            None => self.store.batch(epoch)?.map(Arc::new),
+                        };
+                        if let Some(batch) = batch {
+                            fx.committed.push(CommitEvent {
+                                batch,
+                                certificate: Some(certificate),
+                            });
+                        }
                     }
                     Output::Stored {
                         epoch, fragments, ..

@@ -29,8 +29,12 @@ pub struct Config {
     pub max_payload_bytes: usize,
     /// Most transactions per Submit request.
     pub max_submit_transactions: usize,
-    /// Largest gRPC message, in bytes (requests above it are refused by the codec).
+    /// Largest gRPC message to or from the gateway, and largest response to a client, in
+    /// bytes (a batch in `WatchBatches` can be large). Client requests are limited by
+    /// `api.max_request_bytes`.
     pub max_grpc_message_bytes: usize,
+    /// Limits of the ordering API (connections, request size, timeouts).
+    pub api: beat_telemetry::api::ApiLimits,
     /// Save a checkpoint and truncate the write-ahead log every this many epochs.
     pub checkpoint_every_epochs: u64,
     /// Longest reconnect backoff to the gateway and keystore, in milliseconds.
@@ -55,6 +59,7 @@ impl Default for Config {
             max_payload_bytes: 16 << 20,
             max_submit_transactions: 10_000,
             max_grpc_message_bytes: 64 << 20,
+            api: beat_telemetry::api::ApiLimits::default(),
             checkpoint_every_epochs: 8,
             max_backoff_ms: 5_000,
             stall_catch_up_ms: 2_000,
@@ -87,6 +92,7 @@ impl Config {
         if self.stall_catch_up_ms == 0 {
             return Err("stall_catch_up_ms must be at least 1".to_owned());
         }
+        self.api.validate()?;
         if self.max_payload_bytes < 1024 {
             return Err("max_payload_bytes must be at least 1024".to_owned());
         }

@@ -1,6 +1,6 @@
 //! Conversions between the protocol's types and the API's protobuf messages.
 
-use beat_core::{Batch, Content, FaultKind, epoch::StoredFragments};
+use beat_core::{Batch, CommitCertificate, Content, epoch::StoredFragments};
 use beat_proto::{common::v1 as pb, consensus::v1 as consensus_pb};
 use beat_types::Variant;
 use bytes::Bytes;
@@ -23,9 +23,10 @@ pub fn batch(b: &Batch) -> pb::Batch {
                                 .collect(),
                         })
                     }
-                    Content::Rejected(kind) => {
-                        pb::contribution::Content::Rejected(reject_reason(*kind) as i32)
-                    }
+                    Content::Rejected(kind) => pb::contribution::Content::Rejected(
+                        // The core's reject code is the API's enumeration value.
+                        kind.reject_code() as i32,
+                    ),
                     Content::Stored(s) => pb::contribution::Content::Stored(pb::StoredCommitment {
                         commitment: Bytes::copy_from_slice(s.commitment.as_bytes()),
                         payload_len: s.payload_len,
@@ -42,12 +43,15 @@ pub fn batch(b: &Batch) -> pb::Batch {
     }
 }
 
-fn reject_reason(kind: FaultKind) -> pb::RejectReason {
-    match kind {
-        FaultKind::UndecodableValue => pb::RejectReason::Undecodable,
-        FaultKind::InvalidCiphertext => pb::RejectReason::InvalidCiphertext,
-        FaultKind::UndecryptableCiphertext => pb::RejectReason::Undecryptable,
-        _ => pb::RejectReason::Malformed,
+/// A commit certificate in API form.
+pub fn certificate(c: &CommitCertificate) -> pb::CommitCertificate {
+    let s = &c.statement;
+    pb::CommitCertificate {
+        committee_digest: Bytes::copy_from_slice(s.committee.as_bytes()),
+        epoch: s.epoch.0,
+        batch_digest: Bytes::copy_from_slice(s.batch.as_bytes()),
+        previous: Bytes::copy_from_slice(s.previous.as_bytes()),
+        signature: Bytes::copy_from_slice(&c.signature.to_bytes()),
     }
 }
 

@@ -1,5 +1,8 @@
 //! The client of the replica's keystore: batches requests, retries until the keystore
-//! answers, and hands the replies to the actor.
+//! answers, and hands the replies to the actor. Every call presents the replica's latest
+//! commit certificate, which moves the keystore's signing horizon (module
+//! `beat_core::signing`); requests are sent only with a certificate at least as new as the
+//! one current when they were made.
 
 use std::{
     collections::BTreeMap,
@@ -11,10 +14,10 @@ use std::{
 };
 
 use actix::Addr;
-use beat_core::{CiphertextSlot, CoinId, Reply, Request};
+use beat_core::{CiphertextSlot, CoinId, CommitCertificate, Reply, Request};
 use beat_crypto::{bls::SignatureShare, tdh2::DecryptionShare};
 use beat_proto::keystore::v1::{
-    self as pb, CreateDecryptionSharesRequest, SignCoinSharesRequest,
+    self as pb, CreateDecryptionSharesRequest, SignCoinSharesRequest, SignCommitSharesRequest,
     keystore_service_client::KeystoreServiceClient,
 };
 use beat_telemetry::shutdown::Shutdown;
@@ -24,7 +27,7 @@ use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use crate::{
-    actor::{ConsensusActor, KeystoreReplies},
+    actor::{ConsensusActor, KeystoreJob, KeystoreReplies},
     backoff::Backoff,
     metrics::Metrics,
 };
@@ -33,24 +36,29 @@ use crate::{
 pub async fn run(
     endpoint: String,
     actor: Addr<ConsensusActor>,
-    mut requests: mpsc::UnboundedReceiver<Request>,
+    mut requests: mpsc::UnboundedReceiver<KeystoreJob>,
     connected: Arc<AtomicBool>,
     metrics: Metrics,
     max_backoff: Duration,
     shutdown: Shutdown,
 ) {
     let mut client: Option<KeystoreServiceClient<Channel>> = None;
+    let mut horizon: Option<CommitCertificate> = None;
     loop {
         let first = tokio::select! {
             r = requests.recv() => match r { Some(r) => r, None => return },
             () = shutdown.wait() => return,
         };
-        let mut batch = vec![first];
-        while let Ok(more) = requests.try_recv() {
-            batch.push(more);
-        }
+        let mut batch = Vec::new();
+        take(first, &mut batch, &mut horizon);
         let mut backoff = Backoff::new(Duration::from_millis(50), max_backoff);
         loop {
+            // Whatever arrived meanwhile joins the batch, so that a retry presents the newest
+            // certificate too.
+            while let Ok(more) = requests.try_recv() {
+                take(more, &mut batch, &mut horizon);
+            }
+            let presented = horizon.as_ref().map(crate::convert::certificate);
             if client.is_none() {
                 let connected =
                     beat_telemetry::local::connect(&endpoint, Duration::from_secs(5)).await;
@@ -65,7 +73,7 @@ pub async fn run(
                 }
             }
             if let Some(c) = client.as_mut() {
-                match serve(c, &batch).await {
+                match serve(c, &batch, presented.as_ref()).await {
                     Ok(replies) => {
                         connected.store(true, Ordering::Release);
                         metrics.keystore_connected.set(1);
@@ -90,11 +98,22 @@ pub async fn run(
     }
 }
 
+/// Adds `job` to `batch`, keeping the newest certificate seen as the horizon to present.
+fn take(job: KeystoreJob, batch: &mut Vec<Request>, horizon: &mut Option<CommitCertificate>) {
+    if let Some(c) = job.horizon
+        && horizon.is_none_or(|h| h.statement.epoch < c.statement.epoch)
+    {
+        *horizon = Some(c);
+    }
+    batch.push(job.request);
+}
+
 /// Performs one batch of requests: all coin shares in one call, decryption shares in one call
 /// per epoch.
 async fn serve(
     client: &mut KeystoreServiceClient<Channel>,
     batch: &[Request],
+    horizon: Option<&beat_proto::common::v1::CommitCertificate>,
 ) -> Result<Vec<Reply>, tonic::Status> {
     let mut replies = Vec::new();
     let coins: Vec<CoinId> = batch
@@ -115,6 +134,7 @@ async fn serve(
                         round: c.round,
                     })
                     .collect(),
+                horizon: horizon.cloned(),
             })
             .await?
             .into_inner()
@@ -127,6 +147,43 @@ async fn serve(
                     tonic::Status::data_loss("keystore returned a malformed coin share")
                 })?;
             replies.push(Reply::CoinShare { id, share });
+        }
+    }
+    let statements: Vec<beat_core::CommitStatement> = batch
+        .iter()
+        .filter_map(|r| match r {
+            Request::CommitShare(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    if !statements.is_empty() {
+        let shares = client
+            .sign_commit_shares(SignCommitSharesRequest {
+                statements: statements
+                    .iter()
+                    .map(|s| pb::CommitStatement {
+                        committee_digest: Bytes::copy_from_slice(s.committee.as_bytes()),
+                        epoch: s.epoch.0,
+                        batch_digest: Bytes::copy_from_slice(s.batch.as_bytes()),
+                        previous: Bytes::copy_from_slice(s.previous.as_bytes()),
+                    })
+                    .collect(),
+                horizon: horizon.cloned(),
+            })
+            .await?
+            .into_inner()
+            .shares;
+        for (s, share) in statements.into_iter().zip(shares) {
+            let share = <[u8; 48]>::try_from(share.as_ref())
+                .ok()
+                .and_then(|b| SignatureShare::from_bytes(&b).ok())
+                .ok_or_else(|| {
+                    tonic::Status::data_loss("keystore returned a malformed commit share")
+                })?;
+            replies.push(Reply::CommitShare {
+                epoch: s.epoch,
+                share,
+            });
         }
     }
     let mut by_epoch: BTreeMap<Epoch, Vec<&beat_core::DecryptionItem>> = BTreeMap::new();
@@ -149,6 +206,7 @@ async fn serve(
                         expected_label: Bytes::copy_from_slice(&i.expected_label),
                     })
                     .collect(),
+                horizon: horizon.cloned(),
             })
             .await?
             .into_inner()
@@ -169,9 +227,10 @@ async fn serve(
                 }
                 Some(pb::decryption_share_result::Result::Refused(reason)) => {
                     // The core verified the ciphertext first, so this is a disagreement between
-                    // the two services (e.g. different committee files); the other replicas'
-                    // shares still decrypt it.
-                    tracing::error!(%reason, proposer = slot.proposer.0, "keystore refused a decryption share");
+                    // the two services (e.g. different committee files), or a request that
+                    // waited while its epoch fell behind the signing horizon (the epoch is
+                    // committed then); the other replicas' shares decrypt it.
+                    tracing::warn!(%reason, epoch = epoch.0, proposer = slot.proposer.0, "keystore refused a decryption share");
                 }
                 None => {}
             }

@@ -65,6 +65,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let registry = beat_telemetry::metrics::registry();
     let metrics = metrics::Metrics::new(&registry)?;
+    let grpc_addr = grpc.local_addr()?;
+    let incoming = beat_telemetry::api::limited_incoming(grpc, &config.api, &registry)?;
+    let api_registry = registry.clone();
     let health = Health::default();
     let (_, ops_server) = beat_telemetry::ops::serve_listener(ops, registry, health.clone())?;
     let ops_handle = ops_server.handle();
@@ -73,6 +76,7 @@ pub async fn serve(
     let core = beat_core::Config {
         our_id: NodeId(config.replica),
         committee: committee.committee(),
+        committee_digest: committee.digest(),
         keys: committee.public_keys(),
         params: committee.params.clone(),
     };
@@ -146,20 +150,20 @@ pub async fn serve(
     > as tonic::server::NamedService>::NAME])?;
     routes.add_service(
         OrderingServiceServer::new(service)
-            .max_decoding_message_size(config.max_grpc_message_bytes)
+            .max_decoding_message_size(config.api.max_request_bytes)
             .max_encoding_message_size(config.max_grpc_message_bytes),
     );
     reporter
         .set_serving::<OrderingServiceServer<OrderingGrpc>>()
         .await;
     health.set_ready(true);
-    tracing::info!(replica = config.replica, grpc = %grpc.local_addr()?, "consensus ready");
+    tracing::info!(replica = config.replica, grpc = %grpc_addr, "consensus ready");
     let stop = shutdown.clone();
-    let result = tonic::transport::Server::builder()
+    let result = config
+        .api
+        .server(&api_registry)?
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(beat_telemetry::grpc::incoming(grpc), async move {
-            stop.wait().await
-        })
+        .serve_with_incoming_shutdown(incoming, async move { stop.wait().await })
         .await;
     health.set_ready(false);
     shutdown.trigger();

@@ -7,6 +7,9 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 pub struct Metrics {
     /// `beat_consensus_epochs_total`.
     pub epochs: IntCounter,
+    /// `beat_consensus_certified_epochs_total`: epochs this replica holds a commit certificate
+    /// for (trails `epochs_total` by at most `certify_window`).
+    pub certified: IntCounter,
     /// `beat_consensus_epoch`: the lowest uncommitted epoch.
     pub epoch: IntGauge,
     /// `beat_consensus_epoch_latency_seconds`: time between consecutive commits.
@@ -40,6 +43,10 @@ impl Metrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let m = Self {
             epochs: IntCounter::new("beat_consensus_epochs_total", "Epochs committed")?,
+            certified: IntCounter::new(
+                "beat_consensus_certified_epochs_total",
+                "Epochs certified (commit certificate formed or received)",
+            )?,
             epoch: IntGauge::new("beat_consensus_epoch", "Lowest uncommitted epoch")?,
             epoch_latency: Histogram::with_opts(
                 HistogramOpts::new(
@@ -102,6 +109,7 @@ impl Metrics {
             )?,
         };
         registry.register(Box::new(m.epochs.clone()))?;
+        registry.register(Box::new(m.certified.clone()))?;
         registry.register(Box::new(m.epoch.clone()))?;
         registry.register(Box::new(m.epoch_latency.clone()))?;
         registry.register(Box::new(m.committed.clone()))?;

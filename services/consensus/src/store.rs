@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `wal/` | the write-ahead log: every event (client input, peer message, keystore reply) before it is processed, keyed by sequence number ([`SegmentLog`]) |
 //! | `batches/` | committed batches, keyed by epoch ([`SegmentLog`]) |
+//! | `certificates/` | commit certificates, keyed by epoch ([`SegmentLog`]) |
 //! | `fragments/` | this replica's fragments of each agreed dispersal (BEAT3/4), keyed by epoch and proposer ([`SegmentLog`]) |
 //! | `FORMAT` | the format marker |
 //! | `seed` | the secret proposal seed (mode 0600) |
@@ -11,9 +12,9 @@
 //!
 //! **Durability.** [`Store::flush`] (`fdatasync` of the WAL) runs before any effect of the
 //! logged events leaves the process (the actor's group commit), so a restarted replica replays
-//! to the same state and never contradicts what it sent. Batches and fragments are derived from
-//! the WAL and need no sync of their own until a checkpoint: [`Store::save_checkpoint`] syncs
-//! them, then replaces the checkpoint file, and only then deletes the WAL segments the
+//! to the same state and never contradicts what it sent. Batches, certificates and fragments are
+//! derived from the WAL and need no sync of their own until a checkpoint:
+//! [`Store::save_checkpoint`] syncs them, then replaces the checkpoint file, and only then deletes the WAL segments the
 //! checkpoint covers. A crash between checkpoints loses nothing: replay from the checkpoint
 //! re-creates every later batch and fragment.
 //!
@@ -27,7 +28,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use beat_core::{Batch, Checkpoint, Input, Message, ProposalSeed, Reply, epoch::StoredFragments};
+use beat_core::{
+    Batch, Checkpoint, CommitCertificate, CommittedBatch, Input, Message, ProposalSeed, Reply,
+    epoch::StoredFragments,
+};
 use beat_types::{Epoch, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -61,20 +65,34 @@ pub enum StoreError {
     Io(String),
 }
 
-/// Format 3: checkpoints carry the epochs a replica left and still relays for (liveness rules
-/// R1 and R2 of the core); format-2 checkpoints do not decode as format 3.
-const FORMAT: &[u8] = b"beat-consensus-store/3";
-const FORMAT_2: &[u8] = b"beat-consensus-store/2";
+/// Format 4: checkpoints carry the certification state (commit certificates) and the store
+/// keeps certificates; format-3 checkpoints do not decode as format 4. Format 3 added the epochs
+/// a replica left and still relays for (liveness rules R1 and R2 of the core).
+const FORMAT: &[u8] = b"beat-consensus-store/4";
+/// Earlier formats, refused with the reason.
+const EARLIER_FORMATS: &[(&[u8], &str)] = &[
+    (
+        b"beat-consensus-store/2",
+        "whose checkpoints lack the relay state of left epochs",
+    ),
+    (
+        b"beat-consensus-store/3",
+        "whose checkpoints lack the commit-certificate state",
+    ),
+];
 /// WAL segments rotate at checkpoints; this bounds one between them.
 const WAL_SEGMENT_BYTES: u64 = 256 << 20;
 /// Batch segments: a few hundred epochs at full load each.
 const BATCH_SEGMENT_BYTES: u64 = 64 << 20;
+/// Certificate segments: about 100,000 epochs each (a certificate is about 180 bytes).
+const CERTIFICATE_SEGMENT_BYTES: u64 = 16 << 20;
 
 /// The consensus store.
 pub struct Store {
     dir: PathBuf,
     wal: SegmentLog,
     batches: SegmentLog,
+    certificates: SegmentLog,
     fragments: SegmentLog,
     next_seq: u64,
 }
@@ -160,15 +178,15 @@ impl Store {
         let marker = path.join("FORMAT");
         match std::fs::read(&marker) {
             Ok(f) if f == FORMAT => {}
-            Ok(f) if f == FORMAT_2 => {
-                return Err(StoreError::Corrupt(format!(
-                    "{} holds a store of an earlier format (beat-consensus-store/2, whose \
-                     checkpoints lack the relay state of left epochs); remove it to resync this \
-                     replica from its peers",
-                    path.display()
-                )));
-            }
             Ok(f) => {
+                if let Some((name, why)) = EARLIER_FORMATS.iter().find(|(n, _)| *n == f) {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} holds a store of an earlier format ({}, {why}); remove it to resync \
+                         this replica from its peers",
+                        path.display(),
+                        String::from_utf8_lossy(name)
+                    )));
+                }
                 return Err(StoreError::Corrupt(format!(
                     "unknown store format {:?} in {}",
                     String::from_utf8_lossy(&f),
@@ -206,6 +224,7 @@ impl Store {
             dir: path.to_owned(),
             wal,
             batches: SegmentLog::open(&path.join("batches"), BATCH_SEGMENT_BYTES)?,
+            certificates: SegmentLog::open(&path.join("certificates"), CERTIFICATE_SEGMENT_BYTES)?,
             fragments: SegmentLog::open(&path.join("fragments"), BATCH_SEGMENT_BYTES)?,
             next_seq,
         })
@@ -258,6 +277,7 @@ impl Store {
             next_seq,
         };
         self.batches.sync()?;
+        self.certificates.sync()?;
         self.fragments.sync()?;
         replace_file(&self.dir, "checkpoint", &with_crc(&encode(&stored)))?;
         // Events after the checkpoint may already be logged; their segment stays.
@@ -289,8 +309,26 @@ impl Store {
             .transpose()
     }
 
-    /// Up to `count` committed batches from `from` on.
-    pub fn batches_from(&self, from: Epoch, count: usize) -> Result<Vec<Batch>, StoreError> {
+    /// Stores a commit certificate (idempotent, like [`Self::put_batch`]).
+    pub fn put_certificate(&mut self, certificate: &CommitCertificate) -> Result<(), StoreError> {
+        self.certificates
+            .append(certificate.statement.epoch.0, &encode(certificate))
+    }
+
+    /// The commit certificate of `epoch`, if this replica holds one.
+    pub fn certificate(&self, epoch: Epoch) -> Result<Option<CommitCertificate>, StoreError> {
+        self.certificates
+            .get(epoch.0)?
+            .map(|b| decode(&b, "certificate"))
+            .transpose()
+    }
+
+    /// Up to `count` committed batches from `from` on, with their certificates.
+    pub fn batches_from(
+        &self,
+        from: Epoch,
+        count: usize,
+    ) -> Result<Vec<CommittedBatch>, StoreError> {
         self.batches_within(from, count, usize::MAX)
     }
 
@@ -305,7 +343,7 @@ impl Store {
         from: Epoch,
         count: usize,
         max_bytes: usize,
-    ) -> Result<Vec<Batch>, StoreError> {
+    ) -> Result<Vec<CommittedBatch>, StoreError> {
         let (mut bytes, mut memory) = (0usize, 0usize);
         let mut out = Vec::new();
         for (_, v) in self.batches.range(from.0, count)? {
@@ -320,7 +358,8 @@ impl Store {
             if (bytes > max_bytes || memory > max_bytes.saturating_mul(2)) && !out.is_empty() {
                 break;
             }
-            out.push(batch);
+            let certificate = self.certificate(batch.epoch)?;
+            out.push(CommittedBatch { batch, certificate });
         }
         Ok(out)
     }
@@ -370,6 +409,7 @@ impl Store {
     pub fn sync_all(&self) -> Result<(), StoreError> {
         self.wal.sync()?;
         self.batches.sync()?;
+        self.certificates.sync()?;
         self.fragments.sync()
     }
 }

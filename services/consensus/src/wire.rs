@@ -144,6 +144,7 @@ mod tests {
                         .collect(),
                     ordered_labels: vec![],
                 })
+                .map(Into::into)
                 .collect(),
         )
     }

@@ -77,6 +77,7 @@ impl Cluster {
             let config = Config {
                 our_id: NodeId(i),
                 committee: c,
+                committee_digest: COMMITTEE_DIGEST,
                 keys: public.clone(),
                 params: params.clone(),
             };
@@ -132,6 +133,10 @@ impl Cluster {
                         })
                         .collect(),
                 },
+                Request::CommitShare(statement) => Reply::CommitShare {
+                    epoch: statement.epoch,
+                    share: s.coin.sign(&statement.message()),
+                },
                 Request::ReadCommitted { .. } => unreachable!("served by the component"),
             };
             let fx = self.nodes[id.index()]
@@ -163,10 +168,38 @@ impl Cluster {
     }
 
     fn committed(&self, id: usize) -> Vec<beat_core::Batch> {
+        self.stored(id).into_iter().map(|b| b.batch).collect()
+    }
+
+    fn stored(&self, id: usize) -> Vec<beat_core::CommittedBatch> {
         let store = self.nodes[id].as_ref().unwrap().store();
         store.batches_from(beat_types::Epoch(0), 1000).unwrap()
     }
+
+    /// Every stored batch of replica `id` carries a certificate that verifies against it and
+    /// continues the chain from genesis.
+    fn assert_certified(&self, id: usize) {
+        let mut previous = beat_core::CommitStatement::genesis(COMMITTEE_DIGEST);
+        for entry in self.stored(id) {
+            let certificate = entry.certificate.unwrap_or_else(|| {
+                panic!(
+                    "replica {id} stored epoch {} uncertified",
+                    entry.batch.epoch
+                )
+            });
+            previous = certificate
+                .verify_batch(
+                    COMMITTEE_DIGEST,
+                    &self.keys.coin,
+                    &entry.batch,
+                    Some(previous),
+                )
+                .unwrap();
+        }
+    }
 }
+
+const COMMITTEE_DIGEST: beat_crypto::Digest = beat_crypto::Digest([3; 32]);
 
 fn txs(prefix: &str, n: usize) -> Vec<Transaction> {
     (0..n)
@@ -189,19 +222,25 @@ fn replicas_commit_identical_batches_and_store_them() {
     assert!(!reference.is_empty());
     let all: usize = reference.iter().map(|b| b.transaction_count()).sum();
     assert_eq!(all, 10);
-    for i in 1..4 {
+    for i in 0..4 {
         assert_eq!(c.committed(i), reference);
+        c.assert_certified(i);
     }
     // Resubmitting a committed transaction is a duplicate.
     assert_eq!(c.submit(1, txs("t", 1)), vec![Admission::Duplicate]);
     // A catch-up answer is cut to a byte budget, but never below one batch.
     let store = c.nodes[0].as_ref().unwrap().store();
     let zero = beat_types::Epoch(0);
-    assert_eq!(store.batches_within(zero, 1000, 1).unwrap(), reference[..1]);
-    assert_eq!(
-        store.batches_within(zero, 1000, usize::MAX).unwrap(),
-        reference
-    );
+    let batches = |max| -> Vec<beat_core::Batch> {
+        store
+            .batches_within(zero, 1000, max)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.batch)
+            .collect()
+    };
+    assert_eq!(batches(1), reference[..1]);
+    assert_eq!(batches(usize::MAX), reference);
 }
 
 #[test]

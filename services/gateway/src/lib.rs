@@ -44,7 +44,11 @@ use crate::{
     component::{Limits, Router},
     config::Config,
     grpc::GatewayGrpc,
-    link::{Context, LinkTable, handshake::LocalIdentity, supervisor},
+    link::{
+        Context, LinkTable,
+        handshake::{LocalIdentity, ResponderBudget},
+        supervisor,
+    },
     signer::{KeystoreSigner, Signer},
     transport::{I2pTransport, TcpTransport, TorTransport, Transport, peer_endpoint},
 };
@@ -105,6 +109,7 @@ pub async fn serve(
             committee_digest: committee.digest(),
             identities: committee.keys.identities.clone(),
             signer: signer.clone(),
+            responder_budget: Arc::new(ResponderBudget::default()),
         },
         link: config.link.clone(),
         backoff: config.backoff.clone(),

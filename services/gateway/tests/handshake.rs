@@ -56,6 +56,7 @@ async fn rogue(
         committee_digest: keys.committee.digest(),
         identities: keys.committee.keys.identities.clone(),
         signer,
+        responder_budget: Default::default(),
     };
     let role = Role::Initiator {
         expected: NodeId::from_index(target_replica),
@@ -513,16 +514,18 @@ fn n4_a_responder_signs_nothing_for_a_stranger() {
             .unwrap();
         assert!(got.is_empty(), "the responder spoke first: {got:?}");
         assert!(started.elapsed() >= Duration::from_secs(2));
+        // At least one: under CI load another dial (the node's own, to a peer that is not
+        // there) may time out too; what matters is that the silent connection was counted.
         eventually(
             "the hello-timeout count",
-            Duration::from_secs(5),
+            Duration::from_secs(15),
             || async {
                 node.metric(
                     "beat_gateway_handshake_failures_total",
                     &["reason=\"hello_timeout\""],
                 )
                 .await
-                    == 1.0
+                    >= 1.0
             },
         )
         .await;
@@ -697,6 +700,45 @@ fn n4_a_handshake_flood_does_not_keep_a_peer_out() {
         .expect("the honest handshake failed during the flood");
         assert_eq!(r.0.peer.replica, NodeId(0));
         drop(flood);
+        node.stop().await;
+    });
+}
+
+/// A committee member (here: holding replica 3's real key, as a Byzantine replica does) that
+/// handshakes again and again gets 30 answers and then none for a while: it cannot spend this
+/// replica's keystore signatures at will, and the budget is its own — replica 2's handshake is
+/// answered at once meanwhile.
+#[test]
+fn n4_a_peer_that_handshakes_in_a_loop_uses_up_only_its_own_budget() {
+    run(LIMIT, async {
+        let keys = keys(4, 19);
+        let (node, addr, calls) = lone_node(&keys).await;
+        let mut answered = 0usize;
+        let mut refused = 0u32;
+        for i in 0..40 {
+            match rogue(addr, 0, &keys, 3, keys.signer(3), 100 + i).await {
+                Ok(_) => answered += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        // The default budget: 30 at once, then 2 per second (a slow run may earn a few more).
+        assert!((30..=36).contains(&answered), "{answered} answered");
+        assert_eq!(answered + refused as usize, 40);
+        eventually("the budget refusals", Duration::from_secs(5), || async {
+            node.metric(
+                "beat_gateway_handshake_failures_total",
+                &["reason=\"responder_budget\""],
+            )
+            .await
+                == f64::from(refused)
+        })
+        .await;
+        // A refused handshake costs no signature.
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), answered);
+        let r = rogue(addr, 0, &keys, 2, keys.signer(2), 7)
+            .await
+            .expect("replica 2 was refused for replica 3's loop");
+        assert_eq!(r.0.peer.replica, NodeId(0));
         node.stop().await;
     });
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use actix::{Actor, Handler, Message, SyncContext};
-use beat_core::CoinId;
+use beat_core::{CoinId, CommitCertificate, CommitStatement, signing::PolicyError};
 use beat_crypto::{bls::SignatureShare, identity::IdentitySignature, tdh2::DecryptionShare};
 use beat_types::{Epoch, NodeId};
 use bytes::Bytes;
@@ -34,6 +34,19 @@ impl Handler<SignCoins> for SignerActor {
     }
 }
 
+/// Sign commit statements.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<SignatureShare>, Refusal>")]
+pub struct SignCommits(pub Vec<CommitStatement>);
+
+impl Handler<SignCommits> for SignerActor {
+    type Result = Result<Vec<SignatureShare>, Refusal>;
+
+    fn handle(&mut self, msg: SignCommits, _: &mut SyncContext<Self>) -> Self::Result {
+        self.keystore.commit_shares(&msg.0)
+    }
+}
+
 /// One ciphertext to share: proposer, ciphertext, expected label.
 pub type ShareItem = (NodeId, Bytes, Bytes);
 
@@ -58,6 +71,19 @@ impl Handler<ShareDecryption> for SignerActor {
                     .decryption_share(msg.epoch, *proposer, ct, label)
             })
             .collect()
+    }
+}
+
+/// Check a presented commit certificate (one pairing check, off the I/O threads).
+#[derive(Message)]
+#[rtype(result = "Result<(), PolicyError>")]
+pub struct CheckCertificate(pub CommitCertificate);
+
+impl Handler<CheckCertificate> for SignerActor {
+    type Result = Result<(), PolicyError>;
+
+    fn handle(&mut self, msg: CheckCertificate, _: &mut SyncContext<Self>) -> Self::Result {
+        self.keystore.check_certificate(&msg.0)
     }
 }
 

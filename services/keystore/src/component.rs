@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use beat_core::{CoinId, client::is_client_label};
+use beat_core::{
+    CoinId, CommitCertificate, CommitStatement, Params,
+    client::is_client_label,
+    signing::{self, PolicyError, SigningPolicy},
+};
 use beat_crypto::{
     Digest,
     bls::SignatureShare,
@@ -38,6 +42,16 @@ pub enum Refusal {
     /// The handshake context is not the peer-handshake context.
     #[error("signing context {0:?} is not allowed")]
     Context(String),
+    /// A commit statement names another committee.
+    #[error("the statement of epoch {epoch} names committee {found}, this keystore's is {ours}")]
+    Committee {
+        /// The statement's epoch.
+        epoch: Epoch,
+        /// The committee it names.
+        found: Digest,
+        /// This keystore's.
+        ours: Digest,
+    },
 }
 
 /// One replica's secret keys and the public description they belong to.
@@ -45,6 +59,7 @@ pub struct Keystore {
     secrets: ReplicaSecrets,
     keys: Arc<CommitteeKeys>,
     committee_digest: Digest,
+    signing_window: u64,
 }
 
 impl Keystore {
@@ -66,7 +81,27 @@ impl Keystore {
             secrets,
             keys,
             committee_digest,
+            signing_window: SigningPolicy::for_params(&Params::default(), committee_digest)
+                .window(),
         })
+    }
+
+    /// Takes the signing window from the committee's parameters (module
+    /// [`beat_core::signing`]): `certify_window + 1`.
+    #[must_use]
+    pub fn with_params(mut self, params: &Params) -> Self {
+        self.signing_window = SigningPolicy::for_params(params, self.committee_digest).window();
+        self
+    }
+
+    /// A fresh signing horizon for this keystore's committee and window.
+    pub fn signing_policy(&self) -> SigningPolicy {
+        SigningPolicy::new(self.signing_window, self.committee_digest)
+    }
+
+    /// Checks that a presented certificate is this committee's (one pairing check).
+    pub fn check_certificate(&self, certificate: &CommitCertificate) -> Result<(), PolicyError> {
+        signing::check_certificate(self.committee_digest, &self.keys.coin, certificate)
     }
 
     /// This replica.
@@ -90,6 +125,29 @@ impl Keystore {
             .iter()
             .map(|id| self.secrets.coin.sign(&id.message()))
             .collect()
+    }
+
+    /// Signs commit statements (module [`beat_core::certificate`]) under the commit
+    /// hash-to-curve tag, refusing the whole request if one names another committee: a
+    /// certificate this key helps form is only ever one of its own committee.
+    pub fn commit_shares(
+        &self,
+        statements: &[CommitStatement],
+    ) -> Result<Vec<SignatureShare>, Refusal> {
+        if let Some(s) = statements
+            .iter()
+            .find(|s| s.committee != self.committee_digest)
+        {
+            return Err(Refusal::Committee {
+                epoch: s.epoch,
+                found: s.committee,
+                ours: self.committee_digest,
+            });
+        }
+        Ok(statements
+            .iter()
+            .map(|s| self.secrets.coin.sign(&s.message()))
+            .collect())
     }
 
     /// Produces a decryption share, or refuses: the ciphertext must parse, carry the expected

@@ -33,6 +33,14 @@ pub struct Config {
     pub signer_threads: usize,
     /// Most items in one request.
     pub max_batch: usize,
+    /// Handshake signatures per second, sustained (the gateway asks one per peer link it
+    /// forms; a token bucket refuses more with `RESOURCE_EXHAUSTED`, so that a flood from the
+    /// gateway's socket cannot occupy the signer threads the consensus service needs). The
+    /// gateway keeps each peer to a far smaller budget of its own, so no peer can use this one
+    /// up for the others.
+    pub handshake_signatures_per_second: u32,
+    /// Handshake signatures in a burst above the sustained rate.
+    pub handshake_burst: u32,
     /// Logging.
     pub log: LogConfig,
 }
@@ -50,6 +58,8 @@ impl Default for Config {
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 9300)),
             signer_threads: 2,
             max_batch: 65_536,
+            handshake_signatures_per_second: 200,
+            handshake_burst: 400,
             log: LogConfig::default(),
         }
     }
@@ -68,6 +78,11 @@ impl Config {
             return Err(
                 "consensus_listen and gateway_listen must differ: each caller gets its own socket"
                     .to_owned(),
+            );
+        }
+        if self.handshake_signatures_per_second == 0 || self.handshake_burst == 0 {
+            return Err(
+                "handshake_signatures_per_second and handshake_burst must be at least 1".to_owned(),
             );
         }
         if self.max_batch == 0 {

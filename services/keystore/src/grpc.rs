@@ -4,19 +4,29 @@
 use std::sync::Arc;
 
 use actix::Addr;
-use beat_core::CoinId;
+use beat_core::{
+    CoinId, CommitStatement,
+    signing::{PolicyError, SigningPolicy},
+};
+use beat_crypto::Digest;
+use beat_proto::common::v1 as common;
 use beat_proto::keystore::v1::{
     self as pb, CreateDecryptionSharesRequest, CreateDecryptionSharesResponse,
     DecryptionShareResult, PublicKeysRequest, PublicKeysResponse, SignCoinSharesRequest,
-    SignCoinSharesResponse, SignHandshakeRequest, SignHandshakeResponse,
-    keystore_service_server::KeystoreService,
+    SignCoinSharesResponse, SignCommitSharesRequest, SignCommitSharesResponse,
+    SignHandshakeRequest, SignHandshakeResponse, keystore_service_server::KeystoreService,
 };
 use beat_types::{Epoch, NodeId};
 use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
+use beat_telemetry::limit::TokenBucket;
+use parking_lot::Mutex;
+
 use crate::{
-    actors::{ShareDecryption, SignCoins, SignHandshake, SignerActor},
+    actors::{
+        CheckCertificate, ShareDecryption, SignCoins, SignCommits, SignHandshake, SignerActor,
+    },
     component::Keystore,
     metrics::Metrics,
 };
@@ -33,6 +43,10 @@ pub struct KeystoreGrpc {
     pub max_batch: usize,
     /// Pool threads (requests are split across them).
     pub threads: usize,
+    /// The signing horizon (module `beat_core::signing`): which epochs shares are signed for.
+    pub policy: Mutex<SigningPolicy>,
+    /// The handshake signature rate limit.
+    pub handshakes: Mutex<TokenBucket>,
 }
 
 fn unavailable(e: actix::MailboxError) -> Status {
@@ -40,6 +54,40 @@ fn unavailable(e: actix::MailboxError) -> Status {
 }
 
 impl KeystoreGrpc {
+    /// Takes the caller's latest certificate: if it would move the signing horizon, checks it
+    /// (one pairing, on the signer pool) and moves it. An invalid one refuses the request.
+    async fn present(&self, horizon: Option<common::CommitCertificate>) -> Result<(), Status> {
+        let Some(certificate) = horizon else {
+            return Ok(());
+        };
+        let certificate = beat_client::verify::certificate_from_proto(&certificate)
+            .map_err(|e| Status::invalid_argument(format!("horizon: {e}")))?;
+        if !self.policy.lock().advances(&certificate) {
+            return Ok(());
+        }
+        let checked = self
+            .signer
+            .send(CheckCertificate(certificate))
+            .await
+            .map_err(unavailable)?;
+        if let Err(e) = checked {
+            return Err(self.refuse("certificate", e, tonic::Code::InvalidArgument));
+        }
+        let mut policy = self.policy.lock();
+        policy.advance(certificate.statement.epoch);
+        self.metrics
+            .signing_frontier
+            .set(i64::try_from(policy.frontier().0).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    /// Counts and logs a policy refusal and turns it into a status.
+    fn refuse(&self, reason: &str, e: PolicyError, code: tonic::Code) -> Status {
+        self.metrics.refusals.with_label_values(&[reason]).inc();
+        tracing::warn!(reason, refusal = %e, "refused outside the signing policy");
+        Status::new(code, e.to_string())
+    }
+
     fn check_batch(&self, len: usize, what: &str) -> Result<(), Status> {
         if len > self.max_batch {
             return Err(Status::invalid_argument(format!(
@@ -62,8 +110,19 @@ impl KeystoreService for KeystoreGrpc {
             .latency
             .with_label_values(&["SignCoinShares"])
             .start_timer();
-        let coins = request.into_inner().coins;
+        let SignCoinSharesRequest { coins, horizon } = request.into_inner();
         self.check_batch(coins.len(), "coins")?;
+        self.present(horizon).await?;
+        {
+            let policy = self.policy.lock();
+            if let Some(e) = coins
+                .iter()
+                .find_map(|c| policy.check_coin(Epoch(c.epoch)).err())
+            {
+                drop(policy);
+                return Err(self.refuse("horizon", e, tonic::Code::FailedPrecondition));
+            }
+        }
         let ids = coins
             .into_iter()
             .map(|c| CoinId {
@@ -91,6 +150,81 @@ impl KeystoreService for KeystoreGrpc {
         }))
     }
 
+    async fn sign_commit_shares(
+        &self,
+        request: Request<SignCommitSharesRequest>,
+    ) -> Result<Response<SignCommitSharesResponse>, Status> {
+        let timer = self
+            .metrics
+            .latency
+            .with_label_values(&["SignCommitShares"])
+            .start_timer();
+        let SignCommitSharesRequest {
+            statements,
+            horizon,
+        } = request.into_inner();
+        self.check_batch(statements.len(), "statements")?;
+        self.present(horizon).await?;
+        let digest = |b: &Bytes, what: &str, epoch: u64| {
+            <[u8; 32]>::try_from(b.as_ref()).map(Digest).map_err(|_| {
+                Status::invalid_argument(format!(
+                    "statement of epoch {epoch}: {what} is {} bytes, not 32",
+                    b.len()
+                ))
+            })
+        };
+        let statements = statements
+            .iter()
+            .map(|s| {
+                Ok(CommitStatement {
+                    committee: digest(&s.committee_digest, "committee_digest", s.epoch)?,
+                    epoch: Epoch(s.epoch),
+                    batch: digest(&s.batch_digest, "batch_digest", s.epoch)?,
+                    previous: digest(&s.previous, "previous", s.epoch)?,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        // The committee first (a statement of another committee is refused below, and must
+        // not be recorded as signed), then K1 and K3, recorded before signing.
+        if statements
+            .iter()
+            .all(|s| s.committee == self.keystore.committee_digest())
+        {
+            let admitted = self.policy.lock().admit_statements(&statements);
+            if let Err(e) = admitted {
+                let reason = match e {
+                    PolicyError::Equivocation(_) => "equivocation",
+                    _ => "horizon",
+                };
+                return Err(self.refuse(reason, e, tonic::Code::FailedPrecondition));
+            }
+        }
+        let count = statements.len() as u64;
+        let shares = self
+            .signer
+            .send(SignCommits(statements))
+            .await
+            .map_err(unavailable)?
+            .map_err(|e| {
+                self.metrics
+                    .refusals
+                    .with_label_values(&["committee"])
+                    .inc();
+                Status::failed_precondition(e.to_string())
+            })?;
+        self.metrics
+            .operations
+            .with_label_values(&["commit_share"])
+            .inc_by(count);
+        timer.observe_duration();
+        Ok(Response::new(SignCommitSharesResponse {
+            shares: shares
+                .iter()
+                .map(|s| Bytes::copy_from_slice(&s.to_bytes()))
+                .collect(),
+        }))
+    }
+
     async fn create_decryption_shares(
         &self,
         request: Request<CreateDecryptionSharesRequest>,
@@ -102,7 +236,27 @@ impl KeystoreService for KeystoreGrpc {
             .start_timer();
         let req = request.into_inner();
         self.check_batch(req.items.len(), "items")?;
+        self.present(req.horizon).await?;
         let epoch = Epoch(req.epoch);
+        let outside = self.policy.lock().check_decryption(epoch);
+        if let Err(e) = outside {
+            let reason = e.to_string();
+            let status = self.refuse("horizon", e, tonic::Code::FailedPrecondition);
+            self.metrics
+                .refusals
+                .with_label_values(&["decryption_share"])
+                .inc_by(req.items.len() as u64);
+            tracing::debug!(%status, "every item refused");
+            let results = req
+                .items
+                .iter()
+                .map(|_| DecryptionShareResult {
+                    result: Some(pb::decryption_share_result::Result::Refused(reason.clone())),
+                })
+                .collect();
+            timer.observe_duration();
+            return Ok(Response::new(CreateDecryptionSharesResponse { results }));
+        }
         let items: Vec<_> = req
             .items
             .into_iter()
@@ -270,6 +424,14 @@ impl KeystoreService for Guarded {
         self.inner.sign_coin_shares(request).await
     }
 
+    async fn sign_commit_shares(
+        &self,
+        request: Request<SignCommitSharesRequest>,
+    ) -> Result<Response<SignCommitSharesResponse>, Status> {
+        self.allow("SignCommitShares", Caller::Consensus)?;
+        self.inner.sign_commit_shares(request).await
+    }
+
     async fn create_decryption_shares(
         &self,
         request: Request<CreateDecryptionSharesRequest>,
@@ -283,6 +445,16 @@ impl KeystoreService for Guarded {
         request: Request<SignHandshakeRequest>,
     ) -> Result<Response<SignHandshakeResponse>, Status> {
         self.allow("SignHandshake", Caller::Gateway)?;
+        if !self.inner.handshakes.lock().try_take() {
+            self.inner
+                .metrics
+                .refusals
+                .with_label_values(&["handshake_rate"])
+                .inc();
+            return Err(Status::resource_exhausted(
+                "handshake signatures are rate limited; retry later",
+            ));
+        }
         self.inner.sign_handshake(request).await
     }
 

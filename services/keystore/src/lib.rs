@@ -80,6 +80,7 @@ pub fn load(config: &Config) -> anyhow::Result<Keystore> {
         committee.digest(),
         NodeId(config.replica),
     )
+    .map(|k| k.with_params(&committee.params))
     .map_err(anyhow::Error::msg)
 }
 
@@ -104,10 +105,15 @@ pub async fn serve(
     });
     let service = Arc::new(KeystoreGrpc {
         signer,
+        policy: parking_lot::Mutex::new(keystore.signing_policy()),
         keystore: keystore.clone(),
         metrics,
         max_batch: config.max_batch,
         threads: config.signer_threads,
+        handshakes: parking_lot::Mutex::new(beat_telemetry::limit::TokenBucket::new(
+            config.handshake_signatures_per_second,
+            config.handshake_burst,
+        )),
     });
     let ops_server = {
         let (_, server) = beat_telemetry::ops::serve_listener(ops, registry, health.clone())?;

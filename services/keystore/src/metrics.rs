@@ -1,14 +1,17 @@
 //! Keystore metrics.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 /// The keystore's metrics.
 #[derive(Clone)]
 pub struct Metrics {
     /// `beat_keystore_operations_total{operation}`: secret-key operations performed.
     pub operations: IntCounterVec,
-    /// `beat_keystore_refusals_total{operation}`: operations refused.
+    /// `beat_keystore_refusals_total{operation}`: operations refused (by operation, or by
+    /// policy: `horizon`, `equivocation`, `certificate`, `handshake_rate`, `caller`).
     pub refusals: IntCounterVec,
+    /// `beat_keystore_signing_frontier`: one past the highest certified epoch presented.
+    pub signing_frontier: IntGauge,
     /// `beat_keystore_request_seconds{rpc}`: request latency.
     pub latency: HistogramVec,
 }
@@ -37,10 +40,16 @@ impl Metrics {
         )?;
         registry.register(Box::new(operations.clone()))?;
         registry.register(Box::new(refusals.clone()))?;
+        let signing_frontier = IntGauge::new(
+            "beat_keystore_signing_frontier",
+            "One past the highest certified epoch presented: shares are signed up to it plus the window",
+        )?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(signing_frontier.clone()))?;
         Ok(Self {
             operations,
             refusals,
+            signing_frontier,
             latency,
         })
     }

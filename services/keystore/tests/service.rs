@@ -19,9 +19,9 @@ use beat_crypto::{
 use beat_keystore::Caller;
 use beat_keystore::config::Config;
 use beat_proto::keystore::v1::{
-    CoinId, CreateDecryptionSharesRequest, DecryptionItem, PublicKeysRequest,
-    SignCoinSharesRequest, SignHandshakeRequest, decryption_share_result::Result as ShareResult,
-    keystore_service_client::KeystoreServiceClient,
+    CoinId, CommitStatement, CreateDecryptionSharesRequest, DecryptionItem, PublicKeysRequest,
+    SignCoinSharesRequest, SignCommitSharesRequest, SignHandshakeRequest,
+    decryption_share_result::Result as ShareResult, keystore_service_client::KeystoreServiceClient,
 };
 use beat_telemetry::{
     local::{self, ListenAddr},
@@ -93,6 +93,57 @@ fn fixture(name: &str, replica: u32) -> (Fixture, Vec<ReplicaSecrets>) {
     )
 }
 
+type Client = KeystoreServiceClient<tonic::transport::Channel>;
+
+struct Running {
+    consensus: Client,
+    gateway: Client,
+    ops: std::net::SocketAddr,
+    shutdown: Shutdown,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Serves the fixture's keystore with `config`, each caller on a Unix socket of its own, as in
+/// production, and connects a client to each. Must run inside an actix system.
+async fn start(fx: &Fixture, config: Config) -> Running {
+    let keystore = beat_keystore::load(&config).unwrap();
+    let run = Path::new(&fx.dir).join("run");
+    let consensus_sock = ListenAddr::Unix(run.join("keystore-consensus.sock"));
+    let gateway_sock = ListenAddr::Unix(run.join("keystore-gateway.sock"));
+    let listeners = vec![
+        (
+            local::bind(&consensus_sock).await.unwrap(),
+            Caller::Consensus,
+        ),
+        (local::bind(&gateway_sock).await.unwrap(), Caller::Gateway),
+    ];
+    let ops = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ops_addr = ops.local_addr().unwrap();
+    let shutdown = Shutdown::default();
+    let server = tokio::spawn(beat_keystore::serve(
+        config,
+        keystore,
+        listeners,
+        ops,
+        shutdown.clone(),
+    ));
+    let connect = |addr: ListenAddr| async move {
+        loop {
+            match local::connect(&addr.endpoint(), std::time::Duration::from_secs(2)).await {
+                Ok(c) => break KeystoreServiceClient::new(c),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    };
+    Running {
+        consensus: connect(consensus_sock).await,
+        gateway: connect(gateway_sock).await,
+        ops: ops_addr,
+        shutdown,
+        server,
+    }
+}
+
 #[test]
 fn loading_refuses_wrong_passphrase_foreign_and_corrupt_files() {
     let (fx, _) = fixture("load", 1);
@@ -122,42 +173,19 @@ fn serves_operations_and_refuses_what_it_must() {
     let dir = fx.dir.clone();
     let keys = fx.committee.keys.clone();
     actix_rt::System::new().block_on(async move {
-        let keystore = beat_keystore::load(&fx.config).unwrap();
-        // Each caller on a Unix socket of its own, as in production.
-        let run = Path::new(&fx.dir).join("run");
-        let consensus_sock = ListenAddr::Unix(run.join("keystore-consensus.sock"));
-        let gateway_sock = ListenAddr::Unix(run.join("keystore-gateway.sock"));
-        let listeners = vec![
-            (
-                local::bind(&consensus_sock).await.unwrap(),
-                Caller::Consensus,
-            ),
-            (local::bind(&gateway_sock).await.unwrap(), Caller::Gateway),
-        ];
-        let ops = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let shutdown = Shutdown::default();
-        let server = tokio::spawn(beat_keystore::serve(
-            fx.config.clone(),
-            keystore,
-            listeners,
-            ops,
-            shutdown.clone(),
-        ));
-        let connect = |addr: ListenAddr| async move {
-            loop {
-                match local::connect(&addr.endpoint(), std::time::Duration::from_secs(2)).await {
-                    Ok(c) => break KeystoreServiceClient::new(c),
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                }
-            }
-        };
-        let mut client = connect(consensus_sock).await;
-        let mut gateway = connect(gateway_sock).await;
+        let Running {
+            consensus: mut client,
+            mut gateway,
+            shutdown,
+            server,
+            ..
+        } = start(&fx, fx.config.clone()).await;
 
         // Each socket serves its caller's methods only.
         let refused = gateway
             .sign_coin_shares(SignCoinSharesRequest {
                 coins: vec![CoinId::default()],
+                horizon: None,
             })
             .await
             .unwrap_err();
@@ -166,6 +194,7 @@ fn serves_operations_and_refuses_what_it_must() {
             .create_decryption_shares(CreateDecryptionSharesRequest {
                 epoch: 0,
                 items: vec![],
+                horizon: None,
             })
             .await
             .unwrap_err();
@@ -209,6 +238,7 @@ fn serves_operations_and_refuses_what_it_must() {
         let shares = client
             .sign_coin_shares(SignCoinSharesRequest {
                 coins: coins.clone(),
+                horizon: None,
             })
             .await
             .unwrap()
@@ -228,6 +258,70 @@ fn serves_operations_and_refuses_what_it_must() {
                     .verify_share(NodeId(1), &coin_message(b"other"), &share)
             );
         }
+
+        // Commit shares: only on the consensus socket, only for this committee, and under the
+        // commit tag (not a coin share of the same bytes).
+        let statement = beat_core::CommitStatement {
+            committee: fx.committee.digest(),
+            epoch: beat_types::Epoch(4),
+            batch: beat_crypto::Digest([1; 32]),
+            previous: beat_crypto::Digest([2; 32]),
+        };
+        let wire = |s: &beat_core::CommitStatement| CommitStatement {
+            committee_digest: Bytes::copy_from_slice(s.committee.as_bytes()),
+            epoch: s.epoch.0,
+            batch_digest: Bytes::copy_from_slice(s.batch.as_bytes()),
+            previous: Bytes::copy_from_slice(s.previous.as_bytes()),
+        };
+        let refused = gateway
+            .sign_commit_shares(SignCommitSharesRequest {
+                statements: vec![wire(&statement)],
+                horizon: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+        let shares = client
+            .sign_commit_shares(SignCommitSharesRequest {
+                statements: vec![wire(&statement)],
+                horizon: None,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .shares;
+        let share = SignatureShare::from_bytes(shares[0].as_ref().try_into().unwrap()).unwrap();
+        assert!(
+            keys.coin
+                .verify_share(NodeId(1), &statement.message(), &share)
+        );
+        assert!(!keys.coin.verify_share(
+            NodeId(1),
+            &coin_message(statement.link().as_bytes()),
+            &share
+        ));
+        let foreign = beat_core::CommitStatement {
+            committee: beat_crypto::Digest([7; 32]),
+            ..statement
+        };
+        let refused = client
+            .sign_commit_shares(SignCommitSharesRequest {
+                statements: vec![wire(&statement), wire(&foreign)],
+                horizon: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+        let mut short = wire(&statement);
+        short.batch_digest = Bytes::from_static(&[1; 31]);
+        let refused = client
+            .sign_commit_shares(SignCommitSharesRequest {
+                statements: vec![short],
+                horizon: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
 
         // Decryption shares: released only for a valid ciphertext with the expected label.
         let mut rng = ChaCha20Rng::seed_from_u64(1);
@@ -269,6 +363,7 @@ fn serves_operations_and_refuses_what_it_must() {
                     item(client_ct.to_bytes(), beat2_label.clone(), 1),
                     item(not_client_ct.to_bytes(), not_client.clone(), 1),
                 ],
+                horizon: None,
             })
             .await
             .unwrap()
@@ -325,10 +420,310 @@ fn serves_operations_and_refuses_what_it_must() {
         let too_many = client
             .sign_coin_shares(SignCoinSharesRequest {
                 coins: vec![CoinId::default(); 70_000],
+                horizon: None,
             })
             .await
             .unwrap_err();
         assert_eq!(too_many.code(), tonic::Code::InvalidArgument);
+
+        shutdown.trigger();
+        server.await.unwrap().unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A certificate for `statement` made with replicas 0 and 2's shares (f + 1 of 4).
+fn certificate(
+    keys: &beat_crypto::dealer::CommitteeKeys,
+    secrets: &[ReplicaSecrets],
+    statement: &beat_core::CommitStatement,
+) -> beat_proto::common::v1::CommitCertificate {
+    let shares: std::collections::BTreeMap<_, _> = [0, 2]
+        .iter()
+        .map(|&i| {
+            (
+                NodeId(i),
+                secrets[i as usize].coin.sign(&statement.message()),
+            )
+        })
+        .collect();
+    let signature = keys.coin.combine_unchecked(&shares).unwrap();
+    beat_proto::common::v1::CommitCertificate {
+        committee_digest: Bytes::copy_from_slice(statement.committee.as_bytes()),
+        epoch: statement.epoch.0,
+        batch_digest: Bytes::copy_from_slice(statement.batch.as_bytes()),
+        previous: Bytes::copy_from_slice(statement.previous.as_bytes()),
+        signature: Bytes::copy_from_slice(&signature.to_bytes()),
+    }
+}
+
+fn wire_statement(s: &beat_core::CommitStatement) -> CommitStatement {
+    CommitStatement {
+        committee_digest: Bytes::copy_from_slice(s.committee.as_bytes()),
+        epoch: s.epoch.0,
+        batch_digest: Bytes::copy_from_slice(s.batch.as_bytes()),
+        previous: Bytes::copy_from_slice(s.previous.as_bytes()),
+    }
+}
+
+/// The ops port's `/metrics` page.
+fn scrape(ops: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(ops).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn metric(registry_text: &str, line_prefix: &str) -> f64 {
+    registry_text
+        .lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The signing horizon (module `beat_core::signing`, K1–K3) as a compromised consensus process
+/// would meet it, and the handshake rate limit as a flooding gateway would.
+#[test]
+fn signs_only_within_the_certified_horizon_and_rate_limits_handshakes() {
+    let (fx, secrets) = fixture("horizon", 1);
+    let dir = fx.dir.clone();
+    let keys = fx.committee.keys.clone();
+    let committee = fx.committee.digest();
+    // The window the committee's parameters give: certify_window + 1.
+    let window = fx.committee.params.certify_window + 1;
+    actix_rt::System::new().block_on(async move {
+        let config = Config {
+            handshake_signatures_per_second: 1,
+            handshake_burst: 3,
+            ..fx.config.clone()
+        };
+        let Running {
+            mut consensus,
+            mut gateway,
+            ops,
+            shutdown,
+            server,
+        } = start(&fx, config).await;
+        let coin = |epoch| CoinId {
+            epoch,
+            instance: 0,
+            round: 2,
+        };
+        let coins = |epoch, horizon| SignCoinSharesRequest {
+            coins: vec![coin(epoch)],
+            horizon,
+        };
+
+        // K1 before any certificate: epochs below the window only. A consensus process that
+        // tries to stockpile coin shares for the future gets nothing.
+        consensus
+            .sign_coin_shares(coins(window - 1, None))
+            .await
+            .unwrap();
+        for far in [window, 1_000_000, u64::MAX] {
+            let refused = consensus
+                .sign_coin_shares(coins(far, None))
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+            assert!(refused.message().contains("signing window"), "{refused}");
+        }
+
+        // A forged certificate (one share short: replica 1's own alone, combined as if it
+        // were f + 1), a relabelled one and one of another committee move nothing.
+        let s10 = beat_core::CommitStatement {
+            committee,
+            epoch: beat_types::Epoch(10),
+            batch: beat_crypto::Digest([1; 32]),
+            previous: beat_crypto::Digest([2; 32]),
+        };
+        let valid = certificate(&keys, &secrets, &s10);
+        let mut relabelled = valid.clone();
+        relabelled.epoch = 1_000_000;
+        let mut forged = valid.clone();
+        forged.signature = Bytes::copy_from_slice(&secrets[1].coin.sign(&s10.message()).to_bytes());
+        let foreign = certificate(
+            &keys,
+            &secrets,
+            &beat_core::CommitStatement {
+                committee: beat_crypto::Digest([9; 32]),
+                ..s10
+            },
+        );
+        for (what, bad) in [
+            ("relabelled", relabelled),
+            ("forged", forged),
+            ("foreign", foreign),
+        ] {
+            let refused = consensus
+                .sign_coin_shares(coins(0, Some(bad)))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.code(),
+                tonic::Code::InvalidArgument,
+                "{what}: {refused}"
+            );
+            let refused = consensus
+                .sign_coin_shares(coins(12, None))
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{what}");
+        }
+
+        // A valid certificate of epoch 10 moves the frontier to 11: coins up to 10 + window.
+        consensus
+            .sign_coin_shares(coins(10 + window, Some(valid.clone())))
+            .await
+            .unwrap();
+        let refused = consensus
+            .sign_coin_shares(coins(11 + window, None))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        // It stays moved without the certificate, and old coins are harmless (public).
+        consensus.sign_coin_shares(coins(0, None)).await.unwrap();
+
+        // K2: decryption shares only inside [frontier − window, frontier + window): an
+        // epoch-labelled ciphertext of an epoch long certified (an excluded proposal, whose
+        // transactions come back later) is refused per item, as is one of a future epoch.
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let decrypt = |epoch: u64, rng: &mut ChaCha20Rng| {
+            let label = epoch_label(beat_types::Epoch(epoch), NodeId(2));
+            let ct = keys.encryption.encrypt(&label, b"batch", rng).unwrap();
+            CreateDecryptionSharesRequest {
+                epoch,
+                items: vec![DecryptionItem {
+                    proposer: 2,
+                    index: 0,
+                    ciphertext: Bytes::from(ct.to_bytes()),
+                    expected_label: Bytes::from(label),
+                }],
+                horizon: None,
+            }
+        };
+        let low = 11 - window;
+        for (epoch, shared) in [
+            (low - 1, false),
+            (low, true),
+            (11, true),
+            (10 + window, true),
+            (11 + window, false),
+        ] {
+            let res = consensus
+                .create_decryption_shares(decrypt(epoch, &mut rng))
+                .await
+                .unwrap()
+                .into_inner()
+                .results;
+            let got = matches!(res[0].result, Some(ShareResult::Share(_)));
+            assert_eq!(got, shared, "epoch {epoch}: {:?}", res[0]);
+        }
+
+        // K1 and K3 for commit statements: within the window, one statement per epoch (the
+        // same one again is fine), all-or-nothing per request.
+        let s12 = beat_core::CommitStatement {
+            epoch: beat_types::Epoch(12),
+            ..s10
+        };
+        let other12 = beat_core::CommitStatement {
+            batch: beat_crypto::Digest([3; 32]),
+            ..s12
+        };
+        let commit = |statements: Vec<beat_core::CommitStatement>| SignCommitSharesRequest {
+            statements: statements.iter().map(wire_statement).collect(),
+            horizon: None,
+        };
+        consensus
+            .sign_commit_shares(commit(vec![s12]))
+            .await
+            .unwrap();
+        consensus
+            .sign_commit_shares(commit(vec![s12]))
+            .await
+            .unwrap();
+        let refused = consensus
+            .sign_commit_shares(commit(vec![other12]))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            refused.message().contains("different commit statement"),
+            "{refused}"
+        );
+        let s13 = beat_core::CommitStatement {
+            epoch: beat_types::Epoch(13),
+            ..s10
+        };
+        let other13 = beat_core::CommitStatement {
+            batch: beat_crypto::Digest([4; 32]),
+            ..s13
+        };
+        let refused = consensus
+            .sign_commit_shares(commit(vec![s13, other13]))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        // Nothing of the refused request was recorded: the second statement alone is fine.
+        consensus
+            .sign_commit_shares(commit(vec![other13]))
+            .await
+            .unwrap();
+        let far = beat_core::CommitStatement {
+            epoch: beat_types::Epoch(11 + window),
+            ..s10
+        };
+        let refused = consensus
+            .sign_commit_shares(commit(vec![far]))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
+        // Handshake signatures: a burst of 3, then 1 per second.
+        let handshake = || SignHandshakeRequest {
+            context: "beat/peer-handshake/v2".into(),
+            transcript: Bytes::from(vec![9u8; 32]),
+        };
+        for _ in 0..3 {
+            gateway.sign_handshake(handshake()).await.unwrap();
+        }
+        let limited = gateway.sign_handshake(handshake()).await.unwrap_err();
+        assert_eq!(limited.code(), tonic::Code::ResourceExhausted, "{limited}");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        gateway.sign_handshake(handshake()).await.unwrap();
+
+        // Every refusal is counted by reason, and the frontier is exported.
+        let text = tokio::task::spawn_blocking(move || scrape(ops))
+            .await
+            .unwrap();
+        assert_eq!(metric(&text, "beat_keystore_signing_frontier"), 11.0);
+        assert!(metric(&text, "beat_keystore_refusals_total{operation=\"horizon\"}") >= 7.0);
+        assert_eq!(
+            metric(
+                &text,
+                "beat_keystore_refusals_total{operation=\"certificate\"}"
+            ),
+            3.0
+        );
+        assert_eq!(
+            metric(
+                &text,
+                "beat_keystore_refusals_total{operation=\"equivocation\"}"
+            ),
+            2.0
+        );
+        assert!(
+            metric(
+                &text,
+                "beat_keystore_refusals_total{operation=\"handshake_rate\"}"
+            ) >= 1.0
+        );
 
         shutdown.trigger();
         server.await.unwrap().unwrap();

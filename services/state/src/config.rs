@@ -20,6 +20,8 @@ pub struct Config {
     pub grpc_listen: SocketAddr,
     /// Ops HTTP listen address (`/metrics`, `/healthz`, `/readyz`).
     pub ops_listen: SocketAddr,
+    /// Limits of the market API (connections, request size, timeouts).
+    pub api: beat_telemetry::api::ApiLimits,
     /// The replica's consensus service.
     pub consensus: ConsensusConfig,
     /// The sled store.
@@ -39,6 +41,7 @@ impl Default for Config {
             committee: PathBuf::from("committee.json"),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             ops_listen: SocketAddr::from(([127, 0, 0, 1], 9400)),
+            api: beat_telemetry::api::ApiLimits::default(),
             consensus: ConsensusConfig::default(),
             store: StoreConfig::default(),
             market: MarketParams::default(),
@@ -211,6 +214,7 @@ impl Config {
     /// Checks the configuration.
     pub fn validate(&self) -> Result<(), String> {
         self.market.validate()?;
+        self.api.validate()?;
         let c = &self.consensus;
         if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {
             return Err("consensus.endpoint must be an http:// or https:// URL".to_owned());

@@ -90,6 +90,8 @@ pub async fn serve(
     let applier = Applier::open(store.clone(), &config.market)?;
     let registry = beat_telemetry::metrics::registry();
     let metrics = Metrics::new(&registry)?;
+    let incoming = beat_telemetry::api::limited_incoming(grpc, &config.api, &registry)?;
+    let api_registry = registry.clone();
     if let Some(epoch) = applier.state().applied_epoch() {
         metrics
             .applied_epoch
@@ -174,7 +176,9 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         watchers: watchers.clone(),
     };
-    routes.add_service(MarketServiceServer::new(service));
+    routes.add_service(
+        MarketServiceServer::new(service).max_decoding_message_size(config.api.max_request_bytes),
+    );
     reporter
         .set_serving::<MarketServiceServer<MarketGrpc>>()
         .await;
@@ -183,11 +187,11 @@ pub async fn serve(
     health.set_ready(true);
     tracing::info!(grpc = %grpc_addr, "state service ready");
     let stop = shutdown.clone();
-    let served = tonic::transport::Server::builder()
+    let served = config
+        .api
+        .server(&api_registry)?
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(beat_telemetry::grpc::incoming(grpc), async move {
-            stop.wait().await
-        })
+        .serve_with_incoming_shutdown(incoming, async move { stop.wait().await })
         .await;
 
     // Tear down in dependency order, so that the store is closed (and its lock released) when

@@ -30,7 +30,9 @@ impl Node for AbaNode {
                 self.aba
                     .handle_coin_share(id.round, self.key.sign(&id.message()))
             }
-            Request::DecryptionShares { .. } | Request::ReadCommitted { .. } => Step::default(),
+            Request::DecryptionShares { .. }
+            | Request::ReadCommitted { .. }
+            | Request::CommitShare(_) => Step::default(),
         }
     }
 }

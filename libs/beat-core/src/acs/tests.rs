@@ -30,7 +30,9 @@ impl Node for AcsNode {
                 self.acs
                     .handle_coin_share(id.instance, id.round, self.key.sign(&id.message()))
             }
-            Request::DecryptionShares { .. } | Request::ReadCommitted { .. } => Step::default(),
+            Request::DecryptionShares { .. }
+            | Request::ReadCommitted { .. }
+            | Request::CommitShare(_) => Step::default(),
         }
     }
 }

@@ -1,9 +1,15 @@
 //! Replica-to-replica messages.
 
+use beat_crypto::bls;
 use beat_types::Epoch;
 use serde::{Deserialize, Serialize};
 
-use crate::{Batch, aba, acs::SubsetMessage, epoch::EpochMessage};
+use crate::{
+    aba,
+    acs::SubsetMessage,
+    certificate::{CommitCertificate, CommittedBatch},
+    epoch::EpochMessage,
+};
 
 /// A message between replicas. This is the whole node-to-node protocol; its postcard encoding
 /// is the payload the gateway carries (see `docs/wire.md`).
@@ -26,8 +32,20 @@ pub enum Message {
         /// Most epochs wanted.
         count: u32,
     },
-    /// Committed batches, in epoch order.
-    CatchUpResponse(Vec<Batch>),
+    /// Committed batches, in epoch order, each with its certificate if the sender had one.
+    CatchUpResponse(Vec<CommittedBatch>),
+    /// The sender's share of the commit certificate of `epoch` (module `certify`, C2).
+    CommitShare {
+        /// The committed epoch.
+        epoch: Epoch,
+        /// The threshold BLS share on the epoch's chain link.
+        share: bls::SignatureShare,
+        /// The sender may lack others' shares for this epoch: a replica that holds the
+        /// certificate, or forms it, sends it (C4, C5).
+        wants: bool,
+    },
+    /// A commit certificate (module `certify`, C4 and C5).
+    Certificate(CommitCertificate),
 }
 
 impl Message {

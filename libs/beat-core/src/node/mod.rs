@@ -41,6 +41,7 @@
 //! so a restart never makes an honest replica equivocate.
 
 mod catch_up;
+mod certify;
 mod message;
 mod state;
 mod window;

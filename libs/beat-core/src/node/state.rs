@@ -10,9 +10,14 @@ use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use super::{Message, catch_up::CatchUp, window::CommittedWindow};
+use super::{
+    Message,
+    catch_up::CatchUp,
+    certify::{Certifier, IncomingShare},
+    window::CommittedWindow,
+};
 use crate::{
-    Batch, Delivery, Error, Fault, Reply, Request, Step, aba,
+    Batch, CommitCertificate, Delivery, Error, Fault, Reply, Request, Step, aba,
     acs::SubsetMessage,
     batch::Content,
     broadcast::BroadcastConfig,
@@ -37,6 +42,9 @@ pub enum Input {
 pub enum Output {
     /// An epoch was committed. Batches are output in epoch order, each exactly once.
     Committed(Batch),
+    /// A committed epoch was certified (module `certify`): output once per epoch, after its
+    /// `Committed`, not necessarily in epoch order.
+    Certified(CommitCertificate),
     /// BEAT3/BEAT4 with commitments-only delivery: this replica's verified fragments of the
     /// epoch's agreed dispersals, to store and serve to readers. Output just before the
     /// epoch's `Committed`.
@@ -92,6 +100,7 @@ pub struct Checkpoint {
     catch_up: CatchUp,
     future: BTreeMap<Epoch, FutureEpoch>,
     retired: BTreeMap<Epoch, RetiredSnapshot>,
+    certifier: Certifier,
 }
 
 /// Messages for an epoch the replica has not reached yet, in arrival order, with per-sender
@@ -116,6 +125,7 @@ pub struct BeatNode {
     window: CommittedWindow,
     peer_epochs: BTreeMap<NodeId, Epoch>,
     catch_up: CatchUp,
+    certifier: Certifier,
     /// Commitments-only delivery: the keys of the transactions this replica proposed in the
     /// current epoch, dropped from the buffer if its contribution is committed (N4). Not in
     /// the checkpoint: it is set by the proposal, which resuming and replay redo.
@@ -140,6 +150,7 @@ impl BeatNode {
         config.validate()?;
         let window = CommittedWindow::new(config.params.dedup_window_epochs);
         let broadcast = BroadcastConfig::new(config.committee, &config.params);
+        let certifier = Certifier::new(config.committee_digest);
         Ok(Self {
             config: Arc::new(config),
             broadcast,
@@ -152,6 +163,7 @@ impl BeatNode {
             window,
             peer_epochs: BTreeMap::new(),
             catch_up: CatchUp::default(),
+            certifier,
             proposed: None,
             checkpoint_every: 1,
         })
@@ -197,6 +209,7 @@ impl BeatNode {
         node.peer_epochs = checkpoint.peer_epochs;
         node.catch_up = checkpoint.catch_up;
         node.future = checkpoint.future;
+        node.certifier = checkpoint.certifier;
         Ok(node)
     }
 
@@ -257,7 +270,44 @@ impl BeatNode {
         if let Some(state) = &self.current {
             out.extend(state.pending_requests());
         }
+        out.extend(self.certifier.pending_requests());
         out
+    }
+
+    /// Committed epochs this replica holds no commit certificate for yet.
+    pub fn uncertified_epochs(&self) -> Vec<Epoch> {
+        self.certifier.pending_epochs().collect()
+    }
+
+    /// The digest of the last batch committed since this replica started or was restored
+    /// ([`Batch::digest`], computed once per epoch by the certification step).
+    pub fn last_batch_digest(&self) -> Option<Digest> {
+        self.certifier.last_batch()
+    }
+
+    /// The certificate of the highest epoch this replica has certified (or adopted through
+    /// catch-up), if any: its keystore's signing horizon (module [`crate::signing`]).
+    pub fn latest_certificate(&self) -> Option<&CommitCertificate> {
+        self.certifier.latest()
+    }
+
+    /// The chain link of the last committed epoch (module [`crate::certificate`]).
+    pub fn chain_link(&self) -> Digest {
+        self.certifier.chain()
+    }
+
+    /// Whether the host's stall timer should run although no peer is ahead: some committed
+    /// epoch is not certified yet (module `certify`, C7). A host sends [`Input::Stalled`] when
+    /// the replica made no progress for a while and either f+1 peers are ahead or this holds.
+    pub fn awaits_certificates(&self) -> bool {
+        self.certifier.has_pending()
+    }
+
+    /// Returns `true` if committing the current epoch waits for older epochs' certificates
+    /// (the watermark, `certify_window`).
+    pub fn is_held_for_certificates(&self) -> bool {
+        self.certifier
+            .holds(self.epoch, self.config.params.certify_window)
     }
 
     /// How many peers announced an epoch after this replica's.
@@ -391,6 +441,7 @@ impl BeatNode {
             }
             Input::Stalled => {
                 let mut step = Step::default();
+                self.certifier.stalled(&self.config, &mut step);
                 self.request_catch_up(&mut step, 1, true);
                 Ok(step)
             }
@@ -419,6 +470,25 @@ impl BeatNode {
             Message::EpochStarted(e) => self.peer_epochs.get(&sender).is_none_or(|k| e > k),
             Message::CatchUpRequest { from, .. } => *from < self.epoch,
             Message::CatchUpResponse(_) => true,
+            Message::CommitShare {
+                epoch,
+                share,
+                wants,
+            } => {
+                let share = IncomingShare {
+                    epoch: *epoch,
+                    share: *share,
+                    wants: *wants,
+                };
+                self.certifier
+                    .is_relevant_share(&self.config, sender, &share, self.epoch)
+            }
+            Message::Certificate(c) => self.certifier.is_relevant_certificate(
+                &self.config,
+                sender,
+                c.statement.epoch,
+                self.epoch,
+            ),
         }
     }
 
@@ -466,7 +536,43 @@ impl BeatNode {
                     });
                 }
             }
-            Message::CatchUpResponse(batches) => {
+            Message::CommitShare {
+                epoch,
+                share,
+                wants,
+            } => {
+                let config = self.config.clone();
+                let share = IncomingShare {
+                    epoch,
+                    share,
+                    wants,
+                };
+                self.certifier
+                    .on_share(&config, sender, share, self.epoch, &mut step);
+                self.process(&mut step);
+            }
+            Message::Certificate(certificate) => {
+                let config = self.config.clone();
+                self.certifier
+                    .on_certificate(&config, sender, certificate, self.epoch, &mut step);
+                self.process(&mut step);
+            }
+            Message::CatchUpResponse(mut batches) => {
+                // C7: certificates of epochs committed here but not certified yet.
+                let config = self.config.clone();
+                for entry in &mut batches {
+                    if entry.batch.epoch < self.epoch
+                        && let Some(certificate) = entry.certificate.take()
+                    {
+                        self.certifier.on_certificate(
+                            &config,
+                            sender,
+                            certificate,
+                            self.epoch,
+                            &mut step,
+                        );
+                    }
+                }
                 let horizon = u64::from(self.config.params.catch_up_max_epochs);
                 for fault in self
                     .catch_up
@@ -526,6 +632,10 @@ impl BeatNode {
                     Step::default()
                 };
                 absorb_epoch(&mut step, e, sub);
+            }
+            Reply::CommitShare { epoch: e, share } => {
+                let config = self.config.clone();
+                self.certifier.own_share(&config, e, share, &mut step);
             }
             Reply::Committed { peer, batches } => {
                 if !batches.is_empty() {
@@ -607,8 +717,25 @@ impl BeatNode {
     /// N4/N5: commits every epoch that is ready, in order.
     fn process(&mut self, step: &mut NodeStep) {
         loop {
+            // C7: the watermark of commit certificates.
+            if self
+                .certifier
+                .holds(self.epoch, self.config.params.certify_window)
+            {
+                return;
+            }
             let f1 = self.config.committee.f_plus_one();
-            if let Some(batch) = self.catch_up.take_ready(self.epoch, f1) {
+            let config = self.config.clone();
+            let chain = self.certifier.chain();
+            let check = |c: &CommitCertificate| {
+                c.statement.committee == config.committee_digest
+                    && c.statement.previous == chain
+                    && c.verify_signature(&config.keys.coin)
+            };
+            let ready = self
+                .catch_up
+                .take_ready(self.epoch, f1, check, &mut step.faults);
+            if let Some((batch, certificate)) = ready {
                 // Commitments-only: keep the fragments verified here for the adopted dispersals.
                 if let Some(state) = &self.current {
                     let fragments = state.salvage_fragments(&batch);
@@ -620,7 +747,7 @@ impl BeatNode {
                         });
                     }
                 }
-                self.commit_batch(batch, step);
+                self.commit_batch(batch, certificate, true, step);
                 self.advance(step);
                 continue;
             }
@@ -643,7 +770,7 @@ impl BeatNode {
                 });
             }
             let batch = self.assemble(outcome);
-            self.commit_batch(batch, step);
+            self.commit_batch(batch, None, false, step);
             self.advance(step);
         }
     }
@@ -672,7 +799,13 @@ impl BeatNode {
         }
     }
 
-    fn commit_batch(&mut self, batch: Batch, step: &mut NodeStep) {
+    fn commit_batch(
+        &mut self,
+        batch: Batch,
+        certificate: Option<CommitCertificate>,
+        adopted: bool,
+        step: &mut NodeStep,
+    ) {
         let mut keys: Vec<Digest> = if self.config.params.variant == Variant::Beat2 {
             batch.ordered_labels.clone()
         } else {
@@ -697,7 +830,17 @@ impl BeatNode {
             self.buffer.remove(key);
         }
         self.window.insert(batch.epoch, keys);
-        step.output(Output::Committed(batch));
+        let config = self.config.clone();
+        self.certifier
+            .committed(&config, &batch, certificate, adopted, step);
+        // `Committed` goes before the `Certified` the certifier may have output: hosts store a
+        // certificate with its batch.
+        let at = step
+            .outputs
+            .iter()
+            .position(|o| matches!(o, Output::Certified(c) if c.statement.epoch == batch.epoch))
+            .unwrap_or(step.outputs.len());
+        step.outputs.insert(at, Output::Committed(batch));
     }
 
     /// Moves to the next epoch: retire the one left (R1, R2), checkpoint, then enter the next.
@@ -746,6 +889,7 @@ impl BeatNode {
                 .iter()
                 .map(|(e, r)| (*e, r.snapshot()))
                 .collect(),
+            certifier: self.certifier.clone(),
         }
     }
 
@@ -766,16 +910,17 @@ impl BeatNode {
         if ahead.len() < self.config.committee.f_plus_one() {
             return;
         }
+        // C7: a replica held by the watermark asks from its oldest uncertified epoch, whose
+        // stored certificate the answers carry.
+        let from = match self.certifier.oldest_pending() {
+            Some(oldest) if again && self.is_held_for_certificates() => oldest,
+            _ => self.epoch,
+        };
+        let count = self.config.params.catch_up_max_epochs;
         for peer in ahead {
             if again || self.catch_up.should_ask(peer, self.epoch) {
                 self.catch_up.mark_asked(peer, self.epoch);
-                step.send(
-                    peer,
-                    Message::CatchUpRequest {
-                        from: self.epoch,
-                        count: self.config.params.catch_up_max_epochs,
-                    },
-                );
+                step.send(peer, Message::CatchUpRequest { from, count });
             }
         }
     }

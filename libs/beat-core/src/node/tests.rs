@@ -20,12 +20,29 @@ use crate::{
     testing::{Node, TestNet},
 };
 
+const COMMITTEE_DIGEST: beat_crypto::Digest = beat_crypto::Digest([7; 32]);
+
+/// Some commit-statement message to sign (its content does not matter where it is used).
+fn cert_message() -> bls::HashedMessage {
+    crate::CommitStatement {
+        committee: COMMITTEE_DIGEST,
+        epoch: Epoch(0),
+        batch: beat_crypto::Digest([1; 32]),
+        previous: beat_crypto::Digest([2; 32]),
+    }
+    .message()
+}
+
 struct Replica {
     node: BeatNode,
     bls: bls::SecretKeyShare,
     tdh2: tdh2::SecretKeyShare,
     keys: PublicKeys,
     log: Vec<Batch>,
+    certificates: BTreeMap<Epoch, crate::CommitCertificate>,
+    /// Commit-share requests are held back (answered by the test) when set.
+    hold_commit_shares: bool,
+    held_commit_shares: Vec<Request>,
     stored: Vec<crate::epoch::StoredFragments>,
     /// Keystore requests for decryption shares are held back (answered by the test) when set.
     hold_decryption: bool,
@@ -38,6 +55,13 @@ impl Replica {
         for out in &step.outputs {
             match out {
                 Output::Committed(b) => self.log.push(b.clone()),
+                Output::Certified(c) => {
+                    assert!(
+                        self.certificates.insert(c.statement.epoch, *c).is_none(),
+                        "epoch {} certified twice",
+                        c.statement.epoch
+                    );
+                }
                 Output::Stored { fragments, .. } => self.stored.extend(fragments.iter().cloned()),
                 Output::Checkpoint(c) => self.checkpoints.push((**c).clone()),
             }
@@ -56,6 +80,10 @@ impl Node for Replica {
     fn serve(&mut self, request: Request) -> NodeStep {
         if self.hold_decryption && matches!(request, Request::DecryptionShares { .. }) {
             self.held.push(request);
+            return Step::default();
+        }
+        if self.hold_commit_shares && matches!(request, Request::CommitShare(_)) {
+            self.held_commit_shares.push(request);
             return Step::default();
         }
         let reply = self.answer(request);
@@ -87,13 +115,20 @@ impl Replica {
                     })
                     .collect(),
             },
+            Request::CommitShare(statement) => Reply::CommitShare {
+                epoch: statement.epoch,
+                share: self.bls.sign(&statement.message()),
+            },
             Request::ReadCommitted { peer, from, count } => Reply::Committed {
                 peer,
                 batches: self
                     .log
                     .iter()
                     .filter(|b| b.epoch >= from && b.epoch.0 < from.0 + u64::from(count))
-                    .cloned()
+                    .map(|b| crate::CommittedBatch {
+                        batch: b.clone(),
+                        certificate: self.certificates.get(&b.epoch).copied(),
+                    })
                     .collect(),
             },
         }
@@ -117,6 +152,7 @@ fn replicas(n: usize, params: Params, seed: u64) -> (Vec<Replica>, PublicKeys) {
             let config = Config {
                 our_id: id,
                 committee: c,
+                committee_digest: COMMITTEE_DIGEST,
                 keys: keys.clone(),
                 params: params.clone(),
             };
@@ -128,6 +164,9 @@ fn replicas(n: usize, params: Params, seed: u64) -> (Vec<Replica>, PublicKeys) {
                 tdh2: t,
                 keys: keys.clone(),
                 log: Vec::new(),
+                certificates: BTreeMap::new(),
+                hold_commit_shares: false,
+                held_commit_shares: Vec::new(),
                 stored: Vec::new(),
                 hold_decryption: false,
                 held: Vec::new(),
@@ -176,6 +215,199 @@ fn assert_agreement(net: &TestNet<Replica>) {
     for id in net.nodes.keys() {
         assert_eq!(net.faults_against(*id), 0, "no honest replica faulted");
     }
+    assert_certified(net);
+}
+
+/// Every certificate verifies against the batch it names and the history before it (CER-1);
+/// once nothing is in flight, every replica certified every epoch it committed (CER-2).
+fn assert_certified(net: &TestNet<Replica>) {
+    for (id, r) in &net.nodes {
+        let mut chain = crate::CommitStatement::genesis(COMMITTEE_DIGEST);
+        for b in &r.log {
+            match r.certificates.get(&b.epoch) {
+                Some(c) => {
+                    let link = c
+                        .verify_batch(COMMITTEE_DIGEST, &r.keys.coin, b, Some(chain))
+                        .unwrap_or_else(|e| panic!("replica {id}: {e}"));
+                    assert_eq!(link, c.statement.link());
+                }
+                None => assert!(
+                    !net.is_quiet(),
+                    "replica {id} holds no certificate of epoch {} with nothing in flight",
+                    b.epoch
+                ),
+            }
+            chain = crate::CommitStatement::new(COMMITTEE_DIGEST, b, chain).link();
+        }
+        assert_eq!(r.node.chain_link(), chain, "replica {id}'s chain");
+        assert!(r.certificates.len() <= r.log.len());
+        if net.is_quiet() {
+            assert!(r.node.uncertified_epochs().is_empty());
+        }
+    }
+}
+
+#[test]
+fn withheld_commit_shares_hold_commits_at_the_watermark_and_release_them() {
+    let p = params(Variant::Beat1, 4);
+    let window = p.certify_window;
+    let (mut reps, _) = replicas(4, p, 21);
+    for r in &mut reps {
+        r.hold_commit_shares = true;
+    }
+    let mut net = TestNet::new(reps.into_iter().map(|r| (r.node.our_id(), r)), 21);
+    // Enough work for many more epochs than the window.
+    let all = txs("w", 40);
+    for id in 0..4 {
+        submit(&mut net, NodeId(id), all.clone());
+    }
+    net.run(5_000_000);
+    for (id, r) in &net.nodes {
+        assert_eq!(
+            r.log.len() as u64,
+            window,
+            "replica {id} commits exactly the window without certificates"
+        );
+        assert!(r.node.is_held_for_certificates());
+        assert!(r.certificates.is_empty());
+        let pending: Vec<Request> = r.node.pending_requests();
+        assert_eq!(
+            pending
+                .iter()
+                .filter(|q| matches!(q, Request::CommitShare(_)))
+                .count() as u64,
+            window,
+            "the withheld requests are pending (re-issued after a restart)"
+        );
+    }
+    // The keystores answer: certificates form, the held epochs commit, and the rest follows.
+    let ids: Vec<NodeId> = net.nodes.keys().copied().collect();
+    for id in ids {
+        let held = {
+            let r = net.nodes.get_mut(&id).unwrap();
+            r.hold_commit_shares = false;
+            std::mem::take(&mut r.held_commit_shares)
+        };
+        for request in held {
+            let step = net.nodes.get_mut(&id).unwrap().serve(request);
+            net.absorb(id, step);
+        }
+    }
+    net.run(5_000_000);
+    assert_agreement(&net);
+    for r in net.nodes.values() {
+        assert_eq!(committed(r).len(), 40);
+    }
+}
+
+#[test]
+fn a_certified_batch_is_adopted_from_one_answer_and_a_forged_one_is_not() {
+    let (reps, _) = replicas(4, params(Variant::Beat0, 8), 22);
+    let mut net = TestNet::new(reps.into_iter().map(|r| (r.node.our_id(), r)), 22);
+    let mut laggard = net.nodes.remove(&NodeId(3)).unwrap();
+    for round in 0..6 {
+        for id in 0..3 {
+            submit(&mut net, NodeId(id), txs(&format!("c{round}"), 4));
+        }
+        net.run(5_000_000);
+    }
+    let source = &net.nodes[&NodeId(0)];
+    let epochs = source.log.len();
+    assert!(epochs >= 4);
+    let answer: Vec<crate::CommittedBatch> = source
+        .log
+        .iter()
+        .map(|b| crate::CommittedBatch {
+            batch: b.clone(),
+            certificate: source.certificates.get(&b.epoch).copied(),
+        })
+        .collect();
+    assert!(answer.iter().all(|e| e.certificate.is_some()));
+    let ahead = Epoch(epochs as u64);
+    // Two peers announce later epochs: the laggard asks both.
+    let _ = laggard
+        .node
+        .handle_message(NodeId(0), Message::EpochStarted(ahead))
+        .unwrap();
+    let step = laggard
+        .node
+        .handle_message(NodeId(1), Message::EpochStarted(ahead))
+        .unwrap();
+    let asked = step
+        .messages
+        .iter()
+        .filter(|m| matches!(m.message, Message::CatchUpRequest { .. }))
+        .count();
+    assert_eq!(asked, 2);
+    // Peer 1 answers first with forged certificates (another epoch's signature): nothing is
+    // adopted from one answer, and peer 1 is blamed.
+    let mut forged = answer.clone();
+    let other = forged[1].certificate.unwrap().signature;
+    forged[0].certificate.as_mut().unwrap().signature = other;
+    forged.truncate(1);
+    let step = laggard
+        .node
+        .handle_message(NodeId(1), Message::CatchUpResponse(forged))
+        .unwrap();
+    let step = laggard.record(step);
+    assert!(laggard.log.is_empty());
+    assert!(
+        step.faults
+            .iter()
+            .any(|f| f.node == NodeId(1) && f.kind == FaultKind::InvalidCertificate)
+    );
+    // Peer 0's genuine answer alone suffices.
+    let step = laggard
+        .node
+        .handle_message(NodeId(0), Message::CatchUpResponse(answer))
+        .unwrap();
+    let step = laggard.record(step);
+    assert!(step.faults.is_empty(), "{:?}", step.faults);
+    assert_eq!(laggard.log, source.log);
+    assert_eq!(laggard.certificates.len(), epochs);
+    assert!(laggard.node.uncertified_epochs().is_empty());
+
+    // What would change nothing is irrelevant, so a peer cannot fill the write-ahead log with
+    // it: shares and certificates of certified epochs nobody asked about, far-future ones,
+    // and repeats.
+    let share = laggard.bls.sign(&cert_message());
+    let cert = laggard.certificates[&Epoch(0)];
+    let next = laggard.node.epoch();
+    let far = Epoch(next.0 + 1000);
+    let share_msg = |epoch, wants| Message::CommitShare {
+        epoch,
+        share,
+        wants,
+    };
+    assert!(
+        !laggard
+            .node
+            .is_relevant(NodeId(1), &share_msg(Epoch(0), false))
+    );
+    assert!(!laggard.node.is_relevant(NodeId(1), &share_msg(far, true)));
+    assert!(
+        !laggard
+            .node
+            .is_relevant(NodeId(1), &Message::Certificate(cert))
+    );
+    let mut future = cert;
+    future.statement.epoch = far;
+    assert!(
+        !laggard
+            .node
+            .is_relevant(NodeId(1), &Message::Certificate(future))
+    );
+    let soon = Epoch(next.0 + 1);
+    assert!(laggard.node.is_relevant(NodeId(1), &share_msg(soon, false)));
+    let step = laggard
+        .node
+        .handle_message(NodeId(1), share_msg(soon, false))
+        .unwrap();
+    assert!(step.is_empty());
+    assert!(
+        !laggard.node.is_relevant(NodeId(1), &share_msg(soon, false)),
+        "a repeated early share"
+    );
 }
 
 fn txs(prefix: &str, count: usize) -> Vec<Transaction> {

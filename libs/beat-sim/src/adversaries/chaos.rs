@@ -179,6 +179,23 @@ impl Chaos {
                 batches.reverse();
                 Message::CatchUpResponse(batches)
             }
+            Message::CommitShare { epoch, share, .. } => {
+                let bad = ctx
+                    .coin_secrets
+                    .iter()
+                    .find(|(id, _)| *id == from)
+                    .map(|(_, sk)| sk.sign(&bls::coin_message(b"chaos")));
+                Message::CommitShare {
+                    epoch,
+                    share: bad.unwrap_or(share),
+                    wants: true,
+                }
+            }
+            // A real certificate moved to the next epoch: its signature no longer verifies.
+            Message::Certificate(mut certificate) => {
+                certificate.statement.epoch = certificate.statement.epoch.next();
+                Message::Certificate(certificate)
+            }
         }
     }
 }

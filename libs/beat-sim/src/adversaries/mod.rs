@@ -34,6 +34,8 @@
 //! | `lagging-past-window` | one honest replica falls further behind than every window, then the load stops: it must catch up while the cluster is idle |
 //! | `link-reset` | one honest replica lags and its gateway restarts now and then: in-flight messages to it are lost, peers re-send only what they sent since their last checkpoint |
 //! | `exclude-proposer` | the scheduler keeps one honest proposer's broadcast last, epoch after epoch |
+//! | `selective-commit-shares` | faulty replicas send valid commit shares and certificates to all honest replicas but one, whose are delivered last; keystore replies are late (C4, C5, C7) |
+//! | `wrong-commit-shares` | faulty replicas sign a statement on another batch and send it to half the honest replicas, and move certificates to another epoch |
 //! | `chaos` | composite: a seeded mixture of delay, drop, mutate, replay, duplicate, selective sends, late replies and crashes, chosen per message |
 //!
 //! The HoneyBadgerBFT issue-59 attack on binary agreement is a separate harness
@@ -41,6 +43,7 @@
 
 mod agreement;
 mod broadcast;
+mod certificates;
 mod chaos;
 mod dispersal;
 mod noise;
@@ -52,6 +55,7 @@ mod withholding;
 
 pub use agreement::{AbaAlwaysZero, AbaEquivocation, AbaOpposite};
 pub use broadcast::{BadCiphertext, BadShards, EquivocatingProposer};
+pub use certificates::{SelectiveCommitShares, WrongCommitShares};
 pub use chaos::Chaos;
 pub use dispersal::DispersalAttack;
 pub use noise::{FutureEpochFlood, Garbage, Replay, Silent};
@@ -100,6 +104,8 @@ pub const NAMES: &[&str] = &[
     "lagging-past-window",
     "link-reset",
     "exclude-proposer",
+    "selective-commit-shares",
+    "wrong-commit-shares",
     "chaos",
 ];
 
@@ -138,6 +144,8 @@ pub fn by_name(name: &str) -> Option<Box<dyn Adversary>> {
         "lagging-past-window" => Box::new(LaggingPastWindow::default()),
         "link-reset" => Box::new(LinkReset::default()),
         "exclude-proposer" => Box::new(ExcludeProposer::default()),
+        "selective-commit-shares" => Box::new(SelectiveCommitShares),
+        "wrong-commit-shares" => Box::new(WrongCommitShares),
         "chaos" => Box::new(Chaos::default()),
         _ => return None,
     })

@@ -142,7 +142,7 @@ pub(crate) fn garbage_message(ctx: &mut Ctx<'_>, from: NodeId, epoch: Epoch) -> 
         };
         subset(SubsetMessage::Broadcast { proposer, message })
     };
-    match rng.next_u32() % 10 {
+    match rng.next_u32() % 12 {
         0 => agreement(aba::Message::BVal { round, value }),
         1 => agreement(aba::Message::Aux { round, value }),
         2 => agreement(aba::Message::Conf {
@@ -164,11 +164,50 @@ pub(crate) fn garbage_message(ctx: &mut Ctx<'_>, from: NodeId, epoch: Epoch) -> 
         5 => broadcast(bracha::Message::Val(Bytes::from(bytes))),
         6 => broadcast(bracha::Message::Echo(Bytes::from(bytes))),
         7 => broadcast(bracha::Message::Ready(Digest(digest))),
-        8 => Message::CatchUpResponse(vec![Batch {
-            epoch,
-            contributions: Vec::new(),
-            ordered_labels: vec![Digest(digest)],
-        }]),
+        8 => Message::CatchUpResponse(vec![
+            Batch {
+                epoch,
+                contributions: Vec::new(),
+                ordered_labels: vec![Digest(digest)],
+            }
+            .into(),
+        ]),
+        // Another replica's commit share (eavesdropped, so that noise costs no signing), as
+        // this replica's, and a "certificate" that is a share: valid group elements that fail
+        // verification.
+        9 | 10 => {
+            let len = ctx.in_flight.len();
+            let start = if len == 0 {
+                0
+            } else {
+                rng.next_u32() as usize % len
+            };
+            let share = (0..len.min(64))
+                .map(|k| &ctx.in_flight[(start + k) % len])
+                .find_map(|e| match &e.message {
+                    Message::CommitShare { share, .. } if e.from != from => Some(*share),
+                    _ => None,
+                });
+            // A share's encoding is a signature's, so the conversion always succeeds.
+            let signature = share.and_then(|s| bls::Signature::from_bytes(&s.to_bytes()).ok());
+            match (share, signature) {
+                (Some(share), _) if rng.next_u32().is_multiple_of(2) => Message::CommitShare {
+                    epoch,
+                    share,
+                    wants: rng.next_u32().is_multiple_of(2),
+                },
+                (_, Some(signature)) => Message::Certificate(beat_core::CommitCertificate {
+                    statement: beat_core::CommitStatement {
+                        committee: ctx.config.committee_digest,
+                        epoch,
+                        batch: Digest(digest),
+                        previous: Digest(digest),
+                    },
+                    signature,
+                }),
+                _ => Message::EpochStarted(epoch),
+            }
+        }
         _ => Message::EpochStarted(Epoch(epoch.0 + u64::from(rng.next_u32() % 8))),
     }
 }

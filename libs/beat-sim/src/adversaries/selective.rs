@@ -26,7 +26,7 @@ use super::{
 use crate::adversary::{Adversary, Ctx, Envelope, random_pick};
 
 /// The honest replica the selective adversaries leave out: the highest-numbered one.
-fn target(ctx: &Ctx<'_>) -> NodeId {
+pub(crate) fn target(ctx: &Ctx<'_>) -> NodeId {
     ctx.honest().last().copied().unwrap_or(NodeId(0))
 }
 

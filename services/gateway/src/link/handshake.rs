@@ -26,6 +26,11 @@
 //! and can only pass sealed records along or drop them. A responder signs nothing for a
 //! stranger, so a port scanner cannot make the keystore sign (or make the responder call it).
 //! A shared secret of all zeros (an ephemeral key of small order) is refused.
+//!
+//! A committee member that proves its identity again and again gets at most a small budget of
+//! answers per second ([`ResponderBudget`]): otherwise one Byzantine peer could spend this
+//! replica's keystore signatures at will and, through the keystore's own rate limit that all
+//! peers share, keep honest peers' links from forming.
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,6 +39,7 @@ use beat_crypto::{
     identity::{IdentityPublicKey, IdentitySignature},
 };
 use beat_proto::wire::v2::{Hello, PeerFrame, Proof, peer_frame::Kind};
+use beat_telemetry::limit::TokenBucket;
 use beat_types::NodeId;
 use bytes::Bytes;
 use futures::SinkExt;
@@ -90,6 +96,45 @@ pub struct LocalIdentity {
     pub identities: Vec<IdentityPublicKey>,
     /// Signs this side's proof.
     pub signer: Arc<dyn Signer>,
+    /// How many handshakes each peer gets answered (signed, as responder).
+    pub responder_budget: Arc<ResponderBudget>,
+}
+
+/// Per-peer token buckets for the responder's signatures (step 4).
+#[derive(Debug)]
+pub struct ResponderBudget {
+    rate: u32,
+    burst: u32,
+    peers: parking_lot::Mutex<std::collections::HashMap<NodeId, TokenBucket>>,
+}
+
+impl ResponderBudget {
+    /// `burst` answers at once per peer, then `rate` per second.
+    pub fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            rate,
+            burst,
+            peers: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes one answer from `peer`'s budget (peers are committee members: the map holds at
+    /// most n entries).
+    pub fn allow(&self, peer: NodeId) -> bool {
+        self.peers
+            .lock()
+            .entry(peer)
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst))
+            .try_take()
+    }
+}
+
+impl Default for ResponderBudget {
+    /// 30 at once, then 2 per second: an honest peer re-forms its links (three transports)
+    /// after a restart or a network change, far below that.
+    fn default() -> Self {
+        Self::new(2, 30)
+    }
 }
 
 /// The authenticated peer.
@@ -151,6 +196,9 @@ pub enum HandshakeError {
     /// The peer's first frame did not arrive within the hello deadline.
     #[error("no Hello within {0:?}")]
     HelloTimeout(Duration),
+    /// The peer proved its identity, but used up its budget of answered handshakes.
+    #[error("replica {0} used up its handshake budget")]
+    Budget(NodeId),
     /// Refused before the handshake: too many handshakes pending (from this source, or on
     /// this transport), or evicted for a newer one.
     #[error("refused at admission: {0}")]
@@ -176,6 +224,7 @@ impl HandshakeError {
             Self::WeakEphemeral => "weak_ephemeral",
             Self::HelloTimeout(_) => "hello_timeout",
             Self::Admission(why) => why,
+            Self::Budget(_) => "responder_budget",
         }
     }
 }
@@ -279,6 +328,9 @@ pub async fn handshake(
         // Step 4: the responder signs only for a peer that has proven its identity.
         Role::Responder => {
             verify_proof(&mut reader, local, peer.replica, initiator, responder, role).await?;
+            if !local.responder_budget.allow(peer.replica) {
+                return Err(HandshakeError::Budget(peer.replica));
+            }
             send_proof(&mut writer, local, initiator, responder, role).await?;
         }
     }

@@ -382,7 +382,10 @@ impl OrderingService for FakeConsensus {
             let mut next = from;
             for batch in history {
                 next = batch.epoch + 1;
-                let item = WatchBatchesResponse { batch: Some(batch) };
+                let item = WatchBatchesResponse {
+                    batch: Some(batch),
+                    certificate: None,
+                };
                 if tx.send(Ok(item)).await.is_err() {
                     return;
                 }
@@ -397,7 +400,10 @@ impl OrderingService for FakeConsensus {
                     Ok(b) if b.epoch < next => {}
                     Ok(b) => {
                         next = b.epoch + 1;
-                        let item = WatchBatchesResponse { batch: Some(b) };
+                        let item = WatchBatchesResponse {
+                            batch: Some(b),
+                            certificate: None,
+                        };
                         if tx.send(Ok(item)).await.is_err() {
                             return;
                         }
@@ -415,7 +421,10 @@ impl OrderingService for FakeConsensus {
     ) -> Result<Response<GetBatchResponse>, Status> {
         let epoch = request.into_inner().epoch as usize;
         let batch = self.inner.lock().history.get(epoch).cloned();
-        Ok(Response::new(GetBatchResponse { batch }))
+        Ok(Response::new(GetBatchResponse {
+            batch,
+            certificate: None,
+        }))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
