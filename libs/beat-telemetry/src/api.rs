@@ -18,13 +18,17 @@
 //!   A body that receives nothing for `body_stall_timeout_ms` fails with `DEADLINE_EXCEEDED`,
 //!   so a withheld tail gives its bytes back within seconds, not at the request timeout. Bytes
 //!   are given back when the body is dropped (decoded, abandoned or failed).
+//! - **Closing a connection**: a handler that finds its client holding memory it will not take
+//!   (a watcher that stopped reading while the server has data queued for it) closes the
+//!   client's connection through [`Connections::close`]; that is the only way to take back what
+//!   HTTP/2 has queued for a stream whose flow-control window stays shut.
 //! - **HTTP/2**: keepalive pings (dead peers are dropped), a cap on streams reset before they
 //!   were accepted (the "rapid reset" attack) and on header lists.
 
 use std::{
     collections::HashMap,
     io,
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -39,6 +43,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
 };
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tower::{
     Layer, Service,
@@ -74,14 +79,14 @@ pub struct ApiLimits {
 impl Default for ApiLimits {
     fn default() -> Self {
         Self {
-            max_connections: 4096,
+            max_connections: 1024,
             max_connections_per_ip: 256,
             first_byte_timeout_ms: 10_000,
             max_request_bytes: 4 << 20,
             max_concurrent_streams: 128,
             concurrency_per_connection: 32,
             request_timeout_ms: 30_000,
-            max_inflight_request_bytes: 32 << 20,
+            max_inflight_request_bytes: 16 << 20,
             max_inflight_request_bytes_per_ip: 8 << 20,
             body_stall_timeout_ms: 5_000,
         }
@@ -371,18 +376,46 @@ impl ConnectionMetrics {
 struct Counts {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+    /// How to close each open connection, by the client's address.
+    closers: HashMap<SocketAddr, CancellationToken>,
+}
+
+/// The open connections of one server: handlers close a client's connection through it.
+#[derive(Clone)]
+pub struct Connections {
+    counts: Arc<Mutex<Counts>>,
+    refused: IntCounterVec,
+}
+
+impl Connections {
+    /// Closes the connection from `peer` (counted under `reason` in
+    /// `beat_api_connections_refused_total`); false if it is not open.
+    pub fn close(&self, peer: SocketAddr, reason: &str) -> bool {
+        let closer = self.counts.lock().closers.get(&peer).cloned();
+        match closer {
+            Some(c) => {
+                c.cancel();
+                self.refused.with_label_values(&[reason]).inc();
+                tracing::info!(%peer, reason, "closed a public API connection");
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A connection's place in the counts, given back when it closes.
 struct Slot {
     counts: Arc<Mutex<Counts>>,
     ip: IpAddr,
+    peer: SocketAddr,
     open: IntGauge,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.counts.lock();
+        counts.closers.remove(&self.peer);
         counts.total = counts.total.saturating_sub(1);
         if let Some(n) = counts.per_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -400,6 +433,20 @@ pub struct LimitedStream {
     _slot: Slot,
     first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
     refused: IntCounterVec,
+    /// Ready once a handler closed the connection ([`Connections::close`]).
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl LimitedStream {
+    /// An error once the connection was closed by a handler.
+    fn check_closed(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.closed.as_mut().poll(cx).is_ready().then(|| {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed by the server (see beat_api_connections_refused_total)",
+            )
+        })
+    }
 }
 
 impl AsyncRead for LimitedStream {
@@ -409,6 +456,9 @@ impl AsyncRead for LimitedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if let Some(e) = this.check_closed(cx) {
+            return Poll::Ready(Err(e));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -443,6 +493,9 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.check_closed(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -459,6 +512,9 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.check_closed(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -476,23 +532,31 @@ impl Connected for LimitedStream {
 }
 
 /// The connections a public gRPC server accepts on `listener` (`TCP_NODELAY`, keepalive, as
-/// [`crate::grpc::incoming`]), within `limits`; the limits' metrics are registered in
-/// `registry`.
+/// [`crate::grpc::incoming`]), within `limits`, and the handle that closes them; the limits'
+/// metrics are registered in `registry`.
 pub fn limited_incoming(
     listener: TcpListener,
     limits: &ApiLimits,
     registry: &Registry,
-) -> prometheus::Result<impl Stream<Item = io::Result<LimitedStream>> + Send + 'static> {
+) -> prometheus::Result<(
+    impl Stream<Item = io::Result<LimitedStream>> + Send + 'static,
+    Connections,
+)> {
     let metrics = ConnectionMetrics::new(registry)?;
     let counts = Arc::new(Mutex::new(Counts::default()));
+    let connections = Connections {
+        counts: counts.clone(),
+        refused: metrics.refused.clone(),
+    };
     let limits = limits.clone();
-    Ok(crate::grpc::incoming(listener).filter_map(move |accepted| {
+    let incoming = crate::grpc::incoming(listener).filter_map(move |accepted| {
         let admitted = match accepted {
             Err(e) => Some(Err(e)),
             Ok(stream) => admit(stream, &limits, &counts, &metrics).map(Ok),
         };
         futures::future::ready(admitted)
-    }))
+    });
+    Ok((incoming, connections))
 }
 
 /// Counts `stream` in, or closes it (by dropping it) if a limit is reached.
@@ -502,10 +566,11 @@ fn admit(
     counts: &Arc<Mutex<Counts>>,
     metrics: &ConnectionMetrics,
 ) -> Option<LimitedStream> {
-    let ip = match stream.peer_addr() {
-        Ok(addr) => source_of(addr.ip()),
+    let (peer, ip) = match stream.peer_addr() {
+        Ok(addr) => (addr, source_of(addr.ip())),
         Err(_) => return None,
     };
+    let closer = CancellationToken::new();
     {
         let mut c = counts.lock();
         let refused = if c.total >= limits.max_connections {
@@ -523,6 +588,7 @@ fn admit(
         }
         c.total += 1;
         *c.per_ip.entry(ip).or_default() += 1;
+        c.closers.insert(peer, closer.clone());
     }
     metrics.open.inc();
     Some(LimitedStream {
@@ -530,8 +596,10 @@ fn admit(
         _slot: Slot {
             counts: counts.clone(),
             ip,
+            peer,
             open: metrics.open.clone(),
         },
+        closed: Box::pin(closer.cancelled_owned()),
         first_byte: Some(Box::pin(tokio::time::sleep(Duration::from_millis(
             limits.first_byte_timeout_ms,
         )))),
@@ -546,10 +614,18 @@ mod tests {
     use super::*;
 
     async fn served(limits: ApiLimits) -> (std::net::SocketAddr, Registry) {
+        let (addr, registry, _) = served_with_handle(limits).await;
+        (addr, registry)
+    }
+
+    async fn served_with_handle(
+        limits: ApiLimits,
+    ) -> (std::net::SocketAddr, Registry, Connections) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let registry = Registry::new();
-        let mut incoming = Box::pin(limited_incoming(listener, &limits, &registry).unwrap());
+        let (incoming, connections) = limited_incoming(listener, &limits, &registry).unwrap();
+        let mut incoming = Box::pin(incoming);
         // An echo server: what a connection sends comes back; a limit closes it.
         tokio::spawn(async move {
             while let Some(Ok(mut conn)) = incoming.next().await {
@@ -563,7 +639,34 @@ mod tests {
                 });
             }
         });
-        (addr, registry)
+        (addr, registry, connections)
+    }
+
+    /// A handler closes one client's connection, even one the server is waiting to read from;
+    /// the others stay open, and the slot comes back.
+    #[tokio::test]
+    async fn a_handler_closes_one_connection() {
+        let (addr, registry, connections) = served_with_handle(ApiLimits::default()).await;
+        let mut victim = TcpStream::connect(addr).await.unwrap();
+        let mut other = TcpStream::connect(addr).await.unwrap();
+        // Both are served (the echo answers).
+        for c in [&mut victim, &mut other] {
+            c.write_all(b"a").await.unwrap();
+            let mut buf = [0u8; 1];
+            c.read_exact(&mut buf).await.unwrap();
+        }
+        let peer = victim.local_addr().unwrap();
+        assert!(connections.close(peer, "test"));
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), victim.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "{read:?}");
+        assert!(!closed(&mut other).await);
+        assert_eq!(count(&registry, "test"), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !connections.close(peer, "test"),
+            "the closed connection is still known"
+        );
     }
 
     fn count(registry: &Registry, reason: &str) -> u64 {

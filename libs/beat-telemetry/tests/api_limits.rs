@@ -18,7 +18,7 @@ async fn serve_with(limits: ApiLimits) -> (std::net::SocketAddr, prometheus::Reg
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let registry = prometheus::Registry::new();
-    let incoming = limited_incoming(listener, &limits, &registry).unwrap();
+    let (incoming, _connections) = limited_incoming(listener, &limits, &registry).unwrap();
     let (_reporter, routes) = beat_telemetry::grpc::standard_routes(&[]).unwrap();
     let mut server = limits.server(&registry).unwrap();
     tokio::spawn(async move {

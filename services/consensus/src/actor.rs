@@ -15,7 +15,7 @@ use actix::{
     Actor, ActorFutureExt as _, AsyncContext as _, Context, Handler, Message, MessageResult,
     ResponseFuture, WrapFuture as _,
 };
-use beat_core::{CommitCertificate, CommittedBatch, Reply, Request, epoch::StoredFragments};
+use beat_core::{CommitCertificate, Reply, Request, epoch::StoredFragments};
 use beat_crypto::Digest;
 use beat_types::{Epoch, NodeId, Transaction};
 use bytes::Bytes;
@@ -383,25 +383,6 @@ impl Handler<Status> for ConsensusActor {
             peers: node.peer_epochs().iter().map(|(p, e)| (*p, *e)).collect(),
             last_batch_digest: self.component.last_batch_digest(),
         })
-    }
-}
-
-/// Reads committed batches.
-#[derive(Message)]
-#[rtype(result = "Result<(Vec<CommittedBatch>, Epoch), StoreError>")]
-pub struct ReadBatches {
-    /// First epoch.
-    pub from: Epoch,
-    /// Most batches.
-    pub count: usize,
-}
-
-impl Handler<ReadBatches> for ConsensusActor {
-    type Result = Result<(Vec<CommittedBatch>, Epoch), StoreError>;
-
-    fn handle(&mut self, msg: ReadBatches, _: &mut Context<Self>) -> Self::Result {
-        let batches = self.component.store().batches_from(msg.from, msg.count)?;
-        Ok((batches, self.component.epoch()))
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Config {
     pub max_grpc_message_bytes: usize,
     /// Limits of the ordering API (connections, request size, timeouts).
     pub api: beat_telemetry::api::ApiLimits,
+    /// Limits of `WatchBatches` (watchers, their memory, slow-watcher cutoff).
+    pub watch: crate::watch::WatchLimits,
     /// Save a checkpoint and truncate the write-ahead log every this many epochs.
     pub checkpoint_every_epochs: u64,
     /// Longest reconnect backoff to the gateway and keystore, in milliseconds.
@@ -60,6 +62,7 @@ impl Default for Config {
             max_submit_transactions: 10_000,
             max_grpc_message_bytes: 64 << 20,
             api: beat_telemetry::api::ApiLimits::default(),
+            watch: crate::watch::WatchLimits::default(),
             checkpoint_every_epochs: 8,
             max_backoff_ms: 5_000,
             stall_catch_up_ms: 2_000,
@@ -93,6 +96,7 @@ impl Config {
             return Err("stall_catch_up_ms must be at least 1".to_owned());
         }
         self.api.validate()?;
+        self.watch.validate()?;
         if self.max_payload_bytes < 1024 {
             return Err("max_payload_bytes must be at least 1024".to_owned());
         }

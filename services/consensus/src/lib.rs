@@ -31,6 +31,7 @@ pub mod link;
 pub mod metrics;
 pub mod segments;
 pub mod store;
+pub mod watch;
 pub mod wire;
 
 use std::{
@@ -66,7 +67,8 @@ pub async fn serve(
     let registry = beat_telemetry::metrics::registry();
     let metrics = metrics::Metrics::new(&registry)?;
     let grpc_addr = grpc.local_addr()?;
-    let incoming = beat_telemetry::api::limited_incoming(grpc, &config.api, &registry)?;
+    let (incoming, connections) =
+        beat_telemetry::api::limited_incoming(grpc, &config.api, &registry)?;
     let api_registry = registry.clone();
     let health = Health::default();
     let (_, ops_server) = beat_telemetry::ops::serve_listener(ops, registry, health.clone())?;
@@ -96,6 +98,7 @@ pub async fn serve(
         max_submit: config.max_submit_transactions,
         checkpoint_every: config.checkpoint_every_epochs,
     };
+    let reader = store.batch_reader();
     let (component, recovered) = Component::open(core, store, limits)?;
 
     let (link_tx, link_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -138,9 +141,17 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
+    let watchers = watch::Watchers::new(
+        reader.clone(),
+        committed,
+        connections,
+        config.watch.clone(),
+        &api_registry,
+    )?;
     let service = OrderingGrpc {
         actor: addr,
-        committed,
+        watchers,
+        reader,
         info,
         gateway_connected,
         keystore_connected,

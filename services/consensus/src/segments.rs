@@ -26,6 +26,13 @@
 //! the log: the partial record is cut off if possible and every later append, rotation or sync
 //! fails with the first error, so nothing appended after it can be acknowledged as durable.
 //! The consensus service stops on any store error (`actor::fatal`).
+//!
+//! **Readers.** The index and the open segment files are shared with [`LogReader`]s, which
+//! read records from other threads (the watchers of committed batches) while the owner
+//! appends: a lookup takes a read lock for the location, the `pread(2)` runs outside it. A
+//! reader sees a record once it is appended (durable or not: what it serves is committed
+//! either way), and a segment removed under a reader's feet is still readable through the
+//! file it holds.
 
 use std::{
     collections::BTreeMap,
@@ -36,7 +43,7 @@ use std::{
     sync::Arc,
 };
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::store::StoreError;
 
@@ -62,12 +69,82 @@ struct Segment {
     max_key: Option<u64>,
 }
 
+/// What [`LogReader`]s share with the log: where each key's record is, and the files.
+#[derive(Debug, Default)]
+struct Readable {
+    files: BTreeMap<u64, Arc<File>>,
+    index: BTreeMap<u64, Location>,
+}
+
+/// Reads a [`SegmentLog`]'s records from any thread (module docs, *Readers*).
+#[derive(Clone, Debug)]
+pub struct LogReader {
+    dir: PathBuf,
+    shared: Arc<RwLock<Readable>>,
+}
+
+impl LogReader {
+    /// The record for `key`.
+    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let found = {
+            let r = self.shared.read();
+            r.index
+                .get(&key)
+                .map(|l| (*l, r.files.get(&l.segment).cloned()))
+        };
+        found.map(|(at, file)| self.read(key, at, file)).transpose()
+    }
+
+    /// Up to `count` records with keys from `from` on, in key order.
+    pub fn range(&self, from: u64, count: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let found: Vec<_> = {
+            let r = self.shared.read();
+            r.index
+                .range(from..)
+                .take(count)
+                .map(|(k, l)| (*k, *l, r.files.get(&l.segment).cloned()))
+                .collect()
+        };
+        found
+            .into_iter()
+            .map(|(k, at, file)| Ok((k, self.read(k, at, file)?)))
+            .collect()
+    }
+
+    /// The payload length of `key`'s record, without reading it.
+    pub fn len_of(&self, key: u64) -> Option<usize> {
+        self.shared.read().index.get(&key).map(|l| l.len as usize)
+    }
+
+    /// The largest key.
+    pub fn last_key(&self) -> Option<u64> {
+        self.shared.read().index.keys().next_back().copied()
+    }
+
+    fn read(&self, key: u64, at: Location, file: Option<Arc<File>>) -> Result<Vec<u8>, StoreError> {
+        let file =
+            file.ok_or_else(|| StoreError::Corrupt(format!("segment {} is gone", at.segment)))?;
+        let mut record = vec![0u8; HEADER + at.len as usize];
+        file.read_exact_at(&mut record, at.offset).map_err(io)?;
+        let payload = record.split_off(HEADER);
+        let crc = u32::from_le_bytes(record[12..].try_into().unwrap_or_default());
+        if record[..8] != key.to_le_bytes() || checksum(key, at.len, &payload) != crc {
+            return Err(StoreError::Corrupt(format!(
+                "{} at offset {}: record for key {key} does not verify",
+                segment_path(&self.dir, at.segment).display(),
+                at.offset
+            )));
+        }
+        Ok(payload)
+    }
+}
+
 /// A segmented append-only log.
 #[derive(Debug)]
 pub struct SegmentLog {
     dir: PathBuf,
     segments: BTreeMap<u64, Segment>,
-    index: BTreeMap<u64, Location>,
+    reader: LogReader,
     /// The active (last) segment and the log's first write failure, shared with
     /// [`LogSyncer`]s.
     active: Arc<Mutex<Active>>,
@@ -352,10 +429,14 @@ impl SegmentLog {
             .next_back()
             .map(|s| s.file.clone())
             .ok_or_else(|| StoreError::Corrupt("no active segment".into()))?;
+        let files = segments.iter().map(|(n, s)| (*n, s.file.clone())).collect();
         Ok(Self {
             dir: dir.to_owned(),
             segments,
-            index,
+            reader: LogReader {
+                dir: dir.to_owned(),
+                shared: Arc::new(RwLock::new(Readable { files, index })),
+            },
             active: Arc::new(Mutex::new(Active {
                 file: active,
                 failed: None,
@@ -402,7 +483,7 @@ impl SegmentLog {
         }
         segment.len += record.len() as u64;
         segment.max_key = Some(segment.max_key.map_or(key, |m| m.max(key)));
-        self.index.insert(
+        self.reader.shared.write().index.insert(
             key,
             Location {
                 segment: number,
@@ -448,6 +529,7 @@ impl SegmentLog {
                 max_key: None,
             },
         );
+        self.reader.shared.write().files.insert(next, file.clone());
         self.active.lock().file = file;
         Ok(())
     }
@@ -474,63 +556,48 @@ impl SegmentLog {
         if doomed.is_empty() {
             return Ok(());
         }
+        {
+            let mut shared = self.reader.shared.write();
+            shared.index.retain(|_, l| !doomed.contains(&l.segment));
+            for number in &doomed {
+                shared.files.remove(number);
+            }
+        }
         for number in &doomed {
             self.segments.remove(number);
             std::fs::remove_file(segment_path(&self.dir, *number)).map_err(io)?;
         }
-        self.index.retain(|_, l| !doomed.contains(&l.segment));
         sync_dir(&self.dir)
     }
 
     /// The record for `key`.
     pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.index.get(&key).map(|l| self.read(key, *l)).transpose()
-    }
-
-    fn read(&self, key: u64, at: Location) -> Result<Vec<u8>, StoreError> {
-        let segment = self
-            .segments
-            .get(&at.segment)
-            .ok_or_else(|| StoreError::Corrupt(format!("segment {} is gone", at.segment)))?;
-        let mut record = vec![0u8; HEADER + at.len as usize];
-        segment
-            .file
-            .read_exact_at(&mut record, at.offset)
-            .map_err(io)?;
-        let payload = record.split_off(HEADER);
-        let crc = u32::from_le_bytes(record[12..].try_into().unwrap_or_default());
-        if record[..8] != key.to_le_bytes() || checksum(key, at.len, &payload) != crc {
-            return Err(StoreError::Corrupt(format!(
-                "{} at offset {}: record for key {key} does not verify",
-                segment_path(&self.dir, at.segment).display(),
-                at.offset
-            )));
-        }
-        Ok(payload)
+        self.reader.get(key)
     }
 
     /// Up to `count` records with keys from `from` on, in key order.
     pub fn range(&self, from: u64, count: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.index
-            .range(from..)
-            .take(count)
-            .map(|(k, l)| Ok((*k, self.read(*k, *l)?)))
-            .collect()
+        self.reader.range(from, count)
     }
 
     /// The largest key.
     pub fn last_key(&self) -> Option<u64> {
-        self.index.keys().next_back().copied()
+        self.reader.last_key()
     }
 
     /// The number of live records.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.reader.shared.read().index.len()
     }
 
     /// Whether the log holds no record.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.reader.shared.read().index.is_empty()
+    }
+
+    /// A reader for other threads.
+    pub fn reader(&self) -> LogReader {
+        self.reader.clone()
     }
 
     /// The number of segment files.
@@ -591,6 +658,43 @@ mod tests {
         let log = SegmentLog::open(&d, 1_000).unwrap();
         assert_eq!(log.range(0, 1).unwrap()[0].0, first);
         assert_eq!(log.last_key(), Some(49));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A reader on another thread sees every record as it is appended, across rotations, and
+    /// what it looked up stays readable while the owner removes segments.
+    #[test]
+    fn a_reader_on_another_thread_follows_appends_rotations_and_removals() {
+        let d = dir("reader");
+        let mut log = SegmentLog::open(&d, 1_000).unwrap();
+        let reader = log.reader();
+        let follower = std::thread::spawn(move || {
+            let mut next = 0u64;
+            while next < 200 {
+                match reader.get(next) {
+                    Ok(Some(payload)) => {
+                        assert_eq!(payload, vec![next as u8; 100]);
+                        assert_eq!(reader.len_of(next), Some(100));
+                        next += 1;
+                    }
+                    // Not appended yet, or removed under our feet: then a later key exists
+                    // (keys are appended in order) and the reader skips to it.
+                    Ok(None) => match reader.range(next, 1).unwrap().first() {
+                        Some((k, _)) if *k > next => next = *k,
+                        _ => std::thread::yield_now(),
+                    },
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            next
+        });
+        for k in 0..200u64 {
+            log.append(k, &[k as u8; 100]).unwrap();
+            if k % 50 == 49 {
+                log.remove_below(k - 40).unwrap();
+            }
+        }
+        assert_eq!(follower.join().unwrap(), 200);
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -35,7 +35,7 @@ use beat_core::{
 use beat_types::{Epoch, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::segments::{LogSyncer, SegmentLog};
+use crate::segments::{LogReader, LogSyncer, SegmentLog};
 
 /// A logged event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +86,62 @@ const WAL_SEGMENT_BYTES: u64 = 256 << 20;
 const BATCH_SEGMENT_BYTES: u64 = 64 << 20;
 /// Certificate segments: about 100,000 epochs each (a certificate is about 180 bytes).
 const CERTIFICATE_SEGMENT_BYTES: u64 = 16 << 20;
+
+/// Reads committed batches and their certificates from any thread, beside the store's owner
+/// (see [`crate::segments::LogReader`]).
+#[derive(Clone, Debug)]
+pub struct BatchReader {
+    batches: LogReader,
+    certificates: LogReader,
+}
+
+impl BatchReader {
+    /// Up to `count` committed batches from `from` on whose stored encodings add up to at most
+    /// `max_bytes`, and whose decoded forms to at most `2 · max_bytes` of memory (as
+    /// [`crate::wire::Budget`] charges it) — but always the first one, if it exists: a
+    /// catch-up answer must fit in the peer's payload limit and decode within its allocation
+    /// budget (batches of tiny transactions take far more memory than bytes), and the peer asks
+    /// again from where the answer ends.
+    pub fn batches_within(
+        &self,
+        from: Epoch,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<CommittedBatch>, StoreError> {
+        let (mut bytes, mut memory) = (0usize, 0usize);
+        let mut out = Vec::new();
+        for (_, v) in self.batches.range(from.0, count)? {
+            let budget = crate::wire::Budget::new(usize::MAX);
+            let batch = Batch::deserialize(crate::wire::Budgeted::new(
+                &mut postcard::Deserializer::from_bytes(&v),
+                &budget,
+            ))
+            .map_err(|e| StoreError::Corrupt(format!("batch: {e}")))?;
+            bytes = bytes.saturating_add(v.len());
+            memory = memory.saturating_add(usize::MAX - budget.left());
+            if (bytes > max_bytes || memory > max_bytes.saturating_mul(2)) && !out.is_empty() {
+                break;
+            }
+            let certificate = self
+                .certificates
+                .get(batch.epoch.0)?
+                .map(|b| decode(&b, "certificate"))
+                .transpose()?;
+            out.push(CommittedBatch { batch, certificate });
+        }
+        Ok(out)
+    }
+
+    /// The stored size of `epoch`'s batch, without reading it.
+    pub fn stored_len(&self, epoch: Epoch) -> Option<usize> {
+        self.batches.len_of(epoch.0)
+    }
+
+    /// The number of committed epochs (the next epoch to commit).
+    pub fn committed_epochs(&self) -> u64 {
+        self.batches.last_key().map_or(0, |k| k + 1)
+    }
+}
 
 /// The consensus store.
 pub struct Store {
@@ -332,36 +388,22 @@ impl Store {
         self.batches_within(from, count, usize::MAX)
     }
 
-    /// Up to `count` committed batches from `from` on whose stored encodings add up to at most
-    /// `max_bytes`, and whose decoded forms to at most `2 · max_bytes` of memory (as
-    /// [`crate::wire::Budget`] charges it) — but always the first one, if it exists: a
-    /// catch-up answer must fit in the peer's payload limit and decode within its allocation
-    /// budget (batches of tiny transactions take far more memory than bytes), and the peer asks
-    /// again from where the answer ends.
+    /// See [`BatchReader::batches_within`].
     pub fn batches_within(
         &self,
         from: Epoch,
         count: usize,
         max_bytes: usize,
     ) -> Result<Vec<CommittedBatch>, StoreError> {
-        let (mut bytes, mut memory) = (0usize, 0usize);
-        let mut out = Vec::new();
-        for (_, v) in self.batches.range(from.0, count)? {
-            let budget = crate::wire::Budget::new(usize::MAX);
-            let batch = Batch::deserialize(crate::wire::Budgeted::new(
-                &mut postcard::Deserializer::from_bytes(&v),
-                &budget,
-            ))
-            .map_err(|e| StoreError::Corrupt(format!("batch: {e}")))?;
-            bytes = bytes.saturating_add(v.len());
-            memory = memory.saturating_add(usize::MAX - budget.left());
-            if (bytes > max_bytes || memory > max_bytes.saturating_mul(2)) && !out.is_empty() {
-                break;
-            }
-            let certificate = self.certificate(batch.epoch)?;
-            out.push(CommittedBatch { batch, certificate });
+        self.batch_reader().batches_within(from, count, max_bytes)
+    }
+
+    /// A reader of committed batches and certificates for other threads (the watchers).
+    pub fn batch_reader(&self) -> BatchReader {
+        BatchReader {
+            batches: self.batches.reader(),
+            certificates: self.certificates.reader(),
         }
-        Ok(out)
     }
 
     /// The number of committed epochs (the next epoch to commit).

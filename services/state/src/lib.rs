@@ -90,7 +90,8 @@ pub async fn serve(
     let applier = Applier::open(store.clone(), &config.market)?;
     let registry = beat_telemetry::metrics::registry();
     let metrics = Metrics::new(&registry)?;
-    let incoming = beat_telemetry::api::limited_incoming(grpc, &config.api, &registry)?;
+    let (incoming, _connections) =
+        beat_telemetry::api::limited_incoming(grpc, &config.api, &registry)?;
     let api_registry = registry.clone();
     if let Some(epoch) = applier.state().applied_epoch() {
         metrics
