@@ -67,6 +67,11 @@ pub struct ReplicaEntry {
 }
 
 /// The public description of a committee, shared by every replica and client.
+///
+/// On disk the file also states its [`digest`](Self::digest) (`"digest"`, hex), the name
+/// commit certificates give the committee: a client without this crate's serialization (the
+/// Python client) takes it from there, and [`load`](Self::load) refuses a file whose stated
+/// digest is not the one its keys and parameters hash to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommitteeFile {
@@ -89,17 +94,37 @@ impl CommitteeFile {
             path: path.display().to_string(),
             source,
         })?;
-        let file: Self = serde_json::from_str(&text).map_err(|source| CommitteeError::Parse {
+        let parse = |source| CommitteeError::Parse {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(parse)?;
+        // The stated digest (see `save`) is checked, not trusted.
+        let stated = value.as_object_mut().and_then(|o| o.remove("digest"));
+        let file: Self = serde_json::from_value(value).map_err(parse)?;
         file.validate()?;
+        if let Some(stated) = stated {
+            let computed = file.digest().to_hex();
+            if stated.as_str() != Some(computed.as_str()) {
+                return Err(CommitteeError::Invalid(format!(
+                    "the file states digest {stated} but its keys and parameters hash to \
+                     {computed}"
+                )));
+            }
+        }
         Ok(file)
     }
 
-    /// Writes the file as pretty JSON.
+    /// Writes the file as pretty JSON, with its digest.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        let mut value = serde_json::to_value(self).map_err(std::io::Error::other)?;
+        if let Some(o) = value.as_object_mut() {
+            o.insert(
+                "digest".to_owned(),
+                serde_json::Value::String(self.digest().to_hex()),
+            );
+        }
+        let text = serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?;
         std::fs::write(path, text + "\n")
     }
 
@@ -179,6 +204,29 @@ mod tests {
     use rand_core::SeedableRng;
 
     use super::*;
+
+    #[test]
+    fn the_stated_digest_is_written_and_checked() {
+        let dir =
+            std::env::temp_dir().join(format!("beat-committee-digest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("committee.json");
+        let f = file(4);
+        f.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(&f.digest().to_hex()));
+        assert_eq!(CommitteeFile::load(&path).unwrap(), f);
+        // Another stated digest is refused; no stated digest is accepted (older files).
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value["digest"] = serde_json::Value::String("00".repeat(32));
+        std::fs::write(&path, value.to_string()).unwrap();
+        let e = CommitteeFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("states digest"), "{e}");
+        value.as_object_mut().unwrap().remove("digest");
+        std::fs::write(&path, value.to_string()).unwrap();
+        assert_eq!(CommitteeFile::load(&path).unwrap(), f);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn file(n: usize) -> CommitteeFile {
         let c = Committee::new(n).unwrap();

@@ -181,6 +181,11 @@ impl Cluster {
         let committee_path = dir.join("committee.json");
         let committee = if committee_path.exists() {
             let existing = CommitteeFile::load(&committee_path)?;
+            // Files from before committee files stated their digest gain it (clients that do
+            // not hash the keys themselves read it there).
+            if !std::fs::read_to_string(&committee_path)?.contains("\"digest\"") {
+                existing.save(&committee_path)?;
+            }
             if existing.replicas.len() != spec.replicas || existing.params != spec.params {
                 bail!(
                     "{} holds a committee of {} replicas running {:?}, not the requested {} \
