@@ -252,13 +252,13 @@ impl Handler<Recovered> for ConsensusActor {
 /// Client transactions.
 #[derive(Message)]
 #[rtype(result = "Result<(Vec<(Digest, Admission)>, Epoch), SubmitError>")]
-pub struct Submit(pub Vec<Transaction>);
+pub struct Submit(pub Vec<Transaction>, pub Option<std::net::IpAddr>);
 
 impl Handler<Submit> for ConsensusActor {
     type Result = ResponseFuture<Result<Receipts, SubmitError>>;
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
-        let (receipts, fx) = match self.component.submit(msg.0) {
+        let (receipts, fx) = match self.component.submit_from(msg.1, msg.0) {
             Ok(r) => r,
             // The WAL append failed: the client gets no answer and the replica stops.
             Err(SubmitError::Store(e)) => fatal(&e),

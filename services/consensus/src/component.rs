@@ -2,7 +2,11 @@
 //! processing it, and turns each [`beat_core::Step`] into effects. Synchronous; the actor shell
 //! performs the effects after [`Component::flush`].
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+    sync::Arc,
+};
 
 use beat_core::{
     Batch, BeatNode, CommitCertificate, Config, Error as CoreError, Fault, Input, Message,
@@ -85,6 +89,17 @@ pub enum SubmitError {
         /// Limit.
         max: usize,
     },
+    /// The client's source has `quota` transactions pending already.
+    #[error(
+        "this client has {pending} transactions pending, the most one source may have ({quota}); \
+         retry once some have committed"
+    )]
+    QuotaExceeded {
+        /// Pending from the source, before this request.
+        pending: usize,
+        /// The per-source limit.
+        quota: usize,
+    },
     /// The pending buffer is full.
     #[error("the pending buffer is full ({capacity} transactions); retry later")]
     BufferFull {
@@ -109,6 +124,51 @@ pub struct Limits {
     pub max_submit: usize,
     /// Save a checkpoint (and truncate the WAL) every this many epochs.
     pub checkpoint_every: u64,
+    /// Most transactions one client source (IPv4 address or IPv6 /64) may have pending; 0 for
+    /// no limit (see [`Quotas`]).
+    pub max_pending_per_source: usize,
+}
+
+/// The per-source quota of the pending buffer: one client cannot fill the buffer every client
+/// shares. A source's accepted keys are recorded; they stop counting once they leave the buffer
+/// (committed, whoever proposed them), which is checked lazily: when the source would exceed
+/// its quota, and for all sources once twice the buffer's capacity of keys is recorded. Policy
+/// of this replica's API, not of the protocol: nothing of it is logged, and a restart forgets
+/// it (in the clients' favour).
+#[derive(Debug, Default)]
+struct Quotas {
+    per_source: HashMap<IpAddr, Vec<Digest>>,
+    recorded: usize,
+}
+
+impl Quotas {
+    /// Drops `source`'s keys that left the buffer; returns how many still count.
+    fn compact(&mut self, node: &BeatNode, source: IpAddr) -> usize {
+        let Some(keys) = self.per_source.get_mut(&source) else {
+            return 0;
+        };
+        let before = keys.len();
+        keys.retain(|k| node.is_buffered(k));
+        let left = keys.len();
+        self.recorded -= before - left;
+        if left == 0 {
+            self.per_source.remove(&source);
+        }
+        left
+    }
+
+    fn record(&mut self, node: &BeatNode, source: IpAddr, keys: impl Iterator<Item = Digest>) {
+        let list = self.per_source.entry(source).or_default();
+        let before = list.len();
+        list.extend(keys);
+        self.recorded += list.len() - before;
+        if self.recorded > 2 * node.config().params.buffer_capacity {
+            let sources: Vec<IpAddr> = self.per_source.keys().copied().collect();
+            for s in sources {
+                self.compact(node, s);
+            }
+        }
+    }
 }
 
 /// The consensus component.
@@ -126,6 +186,7 @@ pub struct Component {
     /// Committed batches awaiting their certificate (at most `certify_window`, the core's
     /// watermark), to hand to watchers with it.
     uncertified: BTreeMap<Epoch, Arc<Batch>>,
+    quotas: Quotas,
 }
 
 impl Component {
@@ -154,6 +215,7 @@ impl Component {
             faults_observed: 0,
             last_batch_digest: None,
             uncertified: BTreeMap::new(),
+            quotas: Quotas::default(),
         };
         let mut fx = Effects::default();
         let mut replayed = 0usize;
@@ -214,9 +276,19 @@ impl Component {
         self.last_batch_digest
     }
 
-    /// Submits client transactions: validated all-or-nothing, logged, then proposed.
+    /// Submits client transactions not attributed to a client source (no quota).
     pub fn submit(
         &mut self,
+        txs: Vec<Transaction>,
+    ) -> Result<(Vec<(Digest, Admission)>, Effects), SubmitError> {
+        self.submit_from(None, txs)
+    }
+
+    /// Submits client transactions from `source` (within its quota, [`Quotas`]): validated
+    /// all-or-nothing, logged, then proposed.
+    pub fn submit_from(
+        &mut self,
+        source: Option<IpAddr>,
         txs: Vec<Transaction>,
     ) -> Result<(Vec<(Digest, Admission)>, Effects), SubmitError> {
         if txs.len() > self.limits.max_submit {
@@ -248,6 +320,19 @@ impl Component {
             receipts.push((key, Admission::Accepted));
             fresh.push((key, tx));
         }
+        let quota = self.limits.max_pending_per_source;
+        let source = source.filter(|_| quota > 0 && !fresh.is_empty());
+        if let Some(source) = source {
+            let recorded = self.quotas.per_source.get(&source).map_or(0, Vec::len);
+            let pending = if recorded + fresh.len() > quota {
+                self.quotas.compact(&self.node, source)
+            } else {
+                recorded
+            };
+            if pending + fresh.len() > quota {
+                return Err(SubmitError::QuotaExceeded { pending, quota });
+            }
+        }
         let capacity = self.node.config().params.buffer_capacity;
         if self.node.buffer_len() + fresh.len() > capacity {
             return Err(SubmitError::BufferFull { capacity });
@@ -256,6 +341,10 @@ impl Component {
         if !fresh.is_empty() {
             let logged = Input::Submit(fresh.iter().map(|(_, tx)| tx.clone()).collect());
             let seq = self.store.append(&WalEvent::Input(logged))?;
+            if let Some(source) = source {
+                self.quotas
+                    .record(&self.node, source, fresh.iter().map(|(k, _)| *k));
+            }
             match self.node.submit_validated(fresh) {
                 Ok(step) => self.absorb(step, &mut fx, seq)?,
                 Err(CoreError::BufferFull { capacity }) => {

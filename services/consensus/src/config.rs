@@ -29,6 +29,11 @@ pub struct Config {
     pub max_payload_bytes: usize,
     /// Most transactions per Submit request.
     pub max_submit_transactions: usize,
+    /// Most transactions one client source (an IPv4 address or an IPv6 /64) may have in the
+    /// pending buffer at once; 0 for no limit. Loopback clients are not limited (the
+    /// replica's own state service, or a service-mesh sidecar speaking for many clients:
+    /// limit those in the mesh).
+    pub max_pending_per_source: usize,
     /// Largest gRPC message to or from the gateway, and largest response to a client, in
     /// bytes (a batch in `WatchBatches` can be large). Client requests are limited by
     /// `api.max_request_bytes`.
@@ -60,6 +65,7 @@ impl Default for Config {
             gateway_endpoint: "unix:run/gateway.sock".to_owned(),
             max_payload_bytes: 16 << 20,
             max_submit_transactions: 10_000,
+            max_pending_per_source: 12_500,
             max_grpc_message_bytes: 64 << 20,
             api: beat_telemetry::api::ApiLimits::default(),
             watch: crate::watch::WatchLimits::default(),

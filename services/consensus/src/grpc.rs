@@ -62,7 +62,9 @@ impl From<SubmitError> for Status {
             SubmitError::Invalid { .. } | SubmitError::TooMany { .. } => {
                 Self::invalid_argument(e.to_string())
             }
-            SubmitError::BufferFull { .. } => Self::resource_exhausted(e.to_string()),
+            SubmitError::BufferFull { .. } | SubmitError::QuotaExceeded { .. } => {
+                Self::resource_exhausted(e.to_string())
+            }
             SubmitError::Store(_) => Self::internal(e.to_string()),
             SubmitError::ShuttingDown => Self::unavailable(e.to_string()),
         }
@@ -75,6 +77,13 @@ impl OrderingService for OrderingGrpc {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
+        // The client's source, for its quota of the pending buffer. Loopback clients are the
+        // replica's own services (the state service's feed) or a mesh sidecar speaking for
+        // many clients: not one client, so not limited as one.
+        let source = request
+            .remote_addr()
+            .map(|a| beat_telemetry::api::source_of(a.ip()))
+            .filter(|ip| !ip.is_loopback());
         let txs: Vec<Transaction> = request
             .into_inner()
             .transactions
@@ -84,7 +93,11 @@ impl OrderingService for OrderingGrpc {
         if txs.is_empty() {
             return Err(Status::invalid_argument("no transactions"));
         }
-        let (receipts, epoch) = self.actor.send(Submit(txs)).await.map_err(unavailable)??;
+        let (receipts, epoch) = self
+            .actor
+            .send(Submit(txs, source))
+            .await
+            .map_err(unavailable)??;
         Ok(Response::new(SubmitResponse {
             receipts: receipts
                 .into_iter()

@@ -97,6 +97,7 @@ pub async fn serve(
         max_payload_bytes: config.max_payload_bytes,
         max_submit: config.max_submit_transactions,
         checkpoint_every: config.checkpoint_every_epochs,
+        max_pending_per_source: config.max_pending_per_source,
     };
     let reader = store.batch_reader();
     let (component, recovered) = Component::open(core, store, limits)?;

@@ -37,6 +37,7 @@ fn limits(checkpoint_every: u64) -> Limits {
         max_payload_bytes: 16 << 20,
         max_submit: 100,
         checkpoint_every,
+        max_pending_per_source: 0,
     }
 }
 
@@ -55,6 +56,10 @@ impl Cluster {
     }
 
     fn with_params(name: &str, params: Params, checkpoint_every: u64) -> Self {
+        Self::with_limits(name, params, limits(checkpoint_every))
+    }
+
+    fn with_limits(name: &str, params: Params, limits: Limits) -> Self {
         let c = Committee::new(4).unwrap();
         let (keys, secrets) = deal(c, &mut ChaCha20Rng::seed_from_u64(5)).unwrap();
         let public = PublicKeys {
@@ -81,12 +86,9 @@ impl Cluster {
                 keys: public.clone(),
                 params: params.clone(),
             };
-            let (node, fx) = Component::open(
-                config.clone(),
-                Store::open(&dir).unwrap(),
-                limits(checkpoint_every),
-            )
-            .unwrap();
+            let (node, fx) =
+                Component::open(config.clone(), Store::open(&dir).unwrap(), limits.clone())
+                    .unwrap();
             cluster.dirs.push(dir);
             cluster.config.push(config);
             cluster.nodes.push(Some(node));
@@ -205,6 +207,55 @@ fn txs(prefix: &str, n: usize) -> Vec<Transaction> {
     (0..n)
         .map(|i| Transaction::new(format!("{prefix}-{i}").into_bytes()))
         .collect()
+}
+
+/// One client source gets at most its quota of the pending buffer; another source, and
+/// unattributed submissions, are not held back by it; duplicates do not count; and once its
+/// transactions commit the source may submit again.
+#[test]
+fn one_source_gets_only_its_quota_of_the_pending_buffer() {
+    let params = Params {
+        variant: Variant::Beat0,
+        batch_size: 8,
+        ..Params::default()
+    };
+    let mut c = Cluster::with_limits(
+        "quota",
+        params,
+        Limits {
+            max_pending_per_source: 5,
+            ..limits(1)
+        },
+    );
+    let a: Option<std::net::IpAddr> = Some("10.0.0.1".parse().unwrap());
+    let b: Option<std::net::IpAddr> = Some("10.0.0.2".parse().unwrap());
+    let mut effects = Vec::new();
+    {
+        let node = c.nodes[0].as_mut().unwrap();
+        effects.push(node.submit_from(a, txs("a", 5)).unwrap().1);
+        match node.submit_from(a, txs("a-more", 1)) {
+            Err(SubmitError::QuotaExceeded {
+                pending: 5,
+                quota: 5,
+            }) => {}
+            other => panic!("a sixth pending transaction from one source: {other:?}"),
+        }
+        // Resubmitting the same five is no new demand: duplicates, not refused.
+        let (receipts, fx) = node.submit_from(a, txs("a", 5)).unwrap();
+        assert!(receipts.iter().all(|(_, r)| *r == Admission::Duplicate));
+        effects.push(fx);
+        effects.push(node.submit_from(b, txs("b", 5)).unwrap().1);
+        effects.push(node.submit(txs("unattributed", 20)).unwrap().1);
+    }
+    for fx in effects {
+        c.effects(NodeId(0), fx);
+    }
+    c.run(1_000_000);
+    let committed: usize = c.committed(0).iter().map(|b| b.transaction_count()).sum();
+    assert_eq!(committed, 30);
+    let node = c.nodes[0].as_mut().unwrap();
+    let (receipts, _) = node.submit_from(a, txs("a-later", 5)).unwrap();
+    assert!(receipts.iter().all(|(_, r)| *r == Admission::Accepted));
 }
 
 #[test]

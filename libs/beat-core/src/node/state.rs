@@ -423,7 +423,12 @@ impl BeatNode {
         Ok(step)
     }
 
-    /// Returns `true` if a transaction with this key is pending or was committed recently.
+    /// Whether a transaction with this key waits in the buffer (not yet committed).
+    pub fn is_buffered(&self, key: &Digest) -> bool {
+        self.buffer.contains(key)
+    }
+
+    /// Whether `key` is pending or was committed recently (duplicate suppression).
     pub fn is_known(&self, key: &Digest) -> bool {
         self.buffer.contains(key) || self.window.contains(key)
     }
