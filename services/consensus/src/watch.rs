@@ -11,7 +11,9 @@
 //!   when the stream asks for the response after next: hyper keeps one response in the HTTP/2
 //!   send queue and one waiting for flow-control capacity). Budget is taken *before* a
 //!   response is built (from the stored length or an estimate), so watchers waiting for it
-//!   hold no decoded batch.
+//!   hold no decoded batch. (tonic packs small responses into one HTTP/2 chunk of up to
+//!   32 KiB, asking for several before hyper sees any: up to that much per watcher may be
+//!   released early.)
 //! - **Idle watchers keep their last response counted.** A watcher at the live edge has asked
 //!   for more; whether HTTP/2 has written its last response or holds it for a client that
 //!   advertised a zero window is invisible from here (hyper asks for the next response right
@@ -409,13 +411,15 @@ impl Producer {
         Ended
     }
 
-    /// Runs `fut`, checking meanwhile that the client still takes responses.
+    /// Runs `fut`, checking meanwhile that the client still takes responses and is still
+    /// there (a watcher that went away ends now, not at the next commit).
     async fn guarded<T>(&self, fut: impl Future<Output = T>) -> Result<T, Ended> {
         tokio::pin!(fut);
         let tick = (self.slow() / 4).max(Duration::from_millis(50));
         loop {
             tokio::select! {
                 out = &mut fut => return Ok(out),
+                () = self.tx.closed() => return Err(Ended),
                 () = tokio::time::sleep(tick) => {
                     if self.stuck() {
                         return Err(self.cut("slow"));
