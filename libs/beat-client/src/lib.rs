@@ -20,4 +20,5 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod connect;
 pub mod verify;

@@ -50,10 +50,18 @@ use tower::{
     layer::util::{Identity, Stack},
 };
 
-/// The limits of one public gRPC server (module docs).
+/// The limits of one public gRPC server (module docs), and who may call it ([`crate::auth`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiLimits {
+    /// TLS on this API (`[api.tls]`); without it the API is plaintext, which only a loopback
+    /// address or `plaintext_off_loopback` allows.
+    pub tls: Option<crate::auth::TlsFiles>,
+    /// Bearer tokens: a file of `name sha256-hex` lines; every request must carry one.
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Serve plaintext on a non-loopback address: only behind a service-mesh sidecar that
+    /// terminates (m)TLS for this API.
+    pub plaintext_off_loopback: bool,
     /// Most connections at once.
     pub max_connections: usize,
     /// Most connections at once from one IP address.
@@ -79,6 +87,9 @@ pub struct ApiLimits {
 impl Default for ApiLimits {
     fn default() -> Self {
         Self {
+            tls: None,
+            tokens_file: None,
+            plaintext_off_loopback: false,
             max_connections: 1024,
             max_connections_per_ip: 256,
             first_byte_timeout_ms: 10_000,
@@ -126,9 +137,20 @@ impl ApiLimits {
         Ok(())
     }
 
-    /// A server builder with the request, body-budget and HTTP/2 limits (the budget's refusals
-    /// are counted in `registry`). Serve it on [`limited_incoming`] for the connection limits.
-    pub fn server(&self, registry: &Registry) -> prometheus::Result<ApiServer> {
+    /// A server for `listen` with TLS and client authentication as configured and the request,
+    /// body-budget and HTTP/2 limits (refusals are counted in `registry`). Serve it on
+    /// [`limited_incoming`] for the connection limits. Refuses plaintext on an address other
+    /// than loopback unless `plaintext_off_loopback` is set, and unreadable TLS or token files.
+    pub fn server(&self, registry: &Registry, listen: SocketAddr) -> anyhow::Result<ApiServer> {
+        if self.tls.is_none() && !listen.ip().is_loopback() && !self.plaintext_off_loopback {
+            anyhow::bail!(
+                "the public API on {listen} would be plaintext off loopback: configure [api.tls] \
+                 (cert_file, key_file, and client_ca_file for mutual TLS), or set \
+                 api.plaintext_off_loopback = true if a service-mesh sidecar terminates TLS for \
+                 it (docs/security.md)"
+            );
+        }
+        let auth = crate::auth::AuthLayer::new(self.tokens_file.as_deref(), registry)?;
         let refused = IntCounter::new(
             "beat_api_requests_over_inflight_budget_total",
             "Requests refused because request bodies in flight reached max_inflight_request_bytes",
@@ -149,7 +171,13 @@ impl ApiLimits {
                 inflight,
             }),
         };
-        Ok(tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            builder = builder
+                .tls_config(tls.server_config()?)
+                .map_err(|e| anyhow::anyhow!("TLS configuration of the public API: {e}"))?;
+        }
+        Ok(builder
             .concurrency_limit_per_connection(self.concurrency_per_connection)
             .timeout(Duration::from_millis(self.request_timeout_ms))
             .max_concurrent_streams(self.max_concurrent_streams)
@@ -157,12 +185,14 @@ impl ApiLimits {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .http2_max_pending_accept_reset_streams(Some(64))
             .http2_max_header_list_size(16 * 1024)
+            .layer(auth)
             .layer(budget))
     }
 }
 
 /// The server [`ApiLimits::server`] builds.
-pub type ApiServer = tonic::transport::Server<Stack<BodyBudgetLayer, Identity>>;
+pub type ApiServer =
+    tonic::transport::Server<Stack<BodyBudgetLayer, Stack<crate::auth::AuthLayer, Identity>>>;
 
 /// The source a connection is counted under: an IPv4 address, or the /64 an IPv6 address is in
 /// (one host usually holds a whole /64, so per-address limits would not bind it).
@@ -264,11 +294,7 @@ where
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let budget = self.budget.clone();
-        let source = request
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(TcpConnectInfo::remote_addr)
-            .map(|a| source_of(a.ip()));
+        let source = crate::auth::remote_addr(request.extensions()).map(|a| source_of(a.ip()));
         self.inner.call(request.map(|body| {
             tonic::body::Body::new(CountedBody {
                 inner: body,

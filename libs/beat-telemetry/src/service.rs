@@ -36,6 +36,7 @@ where
     // 1,000 tx/s from 54 to 37 ms and raised saturation throughput from ~21k to ~24k tx/s
     // (docs/benchmarks.md). CPU-heavy work keeps its own threads: the consensus core runs on
     // its own arbiter, WAL syncs on the blocking pool.
+    install_crypto_provider();
     let threads = match std::env::var("BEAT_WORKER_THREADS") {
         Ok(v) => match v.parse::<usize>() {
             Ok(n) => n,
@@ -71,4 +72,12 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// Installs rustls's `aws-lc-rs` provider (X25519MLKEM768 preferred) as the process default, once: the one TLS stack of every
+/// service (the public APIs, their clients, and arti's Tor channels, which need a process
+/// default). Idempotent; every binary and test that makes TLS connections calls it.
+pub fn install_crypto_provider() {
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }

@@ -20,7 +20,7 @@ async fn serve_with(limits: ApiLimits) -> (std::net::SocketAddr, prometheus::Reg
     let registry = prometheus::Registry::new();
     let (incoming, _connections) = limited_incoming(listener, &limits, &registry).unwrap();
     let (_reporter, routes) = beat_telemetry::grpc::standard_routes(&[]).unwrap();
-    let mut server = limits.server(&registry).unwrap();
+    let mut server = limits.server(&registry, addr).unwrap();
     tokio::spawn(async move {
         server
             .add_routes(routes.routes())

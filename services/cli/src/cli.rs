@@ -26,6 +26,40 @@ use crate::{
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    auth: ClientAuthArgs,
+}
+
+/// Credentials for the public APIs (`https://` endpoints, tokens), for every client command.
+#[derive(Args, Debug, Default)]
+struct ClientAuthArgs {
+    /// The CA that issued the replicas' API certificates (PEM; `https://` endpoints).
+    #[arg(long, global = true, env = "BEAT_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// A client certificate for mutual TLS (PEM), with --key-file.
+    #[arg(long, global = true, env = "BEAT_CERT_FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, env = "BEAT_KEY_FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// A file holding the bearer token to send.
+    #[arg(long, global = true, env = "BEAT_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// The name the servers' certificates carry, if not the endpoint's host.
+    #[arg(long, global = true)]
+    tls_domain: Option<String>,
+}
+
+impl ClientAuthArgs {
+    fn auth(&self) -> beat_client::connect::ClientAuth {
+        beat_client::connect::ClientAuth {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            token_file: self.token_file.clone(),
+            tls_domain: self.tls_domain.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -171,6 +205,10 @@ struct DevnetArgs {
     /// Delete the directory first.
     #[arg(long)]
     fresh: bool,
+    /// Serve the public APIs over TLS with client certificates and bearer tokens (issued into
+    /// <dir>/tls/), as a production committee would.
+    #[arg(long)]
+    tls: bool,
     /// Status line interval.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     interval: Duration,
@@ -198,6 +236,17 @@ struct KeygenArgs {
     /// Use this passphrase file for every replica instead of generating one per replica.
     #[arg(long)]
     passphrase_file: Option<PathBuf>,
+    /// Also issue the public APIs' TLS material: a CA, a certificate per replica, and a
+    /// certificate and bearer token per client (tls/, replica-<i>/tls/).
+    #[arg(long)]
+    tls: bool,
+    /// A name in every replica's API certificate (DNS name or IP address; `{i}` is the replica
+    /// index). Repeatable.
+    #[arg(long = "tls-name", requires = "tls", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+    tls_names: Vec<String>,
+    /// A client to issue a certificate and token for. Repeatable.
+    #[arg(long = "tls-client", requires = "tls", default_values_t = ["client".to_owned()])]
+    tls_clients: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -516,6 +565,7 @@ fn machine_description() -> serde_json::Value {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    crate::monitor::use_client_auth(cli.auth.auth());
     match cli.command {
         Command::Run(a) => Ok(run_service(a.service.into(), a.config.as_deref())),
         Command::Health(a) => {
@@ -537,6 +587,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             spec.base_port = a.base_port;
             spec.params = a.params.params();
             spec.log_filter = a.log_filter;
+            spec.tls = a.tls;
             if a.no_state {
                 spec.services = vec![Service::Keystore, Service::Gateway, Service::Consensus];
             } else if a.feed_rate > 0 {
@@ -558,6 +609,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|s| parse_endpoints(s))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let endpoints_len = endpoints.len();
             let file = keygen(&KeygenOptions {
                 out: a.out.clone(),
                 name: a.name,
@@ -565,6 +617,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 endpoints,
                 passphrase_file: a.passphrase_file,
                 kdf: KdfParams::default(),
+                tls: a.tls.then(|| crate::tls::TlsOptions {
+                    server_names: (0..endpoints_len)
+                        .map(|i| {
+                            a.tls_names
+                                .iter()
+                                .map(|n| n.replace("{i}", &i.to_string()))
+                                .collect()
+                        })
+                        .collect(),
+                    clients: a.tls_clients.clone(),
+                }),
             })?;
             println!(
                 "wrote {} (committee {:?}, {} replicas, {}, digest {}) and replica-<i>/ with each \
@@ -575,6 +638,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 file.params.variant,
                 hex::encode(file.digest())
             );
+            if a.tls {
+                println!(
+                    "issued the public APIs' TLS material: tls/ca.pem (clients trust it), tls/ca.key \
+                     (keep offline), tls/tokens (every replica's api.tokens_file), \
+                     tls/clients/<name>.{{pem,key,token}}, replica-<i>/tls/"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::TorAddress(a) => {
@@ -676,13 +746,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     };
                     let state_running =
                         (0..n).any(|i| dir.join(format!("replica-{i}/state.db")).exists());
+                    // A TLS devnet (`devnet --tls`): its own client credentials.
+                    let scheme = if crate::tls::ca_file(dir).exists() {
+                        crate::monitor::use_client_auth(crate::tls::client_auth(dir, "client"));
+                        "https"
+                    } else {
+                        "http"
+                    };
                     (
                         (0..n)
-                            .map(|i| format!("http://{}", ports(i).consensus()))
+                            .map(|i| format!("{scheme}://{}", ports(i).consensus()))
                             .collect(),
                         if state_running {
                             (0..n)
-                                .map(|i| format!("http://{}", ports(i).state()))
+                                .map(|i| format!("{scheme}://{}", ports(i).state()))
                                 .collect()
                         } else {
                             Vec::new()

@@ -104,6 +104,10 @@ pub struct ClusterSpec {
     pub endpoints: Option<Vec<Endpoints>>,
     /// Applied to every replica's configurations after the cluster's defaults.
     pub configure: Option<Configure>,
+    /// Serve the public APIs over TLS with client certificates and bearer tokens
+    /// ([`crate::tls`]; issued into the directory when it has none), instead of plaintext on
+    /// loopback.
+    pub tls: bool,
 }
 
 impl ClusterSpec {
@@ -122,6 +126,7 @@ impl ClusterSpec {
             checkpoint_every_epochs: 8,
             endpoints: None,
             configure: None,
+            tls: false,
         }
     }
 }
@@ -240,8 +245,21 @@ impl Cluster {
                 },
                 passphrase_file: None,
                 kdf: spec.kdf,
+                tls: None,
             })?
         };
+        if spec.tls && !crate::tls::ca_file(&dir).exists() {
+            crate::tls::issue(
+                &dir,
+                &crate::tls::TlsOptions {
+                    server_names: vec![
+                        vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+                        spec.replicas
+                    ],
+                    clients: vec!["client".to_owned()],
+                },
+            )?;
+        }
         let cluster = Self {
             spec,
             dir,
@@ -290,14 +308,28 @@ impl Cluster {
         self.spec.replicas
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.spec.tls { "https" } else { "http" }
+    }
+
     /// The ordering API (consensus gRPC) of replica `i`.
     pub fn ordering_endpoint(&self, i: usize) -> String {
-        format!("http://{}", self.ports(i).consensus())
+        format!("{}://{}", self.scheme(), self.ports(i).consensus())
     }
 
     /// The market API (state gRPC) of replica `i`.
     pub fn market_endpoint(&self, i: usize) -> String {
-        format!("http://{}", self.ports(i).state())
+        format!("{}://{}", self.scheme(), self.ports(i).state())
+    }
+
+    /// What a client of this cluster's public APIs needs: nothing on plaintext loopback, the
+    /// CA and the `client` certificate and token under TLS.
+    pub fn client_auth(&self) -> beat_client::connect::ClientAuth {
+        if self.spec.tls {
+            crate::tls::client_auth(&self.dir, "client")
+        } else {
+            beat_client::connect::ClientAuth::default()
+        }
     }
 
     /// The configuration file of one service.
@@ -322,7 +354,6 @@ impl Cluster {
             filter: self.spec.log_filter.clone(),
             ..Default::default()
         };
-        let http = |a: SocketAddr| format!("http://{a}");
         let sockets = crate::layout::Sockets::of(&self.dir, replica as usize);
 
         let keystore = beat_keystore::config::Config {
@@ -349,7 +380,7 @@ impl Cluster {
         gateway.keystore.endpoint = sockets.keystore_gateway.endpoint();
         gateway.tcp.listen = ports.peer();
         gateway.backoff.max = Duration::from_secs(2);
-        let consensus = beat_consensus::config::Config {
+        let mut consensus = beat_consensus::config::Config {
             replica,
             committee: committee.clone(),
             data_dir: rdir.join("consensus"),
@@ -370,7 +401,14 @@ impl Cluster {
             log,
             ..Default::default()
         };
-        state.consensus.endpoint = http(ports.consensus());
+        state.consensus.endpoint = self.ordering_endpoint(i);
+        if self.spec.tls {
+            for api in [&mut consensus.api, &mut state.api] {
+                api.tls = Some(crate::tls::server_tls(&self.dir, i));
+                api.tokens_file = Some(crate::tls::tokens_file(&self.dir));
+            }
+            state.consensus.auth = crate::tls::state_auth(&self.dir, i);
+        }
         state.consensus.backoff_max = Duration::from_secs(1);
         state.store.path = rdir.join("state.db");
         state.store.client_key = rdir.join("state-client.key");

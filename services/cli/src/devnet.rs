@@ -40,13 +40,13 @@ fn print_banner(cluster: &Cluster) {
     for i in 0..cluster.n() {
         let p = cluster.ports(i);
         let state = if cluster.spec().services.contains(&Service::State) {
-            format!("  market API http://{}", p.state())
+            format!("  market API {}", cluster.market_endpoint(i))
         } else {
             String::new()
         };
         println!(
-            "  replica {i}: ordering API http://{}{state}  peers {}  logs {}",
-            p.consensus(),
+            "  replica {i}: ordering API {}{state}  peers {}  logs {}",
+            cluster.ordering_endpoint(i),
             p.peer(),
             cluster
                 .log_path(i, Service::Consensus)
@@ -54,10 +54,26 @@ fn print_banner(cluster: &Cluster) {
                 .map_or_else(String::new, |d| d.display().to_string())
         );
     }
+    let auth = cluster.client_auth();
+    let flags = match (
+        &auth.ca_file,
+        &auth.cert_file,
+        &auth.key_file,
+        &auth.token_file,
+    ) {
+        (Some(ca), Some(cert), Some(key), Some(token)) => format!(
+            " --ca-file {} --cert-file {} --key-file {} --token-file {}",
+            ca.display(),
+            cert.display(),
+            key.display(),
+            token.display()
+        ),
+        _ => String::new(),
+    };
     println!(
-        "try: beat status --devnet {dir}   beat submit --endpoint http://{} hello   beat watch --endpoint http://{}",
-        cluster.ports(0).consensus(),
-        cluster.ports(1).consensus(),
+        "try: beat status --devnet {dir}{flags}   beat submit --endpoint {}{flags} hello   beat watch --endpoint {}{flags}",
+        cluster.ordering_endpoint(0),
+        cluster.ordering_endpoint(1),
         dir = cluster.dir().display()
     );
 }
@@ -76,6 +92,7 @@ pub async fn devnet(options: DevnetOptions) -> anyhow::Result<ExitCode> {
         std::fs::remove_dir_all(&options.spec.dir)?;
     }
     let mut cluster = Cluster::prepare(options.spec)?;
+    crate::monitor::use_client_auth(cluster.client_auth());
     print_banner(&cluster);
     cluster.start_all()?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;

@@ -2,7 +2,8 @@
 //!
 //! Writes `committee.json` (public) and, per replica, `replica-<i>/keystore.bin` (the replica's
 //! secrets, passphrase-encrypted) and `replica-<i>/passphrase` (mode 0600, generated unless a
-//! passphrase file is given). Distribute each replica's directory to that replica only.
+//! passphrase file is given). Distribute each replica's directory to that replica only. With
+//! `--tls`, also the public APIs' CA, certificates and client tokens ([`crate::tls`]).
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,8 @@ pub struct KeygenOptions {
     pub passphrase_file: Option<PathBuf>,
     /// Key-derivation cost of the keystore files.
     pub kdf: KdfParams,
+    /// Also issue TLS certificates and client tokens for the public APIs ([`crate::tls`]).
+    pub tls: Option<crate::tls::TlsOptions>,
 }
 
 fn random_passphrase() -> anyhow::Result<String> {
@@ -42,7 +45,7 @@ fn random_passphrase() -> anyhow::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -103,6 +106,9 @@ pub fn keygen(options: &KeygenOptions) -> anyhow::Result<CommitteeFile> {
             options.kdf,
             &mut rng,
         )?;
+    }
+    if let Some(tls) = &options.tls {
+        crate::tls::issue(&options.out, tls)?;
     }
     Ok(file)
 }

@@ -21,6 +21,7 @@ pub mod keygen;
 pub mod layout;
 pub mod monitor;
 pub mod run;
+pub mod tls;
 pub mod verify;
 
 mod cli;

@@ -8,6 +8,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use beat_client::connect::{ApiChannel, ClientAuth};
 use beat_proto::{consensus::v1 as cpb, state::v1 as spb};
 use cpb::ordering_service_client::OrderingServiceClient;
 use parking_lot::Mutex;
@@ -16,7 +17,7 @@ use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
 /// Largest gRPC message the tools accept (a batch can be large).
-pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+pub const MAX_MESSAGE_BYTES: usize = beat_client::connect::MAX_MESSAGE_BYTES;
 
 /// A lazily connecting channel to `endpoint` (connects on first use, reconnects after failures).
 /// `unix:/path` reaches a replica's internal API on its Unix socket.
@@ -28,18 +29,27 @@ pub fn channel(endpoint: &str) -> anyhow::Result<Channel> {
     )?)
 }
 
-/// An ordering API client.
-pub fn ordering_client(endpoint: &str) -> anyhow::Result<OrderingServiceClient<Channel>> {
-    Ok(OrderingServiceClient::new(channel(endpoint)?)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+/// The credentials every public-API client of this process uses (the command line's
+/// `--ca-file`, `--cert-file`, `--key-file`, `--token-file`, or a TLS devnet's own).
+static CLIENT_AUTH: parking_lot::RwLock<Option<ClientAuth>> = parking_lot::RwLock::new(None);
+
+/// Makes `auth` the credentials of every later [`ordering_client`] and [`market_client`].
+pub fn use_client_auth(auth: ClientAuth) {
+    *CLIENT_AUTH.write() = Some(auth);
 }
 
-/// A market API client.
-pub fn market_client(endpoint: &str) -> anyhow::Result<MarketServiceClient<Channel>> {
-    Ok(MarketServiceClient::new(channel(endpoint)?)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+fn client_auth() -> ClientAuth {
+    CLIENT_AUTH.read().clone().unwrap_or_default()
+}
+
+/// An ordering API client, with this process's credentials ([`use_client_auth`]).
+pub fn ordering_client(endpoint: &str) -> anyhow::Result<OrderingServiceClient<ApiChannel>> {
+    Ok(beat_client::connect::ordering(endpoint, &client_auth())?)
+}
+
+/// A market API client, with this process's credentials ([`use_client_auth`]).
+pub fn market_client(endpoint: &str) -> anyhow::Result<MarketServiceClient<ApiChannel>> {
+    Ok(beat_client::connect::market(endpoint, &client_auth())?)
 }
 
 /// One replica's status as its public APIs report it (`None`: unreachable).

@@ -252,7 +252,10 @@ impl Handler<Recovered> for ConsensusActor {
 /// Client transactions.
 #[derive(Message)]
 #[rtype(result = "Result<(Vec<(Digest, Admission)>, Epoch), SubmitError>")]
-pub struct Submit(pub Vec<Transaction>, pub Option<std::net::IpAddr>);
+pub struct Submit(
+    pub Vec<Transaction>,
+    pub Option<crate::component::ClientKey>,
+);
 
 impl Handler<Submit> for ConsensusActor {
     type Result = ResponseFuture<Result<Receipts, SubmitError>>;

@@ -129,6 +129,22 @@ pub struct Limits {
     pub max_pending_per_source: usize,
 }
 
+/// Whom a submission is counted against in [`Quotas`]: the authenticated client if the API
+/// authenticates clients (a bearer token's name, a client certificate), else its source.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// An IPv4 address or IPv6 /64 ([`beat_telemetry::api::source_of`]).
+    Source(IpAddr),
+    /// An authenticated client.
+    Principal(beat_telemetry::auth::Principal),
+}
+
+impl From<IpAddr> for ClientKey {
+    fn from(ip: IpAddr) -> Self {
+        Self::Source(ip)
+    }
+}
+
 /// The per-source quota of the pending buffer: one client cannot fill the buffer every client
 /// shares. A source's accepted keys are recorded; they stop counting once they leave the buffer
 /// (committed, whoever proposed them), which is checked lazily: when the source would exceed
@@ -137,14 +153,14 @@ pub struct Limits {
 /// it (in the clients' favour).
 #[derive(Debug, Default)]
 struct Quotas {
-    per_source: HashMap<IpAddr, Vec<Digest>>,
+    per_source: HashMap<ClientKey, Vec<Digest>>,
     recorded: usize,
 }
 
 impl Quotas {
     /// Drops `source`'s keys that left the buffer; returns how many still count.
-    fn compact(&mut self, node: &BeatNode, source: IpAddr) -> usize {
-        let Some(keys) = self.per_source.get_mut(&source) else {
+    fn compact(&mut self, node: &BeatNode, source: &ClientKey) -> usize {
+        let Some(keys) = self.per_source.get_mut(source) else {
             return 0;
         };
         let before = keys.len();
@@ -152,19 +168,19 @@ impl Quotas {
         let left = keys.len();
         self.recorded -= before - left;
         if left == 0 {
-            self.per_source.remove(&source);
+            self.per_source.remove(source);
         }
         left
     }
 
-    fn record(&mut self, node: &BeatNode, source: IpAddr, keys: impl Iterator<Item = Digest>) {
+    fn record(&mut self, node: &BeatNode, source: ClientKey, keys: impl Iterator<Item = Digest>) {
         let list = self.per_source.entry(source).or_default();
         let before = list.len();
         list.extend(keys);
         self.recorded += list.len() - before;
         if self.recorded > 2 * node.config().params.buffer_capacity {
-            let sources: Vec<IpAddr> = self.per_source.keys().copied().collect();
-            for s in sources {
+            let sources: Vec<ClientKey> = self.per_source.keys().cloned().collect();
+            for s in &sources {
                 self.compact(node, s);
             }
         }
@@ -288,7 +304,7 @@ impl Component {
     /// all-or-nothing, logged, then proposed.
     pub fn submit_from(
         &mut self,
-        source: Option<IpAddr>,
+        source: Option<ClientKey>,
         txs: Vec<Transaction>,
     ) -> Result<(Vec<(Digest, Admission)>, Effects), SubmitError> {
         if txs.len() > self.limits.max_submit {
@@ -322,8 +338,8 @@ impl Component {
         }
         let quota = self.limits.max_pending_per_source;
         let source = source.filter(|_| quota > 0 && !fresh.is_empty());
-        if let Some(source) = source {
-            let recorded = self.quotas.per_source.get(&source).map_or(0, Vec::len);
+        if let Some(source) = &source {
+            let recorded = self.quotas.per_source.get(source).map_or(0, Vec::len);
             let pending = if recorded + fresh.len() > quota {
                 self.quotas.compact(&self.node, source)
             } else {

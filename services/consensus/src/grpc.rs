@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     actor::{ConsensusActor, ReadFragments, Submit},
-    component::{Admission, SubmitError},
+    component::{Admission, ClientKey, SubmitError},
     convert,
     store::BatchReader,
     watch::{WatchStream, Watchers},
@@ -77,13 +77,21 @@ impl OrderingService for OrderingGrpc {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
-        // The client's source, for its quota of the pending buffer. Loopback clients are the
-        // replica's own services (the state service's feed) or a mesh sidecar speaking for
-        // many clients: not one client, so not limited as one.
+        // Whom the request counts against in the pending buffer's quota: the authenticated
+        // client if there is one, else its source. Loopback clients are the replica's own
+        // services (the state service's feed) or a mesh sidecar speaking for many clients: not
+        // one client, so not limited as one.
         let source = request
             .remote_addr()
             .map(|a| beat_telemetry::api::source_of(a.ip()))
-            .filter(|ip| !ip.is_loopback());
+            .filter(|ip| !ip.is_loopback())
+            .map(|ip| {
+                request
+                    .extensions()
+                    .get::<beat_telemetry::auth::Principal>()
+                    .cloned()
+                    .map_or(ClientKey::Source(ip), ClientKey::Principal)
+            });
         let txs: Vec<Transaction> = request
             .into_inner()
             .transactions

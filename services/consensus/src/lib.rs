@@ -69,6 +69,8 @@ pub async fn serve(
     let grpc_addr = grpc.local_addr()?;
     let (incoming, connections) =
         beat_telemetry::api::limited_incoming(grpc, &config.api, &registry)?;
+    // Built now, so that bad TLS or token files stop the service before it opens anything.
+    let mut api_server = config.api.server(&registry, grpc_addr)?;
     let api_registry = registry.clone();
     let health = Health::default();
     let (_, ops_server) = beat_telemetry::ops::serve_listener(ops, registry, health.clone())?;
@@ -171,9 +173,7 @@ pub async fn serve(
     health.set_ready(true);
     tracing::info!(replica = config.replica, grpc = %grpc_addr, "consensus ready");
     let stop = shutdown.clone();
-    let result = config
-        .api
-        .server(&api_registry)?
+    let result = api_server
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, async move { stop.wait().await })
         .await;

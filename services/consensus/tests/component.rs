@@ -5,7 +5,7 @@
 use std::{collections::VecDeque, path::PathBuf};
 
 use beat_consensus::{
-    component::{Admission, Component, Effects, Limits, SubmitError},
+    component::{Admission, ClientKey, Component, Effects, Limits, SubmitError},
     convert,
     store::Store,
 };
@@ -227,13 +227,14 @@ fn one_source_gets_only_its_quota_of_the_pending_buffer() {
             ..limits(1)
         },
     );
-    let a: Option<std::net::IpAddr> = Some("10.0.0.1".parse().unwrap());
-    let b: Option<std::net::IpAddr> = Some("10.0.0.2".parse().unwrap());
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let a = Some(ClientKey::from(ip("10.0.0.1")));
+    let b = Some(ClientKey::from(ip("10.0.0.2")));
     let mut effects = Vec::new();
     {
         let node = c.nodes[0].as_mut().unwrap();
-        effects.push(node.submit_from(a, txs("a", 5)).unwrap().1);
-        match node.submit_from(a, txs("a-more", 1)) {
+        effects.push(node.submit_from(a.clone(), txs("a", 5)).unwrap().1);
+        match node.submit_from(a.clone(), txs("a-more", 1)) {
             Err(SubmitError::QuotaExceeded {
                 pending: 5,
                 quota: 5,
@@ -241,10 +242,10 @@ fn one_source_gets_only_its_quota_of_the_pending_buffer() {
             other => panic!("a sixth pending transaction from one source: {other:?}"),
         }
         // Resubmitting the same five is no new demand: duplicates, not refused.
-        let (receipts, fx) = node.submit_from(a, txs("a", 5)).unwrap();
+        let (receipts, fx) = node.submit_from(a.clone(), txs("a", 5)).unwrap();
         assert!(receipts.iter().all(|(_, r)| *r == Admission::Duplicate));
         effects.push(fx);
-        effects.push(node.submit_from(b, txs("b", 5)).unwrap().1);
+        effects.push(node.submit_from(b.clone(), txs("b", 5)).unwrap().1);
         effects.push(node.submit(txs("unattributed", 20)).unwrap().1);
     }
     for fx in effects {
@@ -254,7 +255,7 @@ fn one_source_gets_only_its_quota_of_the_pending_buffer() {
     let committed: usize = c.committed(0).iter().map(|b| b.transaction_count()).sum();
     assert_eq!(committed, 30);
     let node = c.nodes[0].as_mut().unwrap();
-    let (receipts, _) = node.submit_from(a, txs("a-later", 5)).unwrap();
+    let (receipts, _) = node.submit_from(a.clone(), txs("a-later", 5)).unwrap();
     assert!(receipts.iter().all(|(_, r)| *r == Admission::Accepted));
 }
 

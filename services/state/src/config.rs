@@ -69,6 +69,9 @@ pub struct ConsensusConfig {
     /// Largest delay between retries (the delay doubles up to it).
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// TLS and credentials towards consensus, when its API asks for them (`[consensus.auth]`:
+    /// `ca_file`, `cert_file`, `key_file`, `token_file`; the endpoint then says `https://`).
+    pub auth: beat_client::connect::ClientAuth,
 }
 
 impl Default for ConsensusConfig {
@@ -79,6 +82,7 @@ impl Default for ConsensusConfig {
             request_timeout: Duration::from_secs(10),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            auth: beat_client::connect::ClientAuth::default(),
         }
     }
 }

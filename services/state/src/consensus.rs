@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use beat_client::connect::{ApiChannel, Bearer, ConnectError};
 use beat_proto::consensus::v1::{
     SubmitRequest, SubmitResponse, WatchBatchesRequest, WatchBatchesResponse,
     ordering_service_client::OrderingServiceClient,
 };
 use bytes::Bytes;
-use tonic::{Code, Status, Streaming, codegen::http::uri::InvalidUri, transport::Channel};
+use tonic::{Code, Status, Streaming, service::interceptor::InterceptedService};
 
 use crate::config::ConsensusConfig;
 
@@ -18,19 +19,23 @@ const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// established lazily and re-established by tonic after failures.
 #[derive(Clone)]
 pub struct Consensus {
-    client: OrderingServiceClient<Channel>,
+    client: OrderingServiceClient<ApiChannel>,
     request_timeout: Duration,
 }
 
 impl Consensus {
     /// A lazily connecting client (never fails because consensus is down).
-    pub fn new(config: &ConsensusConfig) -> Result<Self, InvalidUri> {
-        let channel = Channel::from_shared(config.endpoint.clone())?
+    pub fn new(config: &ConsensusConfig) -> Result<Self, ConnectError> {
+        let channel = config
+            .auth
+            .endpoint(&config.endpoint)?
+            .tcp_nodelay(true)
             .connect_timeout(config.connect_timeout)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true)
             .connect_lazy();
+        let channel = InterceptedService::new(channel, Bearer::new(config.auth.token()?));
         let client = OrderingServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

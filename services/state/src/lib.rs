@@ -92,14 +92,16 @@ pub async fn serve(
     let metrics = Metrics::new(&registry)?;
     let (incoming, _connections) =
         beat_telemetry::api::limited_incoming(grpc, &config.api, &registry)?;
-    let api_registry = registry.clone();
+    // Built now, so that bad TLS or token files stop the service before it opens anything.
+    let mut api_server = config.api.server(&registry, grpc_addr)?;
     if let Some(epoch) = applier.state().applied_epoch() {
         metrics
             .applied_epoch
             .set(i64::try_from(epoch).unwrap_or(i64::MAX));
     }
     let connectivity = Connectivity::new(metrics.consensus_connected.clone());
-    let consensus = Consensus::new(&config.consensus).context("invalid consensus.endpoint")?;
+    let consensus =
+        Consensus::new(&config.consensus).context("consensus.endpoint or consensus.auth")?;
     let feed_start = match config.feed.enabled {
         true => Some(store.next_feed_start()?),
         false => None,
@@ -188,9 +190,7 @@ pub async fn serve(
     health.set_ready(true);
     tracing::info!(grpc = %grpc_addr, "state service ready");
     let stop = shutdown.clone();
-    let served = config
-        .api
-        .server(&api_registry)?
+    let served = api_server
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, async move { stop.wait().await })
         .await;

@@ -158,6 +158,8 @@ impl TorTransport {
             });
         }
         let arti_config = client_config(config)?;
+        // arti's rustls channels need the process's rustls provider (ring, as everywhere).
+        beat_telemetry::service::install_crypto_provider();
         let client = TorClient::builder()
             .config(arti_config)
             .create_unbootstrapped()

@@ -121,6 +121,7 @@ pub fn config(dir: &std::path::Path, consensus: SocketAddr) -> Config {
             request_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_millis(200),
+            ..ConsensusConfig::default()
         },
         store: StoreConfig {
             path: dir.join("state.db"),
