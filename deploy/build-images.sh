@@ -4,8 +4,8 @@
 #   deploy/build-images.sh [--tag beat:dev] [--prometheus] path/to/beat
 #
 # 1. beat-base:bookworm: a Debian bookworm rootfs made with debootstrap (minbase plus
-#    ca-certificates, tor, tini and the gateway's shared libraries: libssl3 and libsqlite3-0 for
-#    arti) and `docker import`ed. The rootfs tarball is cached under
+#    ca-certificates, tor (the external-Tor sidecar mode) and tini; `beat` links no OpenSSL or
+#    SQLite library, so nothing else) and `docker import`ed. The rootfs tarball is cached under
 #    $BEAT_CACHE (default $HOME/.cache/beat) and reused while the package list is unchanged.
 # 2. <tag> (default beat:dev): the runtime stage of deploy/Dockerfile on top of that base, with
 #    the given host-built `beat` binary (CI passes the debug build).
@@ -39,7 +39,7 @@ start=$SECONDS
 say() { printf '[build-images %3ds] %s\n' $((SECONDS - start)) "$*"; }
 
 # --- 1. base image ----------------------------------------------------------------------------
-base_packages="ca-certificates,tor,tini,libssl3,libsqlite3-0"
+base_packages="ca-certificates,tor,tini"
 recipe="bookworm minbase $base_packages"
 recipe_id=$(printf '%s' "$recipe" | sha256sum | cut -c1-12)
 base_tar="$cache/beat-base-bookworm-$recipe_id.tar"

@@ -303,6 +303,62 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn a_known_token_becomes_the_requests_principal_and_others_are_refused() {
+        let dir = std::env::temp_dir().join(format!("beat-principal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokens");
+        std::fs::write(
+            &file,
+            format!("alice {}\n", hex::encode(token_hash("s3cret"))),
+        )
+        .unwrap();
+        let layer = AuthLayer::new(Some(&file), &Registry::new()).unwrap();
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let mut service = layer.layer(tower::service_fn(
+            move |request: http::Request<tonic::body::Body>| {
+                record
+                    .lock()
+                    .push(request.extensions().get::<Principal>().cloned());
+                async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        tonic::body::Body::empty(),
+                    ))
+                }
+            },
+        ));
+        let with = |value: Option<&str>| {
+            let mut b = http::Request::builder();
+            if let Some(v) = value {
+                b = b.header(http::header::AUTHORIZATION, v);
+            }
+            b.body(tonic::body::Body::empty()).unwrap()
+        };
+        let ok = service.call(with(Some("Bearer s3cret"))).await.unwrap();
+        assert!(ok.headers().get("grpc-status").is_none());
+        assert_eq!(*seen.lock(), vec![Some(Principal::Token("alice".into()))]);
+        for refused in [
+            None,
+            Some("Bearer guess"),
+            Some("Basic s3cret"),
+            Some("bearer s3cret"),
+        ] {
+            let response = service.call(with(refused)).await.unwrap();
+            assert_eq!(
+                response.headers().get("grpc-status").map(|v| v.as_bytes()),
+                Some(&b"16"[..]),
+                "{refused:?} must be UNAUTHENTICATED"
+            );
+        }
+        assert_eq!(
+            seen.lock().len(),
+            1,
+            "no refused request reached the handler"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn principals_print_without_their_secrets() {
         assert_eq!(Principal::Token("alice".into()).to_string(), "token:alice");

@@ -245,7 +245,7 @@ fn one_source_gets_only_its_quota_of_the_pending_buffer() {
         let (receipts, fx) = node.submit_from(a.clone(), txs("a", 5)).unwrap();
         assert!(receipts.iter().all(|(_, r)| *r == Admission::Duplicate));
         effects.push(fx);
-        effects.push(node.submit_from(b.clone(), txs("b", 5)).unwrap().1);
+        effects.push(node.submit_from(b, txs("b", 5)).unwrap().1);
         effects.push(node.submit(txs("unattributed", 20)).unwrap().1);
     }
     for fx in effects {
@@ -255,7 +255,7 @@ fn one_source_gets_only_its_quota_of_the_pending_buffer() {
     let committed: usize = c.committed(0).iter().map(|b| b.transaction_count()).sum();
     assert_eq!(committed, 30);
     let node = c.nodes[0].as_mut().unwrap();
-    let (receipts, _) = node.submit_from(a.clone(), txs("a-later", 5)).unwrap();
+    let (receipts, _) = node.submit_from(a, txs("a-later", 5)).unwrap();
     assert!(receipts.iter().all(|(_, r)| *r == Admission::Accepted));
 }
 
