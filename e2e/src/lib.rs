@@ -29,6 +29,28 @@ use prost::Message as _;
 
 pub mod compose;
 
+/// The market source name this test process publishes under: every event of [`market_tx`] is
+/// from `e2e:<name>`, signed with [`market_key`].
+pub const MARKET_SOURCE: &str = "e2e";
+
+/// This process's market source key (random per process).
+pub fn market_key() -> &'static beat_crypto::identity::IdentityKeypair {
+    static KEY: std::sync::LazyLock<beat_crypto::identity::IdentityKeypair> =
+        std::sync::LazyLock::new(|| {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).expect("OS randomness");
+            beat_crypto::identity::IdentityKeypair::from_secret_bytes(secret)
+        });
+    &KEY
+}
+
+/// Registers [`MARKET_SOURCE`] in `spec`'s market, so its state services apply [`market_tx`]'s
+/// events (a cluster's market is never open).
+pub fn register_market_source(spec: &mut beat_cli::cluster::ClusterSpec) {
+    spec.market_sources
+        .insert(MARKET_SOURCE.to_owned(), market_key().public());
+}
+
 /// A fresh directory for one scenario under the system temporary directory.
 pub fn scenario_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("beat-e2e-{name}-{}", std::process::id()));
@@ -38,7 +60,8 @@ pub fn scenario_dir(name: &str) -> PathBuf {
 
 /// The `k`-th market event of source `source`, encoded as a transaction. Events cycle through
 /// orders on both sides around a mid of 10,000 (so some cross and trade), quotes, trade prints
-/// and cancels of earlier orders.
+/// and cancels of earlier orders. The event is from `e2e:<source>`, signed with [`market_key`]
+/// (register it with [`register_market_source`]).
 pub fn market_tx(source: &str, k: u64) -> Vec<u8> {
     use spb::market_event::Event;
     let symbol = ["BTC-USD", "ETH-USD"][(k % 2) as usize].to_owned();
@@ -70,12 +93,14 @@ pub fn market_tx(source: &str, k: u64) -> Vec<u8> {
             order_id: format!("{source}-{}", k.saturating_sub(4)),
         }),
     };
-    spb::MarketEvent {
-        source: source.to_owned(),
+    let mut event = spb::MarketEvent {
+        source: format!("{MARKET_SOURCE}:{source}"),
         sequence: k,
         event: Some(event),
-    }
-    .encode_to_vec()
+        signature: Default::default(),
+    };
+    beat_state::market::sources::sign(&mut event, market_key());
+    event.encode_to_vec()
 }
 
 /// Submits `txs` to `endpoint` in requests of `chunk`; fails unless every transaction is

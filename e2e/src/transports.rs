@@ -143,6 +143,7 @@ pub async fn transport_spec(
         });
     }
     let mut spec = ClusterSpec::new(&dir, beat);
+    crate::register_market_source(&mut spec);
     spec.replicas = mixes.len();
     spec.base_port = base_port;
     spec.kdf = KdfParams::insecure_fast_for_tests();

@@ -26,6 +26,7 @@ const GROWTH_CEILING_KIB: u64 = 80 * 1024;
 fn spec() -> (ClusterSpec, std::path::PathBuf) {
     let dir = scenario_dir("abuse");
     let mut spec = ClusterSpec::new(&dir, env!("CARGO_BIN_EXE_beat-e2e"));
+    beat_e2e::register_market_source(&mut spec);
     spec.replicas = N;
     spec.base_port = BASE_PORT;
     spec.params.batch_size = 2000;

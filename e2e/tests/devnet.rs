@@ -26,6 +26,7 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(180);
 fn spec(name: &str, base_port: u16) -> (ClusterSpec, std::path::PathBuf) {
     let dir = scenario_dir(name);
     let mut spec = ClusterSpec::new(&dir, env!("CARGO_BIN_EXE_beat-e2e"));
+    beat_e2e::register_market_source(&mut spec);
     spec.replicas = N;
     spec.base_port = base_port;
     spec.params.batch_size = 2000;
@@ -371,12 +372,18 @@ async fn bad_requests_get_documented_status_codes() -> anyhow::Result<()> {
     )
     .expect("future epoch");
     assert_eq!(c, tonic::Code::NotFound, "{m}");
-    // A market event without a body, and an order with zero quantity.
-    let empty_event = spb::MarketEvent {
+    // A market event without a body, and an order with zero quantity (both signed by their
+    // registered source), and a valid event without a signature.
+    let sign = |mut e: spb::MarketEvent| {
+        beat_state::market::sources::sign(&mut e, beat_e2e::market_key());
+        e
+    };
+    let empty_event = sign(spb::MarketEvent {
         source: "e2e".into(),
         sequence: 1,
         event: None,
-    };
+        signature: Default::default(),
+    });
     let (c, m) = code(
         market
             .publish(spb::PublishRequest {
@@ -387,7 +394,8 @@ async fn bad_requests_get_documented_status_codes() -> anyhow::Result<()> {
     )
     .expect("empty event");
     assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
-    let zero = spb::MarketEvent {
+    assert!(m.starts_with("events[0].event:"), "{m}");
+    let zero = sign(spb::MarketEvent {
         source: "e2e".into(),
         sequence: 2,
         event: Some(spb::market_event::Event::Order(spb::NewOrder {
@@ -397,15 +405,34 @@ async fn bad_requests_get_documented_status_codes() -> anyhow::Result<()> {
             price: 10,
             quantity: 0,
         })),
-    };
+        signature: Default::default(),
+    });
     let (c, m) = code(
         market
-            .publish(spb::PublishRequest { events: vec![zero] })
+            .publish(spb::PublishRequest {
+                events: vec![zero.clone()],
+            })
             .await
             .map(|_| ()),
     )
     .expect("zero quantity");
     assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
+    assert!(m.starts_with("events[0].order.quantity:"), "{m}");
+    let unsigned = spb::MarketEvent {
+        signature: Default::default(),
+        ..zero
+    };
+    let (c, m) = code(
+        market
+            .publish(spb::PublishRequest {
+                events: vec![unsigned],
+            })
+            .await
+            .map(|_| ()),
+    )
+    .expect("unsigned");
+    assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
+    assert!(m.starts_with("events[0].signature:"), "{m}");
 
     // None of that disturbed the replica: a good request is still ordered.
     let good = vec![market_tx("e2e-after-bad", 0)];

@@ -23,6 +23,7 @@ async fn python_client_submits_watches_and_verifies_certificates() -> anyhow::Re
     })?;
     let dir = scenario_dir("python-client");
     let mut spec = ClusterSpec::new(&dir, env!("CARGO_BIN_EXE_beat-e2e"));
+    beat_e2e::register_market_source(&mut spec);
     spec.replicas = N;
     spec.base_port = BASE_PORT;
     spec.kdf = beat_cli::cluster::KdfParams::insecure_fast_for_tests();

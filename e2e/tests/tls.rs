@@ -49,6 +49,7 @@ async fn codes(
 async fn only_clients_with_certificate_and_token_reach_a_tls_committee() -> anyhow::Result<()> {
     let dir = scenario_dir("tls");
     let mut spec = ClusterSpec::new(&dir, env!("CARGO_BIN_EXE_beat-e2e"));
+    beat_e2e::register_market_source(&mut spec);
     spec.replicas = N;
     spec.base_port = BASE_PORT;
     spec.tls = true;

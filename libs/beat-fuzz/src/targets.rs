@@ -52,7 +52,7 @@ pub fn all() -> Vec<Box<dyn Target>> {
         Box::new(Tdh2::new()),
         Box::new(Segments::new()),
         Box::new(KeystoreFile::new()),
-        Box::new(MarketEvent),
+        Box::new(MarketEvent::new()),
         Box::new(ReceiveWindow),
         Box::new(SamReplies),
         Box::new(AvidFp),
@@ -721,9 +721,34 @@ impl Target for KeystoreFile {
 
 // === market events ===
 
-/// The state service's decoder of committed transactions (`market::event::decode`): anyone
-/// who can submit a transaction reaches it on every replica.
-pub struct MarketEvent;
+/// The state service's decoder of committed transactions (`market::event::decode_checked`,
+/// with a source registry): anyone who can submit a transaction reaches it on every replica.
+/// Seeds are events signed by the registered source `feed-a`; the property: whatever a mutant
+/// decodes to, if it is accepted, its signed content is exactly a seed's — no mutation of a
+/// signed event (its source, sequence, body or signature) is accepted as another event.
+pub struct MarketEvent {
+    sources: std::collections::BTreeMap<String, beat_crypto::identity::IdentityPublicKey>,
+    key: beat_crypto::identity::IdentityKeypair,
+    signed: std::collections::HashSet<Vec<u8>>,
+}
+
+impl MarketEvent {
+    /// With a fixed source key (the fuzzer's inputs are reproducible from its seed).
+    pub fn new() -> Self {
+        let key = beat_crypto::identity::IdentityKeypair::from_secret_bytes([7; 32]);
+        Self {
+            sources: [("feed-a".to_owned(), key.public())].into(),
+            key,
+            signed: std::collections::HashSet::new(),
+        }
+    }
+}
+
+impl Default for MarketEvent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Target for MarketEvent {
     fn name(&self) -> &'static str {
@@ -763,18 +788,32 @@ impl Target for MarketEvent {
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
-                Event {
-                    source: "feed-a".into(),
+                let mut event = Event {
+                    source: if i % 2 == 0 { "feed-a" } else { "feed-a:run-1" }.into(),
                     sequence: i as u64 + 1,
                     event: Some(e),
-                }
-                .encode_to_vec()
+                    signature: Default::default(),
+                };
+                beat_state::market::sources::sign(&mut event, &self.key);
+                self.signed
+                    .insert(beat_state::market::sources::signed_bytes(&event));
+                event.encode_to_vec()
             })
             .collect()
     }
 
     fn run(&mut self, input: &[u8]) -> bool {
-        beat_state::market::event::decode(input).is_ok()
+        let accepted = beat_state::market::event::decode_checked(input, &self.sources).is_ok();
+        if accepted {
+            let event = beat_proto::state::v1::MarketEvent::decode(input)
+                .expect("an accepted event decodes");
+            assert!(
+                self.signed
+                    .contains(&beat_state::market::sources::signed_bytes(&event)),
+                "an event that was never signed was accepted: {event:?}"
+            );
+        }
+        accepted
     }
 
     fn max_len(&self) -> usize {

@@ -386,6 +386,15 @@ enum MarketCommand {
         #[arg(long, default_value_t = 10)]
         depth: u32,
     },
+    /// Create a market source's Ed25519 key (mode 0600; kept if it exists) and print the line
+    /// that registers it in every replica's `[market.sources]`.
+    SourceKey {
+        /// The source name it will own (and every `<name>:<suffix>`).
+        name: String,
+        /// The key file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -784,6 +793,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Market(MarketCommand::SourceKey { name, out }) => {
+            beat_state::market::sources::validate_name(&name).map_err(anyhow::Error::msg)?;
+            let key = beat_state::client_key::load_or_create(&out)?.public();
+            println!("# [market.sources] of every replica's state.toml:");
+            println!("{name:?} = \"{key}\"");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Market(MarketCommand::State { endpoint }) => {
             runtime()?.block_on(client::market_state(&endpoint))?;

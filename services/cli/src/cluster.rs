@@ -104,6 +104,10 @@ pub struct ClusterSpec {
     pub endpoints: Option<Vec<Endpoints>>,
     /// Applied to every replica's configurations after the cluster's defaults.
     pub configure: Option<Configure>,
+    /// Market sources registered besides the cluster's own (each replica's feed, `feed-r<i>`,
+    /// and `client`, whose key is `<dir>/market/client.key`): name → public key.
+    pub market_sources:
+        std::collections::BTreeMap<String, beat_crypto::identity::IdentityPublicKey>,
     /// Serve the public APIs over TLS with client certificates and bearer tokens
     /// ([`crate::tls`]; issued into the directory when it has none), instead of plaintext on
     /// loopback.
@@ -126,6 +130,7 @@ impl ClusterSpec {
             checkpoint_every_epochs: 8,
             endpoints: None,
             configure: None,
+            market_sources: std::collections::BTreeMap::new(),
             tls: false,
         }
     }
@@ -137,6 +142,8 @@ pub struct Cluster {
     dir: PathBuf,
     committee: CommitteeFile,
     children: BTreeMap<(usize, Service), Child>,
+    /// Every state service's `market.sources`.
+    market_sources: std::collections::BTreeMap<String, beat_crypto::identity::IdentityPublicKey>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -260,16 +267,43 @@ impl Cluster {
                 },
             )?;
         }
+        let market_sources = Self::market_registry(&dir, &spec)?;
         let cluster = Self {
             spec,
             dir,
             committee,
             children: BTreeMap::new(),
+            market_sources,
         };
         for i in 0..cluster.spec.replicas {
             cluster.write_configs(i)?;
         }
         Ok(cluster)
+    }
+
+    /// The market's source registry: every replica's feed key (`replica-<i>/feed.key`), the
+    /// cluster's `client` key (`market/client.key`), created on first use, and the spec's extra
+    /// sources. A devnet's market is therefore never open: every event is signed.
+    fn market_registry(
+        dir: &Path,
+        spec: &ClusterSpec,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, beat_crypto::identity::IdentityPublicKey>>
+    {
+        let mut sources = spec.market_sources.clone();
+        for i in 0..spec.replicas {
+            let key =
+                beat_state::client_key::load_or_create(&replica_dir(dir, i).join("feed.key"))?;
+            sources.insert(beat_state::feed::feed_owner(i as u32), key.public());
+        }
+        std::fs::create_dir_all(dir.join("market"))?;
+        let client = beat_state::client_key::load_or_create(&Self::market_client_key(dir))?;
+        sources.insert("client".to_owned(), client.public());
+        Ok(sources)
+    }
+
+    /// The key file of the market source `client` (and `client:<anything>`) of a cluster in `dir`.
+    pub fn market_client_key(dir: &Path) -> PathBuf {
+        dir.join("market").join("client.key")
     }
 
     fn peer_address(spec: &ClusterSpec, i: usize) -> SocketAddr {
@@ -412,6 +446,8 @@ impl Cluster {
         state.consensus.backoff_max = Duration::from_secs(1);
         state.store.path = rdir.join("state.db");
         state.store.client_key = rdir.join("state-client.key");
+        state.market.sources = self.market_sources.clone();
+        state.feed.key_file = Some(rdir.join("feed.key"));
         if let Some(feed) = &self.spec.feed {
             state.feed.enabled = true;
             state.feed.events_per_second = feed.events_per_second;

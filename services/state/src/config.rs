@@ -188,6 +188,10 @@ pub struct FeedConfig {
     pub spread: i64,
     /// Largest quantity of an order, trade or quote side, in lots.
     pub max_quantity: u64,
+    /// The feed's Ed25519 source key (a client key file, created on first start if missing).
+    /// Every event is signed with it; required when `market.sources` is not empty, where its
+    /// public key must be registered under `feed-r<replica>`.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for FeedConfig {
@@ -205,6 +209,7 @@ impl Default for FeedConfig {
             volatility: 2,
             spread: 10,
             max_quantity: 10,
+            key_file: None,
         }
     }
 }
@@ -312,7 +317,8 @@ mod tests {
                 for (k, v) in dict {
                     keys(&format!("{prefix}{k}."), v, out);
                 }
-            } else {
+            } else if !matches!(value, Value::Empty(..)) {
+                // An optional key without a default (None) is documented as a comment.
                 out.insert(prefix.to_owned());
             }
         }

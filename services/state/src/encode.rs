@@ -235,6 +235,7 @@ mod tests {
             event: Some(pb::market_event::Event::Cancel(pb::CancelOrder {
                 order_id: "o1".into(),
             })),
+            signature: Default::default(),
         }
     }
 

@@ -8,9 +8,9 @@
 //! carries the feed's source name and a fresh sequence number, so resubmitting an event is
 //! idempotent.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
-use beat_crypto::hash::Hasher;
+use beat_crypto::{hash::Hasher, identity::IdentityKeypair};
 use beat_proto::state::v1 as pb;
 use pb::market_event::Event as E;
 use rand::{RngExt as _, SeedableRng as _};
@@ -22,9 +22,15 @@ use crate::config::FeedConfig;
 const REMEMBERED_ORDERS: usize = 1024;
 
 /// The feed's source name: unique per replica and per start of the service, so a restarted feed
-/// never reuses a `(source, sequence)` that is still within the duplicate window.
+/// never reuses a `(source, sequence)` that is still within the duplicate window. It is a run of
+/// the source [`feed_owner`] registers ([`crate::market::sources`]).
 pub fn feed_source(replica: u32, start: u64) -> String {
-    format!("feed-r{replica}-s{start}")
+    format!("{}:s{start}", feed_owner(replica))
+}
+
+/// The name under which replica `replica`'s feed key is registered in `market.sources`.
+pub fn feed_owner(replica: u32) -> String {
+    format!("feed-r{replica}")
 }
 
 /// The generator seed for `(base seed, replica, start)`.
@@ -43,6 +49,8 @@ pub struct FeedGenerator {
     mids: Vec<(String, i64)>,
     open_orders: VecDeque<String>,
     config: FeedConfig,
+    /// Signs every event, if set.
+    key: Option<Arc<IdentityKeypair>>,
 }
 
 impl FeedGenerator {
@@ -60,7 +68,15 @@ impl FeedGenerator {
                 .collect(),
             open_orders: VecDeque::new(),
             config: config.clone(),
+            key: None,
         }
+    }
+
+    /// Signs every event with `key` (the source's registered key).
+    #[must_use]
+    pub fn signed_by(mut self, key: Arc<IdentityKeypair>) -> Self {
+        self.key = Some(key);
+        self
     }
 
     /// The source name on every event.
@@ -97,11 +113,16 @@ impl FeedGenerator {
         };
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        pb::MarketEvent {
+        let mut event = pb::MarketEvent {
             source: self.source.clone(),
             sequence,
             event: Some(event),
+            ..Default::default()
+        };
+        if let Some(key) = &self.key {
+            crate::market::sources::sign(&mut event, key);
         }
+        event
     }
 
     fn step_mid(&mut self, index: usize) -> i64 {
@@ -296,7 +317,7 @@ mod tests {
         let events = g.generate(2000);
         let mut kinds = [0usize; 4];
         for (i, e) in events.iter().enumerate() {
-            assert_eq!(e.source, "feed-r3-s7");
+            assert_eq!(e.source, "feed-r3:s7");
             assert_eq!(e.sequence, i as u64);
             let valid = Event::try_from(e.clone()).unwrap();
             let kind = match valid.body {

@@ -61,6 +61,8 @@ pub struct MarketGrpc {
     pub shutdown: Shutdown,
     /// The `WatchState` streams in progress.
     pub watchers: Watchers,
+    /// The market's source registry: `Publish` refuses what the applier would skip.
+    pub sources: Arc<std::collections::BTreeMap<String, beat_crypto::identity::IdentityPublicKey>>,
 }
 
 /// The `WatchState` streams in progress, so that shutdown can end them all (and with them
@@ -137,9 +139,11 @@ impl MarketService for MarketGrpc {
             .into());
         }
         for (i, event) in events.iter().enumerate() {
-            Event::try_from(event.clone()).map_err(|r| {
-                StateServiceError::invalid(format!("events[{i}].{}", r.field), r.problem)
-            })?;
+            crate::market::sources::check(&self.sources, event)
+                .and_then(|()| Event::try_from(event.clone()))
+                .map_err(|r| {
+                    StateServiceError::invalid(format!("events[{i}].{}", r.field), r.problem)
+                })?;
         }
         let transactions = self
             .encoder

@@ -106,6 +106,13 @@ pub async fn serve(
         true => Some(store.next_feed_start()?),
         false => None,
     };
+    let feed_key = feed_key(&config)?;
+    if config.market.sources.is_empty() {
+        tracing::warn!(
+            "market.sources is empty: an open market, where anyone who can publish can publish \
+             as any source (register the sources' keys for production; docs/security.md)"
+        );
+    }
     let health = Health::default();
     let (reporter, mut routes) = beat_telemetry::grpc::standard_routes(&[<MarketServiceServer<
         MarketGrpc,
@@ -142,7 +149,10 @@ pub async fn serve(
     let feed = feed_start.map(|start| {
         let source = feed_source(config.replica, start);
         let seed = feed_seed(config.feed.seed, config.replica, start);
-        let generator = FeedGenerator::new(&config.feed, source, seed);
+        let mut generator = FeedGenerator::new(&config.feed, source, seed);
+        if let Some(key) = &feed_key {
+            generator = generator.signed_by(key.clone());
+        }
         let queued = Arc::new(Notify::new());
         let actor = FeedActor {
             feed: Feed::new(&config.feed, generator),
@@ -178,6 +188,7 @@ pub async fn serve(
         feed_running: feed.is_some(),
         shutdown: shutdown.clone(),
         watchers: watchers.clone(),
+        sources: Arc::new(config.market.sources.clone()),
     };
     routes.add_service(
         MarketServiceServer::new(service).max_decoding_message_size(config.api.max_request_bytes),
@@ -225,6 +236,37 @@ where
     drop(actor);
     arbiter.stop();
     let _ = tokio::task::spawn_blocking(move || arbiter.join()).await;
+}
+
+/// The feed's signing key: required, and registered as [`feed::feed_owner`], when the market
+/// has a source registry; optional otherwise.
+fn feed_key(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<beat_crypto::identity::IdentityKeypair>>> {
+    if !config.feed.enabled {
+        return Ok(None);
+    }
+    let owner = feed::feed_owner(config.replica);
+    let Some(path) = &config.feed.key_file else {
+        if config.market.sources.is_empty() {
+            return Ok(None);
+        }
+        anyhow::bail!(
+            "the market has a source registry, so the feed must sign: set feed.key_file and \
+             register its public key as market.sources.{owner}"
+        );
+    };
+    let key = client_key::load_or_create(path)?;
+    if !config.market.sources.is_empty() && config.market.sources.get(&owner) != Some(&key.public())
+    {
+        anyhow::bail!(
+            "the feed's key {} ({}) is not registered as market.sources.{owner}: every event it \
+             publishes would be skipped",
+            key.public(),
+            path.display()
+        );
+    }
+    Ok(Some(Arc::new(key)))
 }
 
 /// Loads the committee, binds the configured addresses and serves until SIGTERM/SIGINT.

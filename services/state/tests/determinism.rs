@@ -32,7 +32,7 @@ fn event() -> impl Strategy<Value = Vec<u8>> {
     ];
     prop_oneof![
         12 => (source, 0..30u64, body).prop_map(|(source, sequence, event)| {
-            pb::MarketEvent { source: source.to_owned(), sequence, event }.encode_to_vec()
+            pb::MarketEvent { source: source.to_owned(), sequence, event , signature: Default::default() }.encode_to_vec()
         }),
         1 => prop::collection::vec(any::<u8>(), 0..12),
     ]
@@ -89,6 +89,7 @@ proptest! {
             source: "z".into(),
             sequence: 1_000,
             event: Some(E::Trade(pb::TradePrint { symbol: "X".into(), price: 100, quantity: 1 })),
+            signature: Default::default(),
         }
         .encode_to_vec();
         match changed[target].len() {

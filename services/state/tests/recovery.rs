@@ -32,6 +32,7 @@ fn order(seq: u64, side: pb::Side, price: i64) -> Bytes {
                 price,
                 quantity: 2,
             })),
+            signature: Default::default(),
         }
         .encode_to_vec(),
     )

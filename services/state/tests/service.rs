@@ -39,6 +39,7 @@ fn order(
             price,
             quantity: qty,
         })),
+        signature: Default::default(),
     }
 }
 
@@ -53,6 +54,7 @@ fn quote(seq: u64, bid: i64, ask: i64) -> pb::MarketEvent {
             ask_price: ask,
             ask_size: 1,
         })),
+        signature: Default::default(),
     }
 }
 
@@ -63,6 +65,7 @@ fn cancel(source: &str, seq: u64, id: &str) -> pb::MarketEvent {
         event: Some(E::Cancel(pb::CancelOrder {
             order_id: id.into(),
         })),
+        signature: Default::default(),
     }
 }
 
@@ -389,7 +392,7 @@ fn the_feed_submits_through_back_pressure_without_losing_events() {
             .fake
             .committed_events()
             .into_iter()
-            .filter(|e| e.source == "feed-r0-s0")
+            .filter(|e| e.source == "feed-r0:s0")
             .map(|e| e.sequence)
             .collect();
         assert!(sequences.len() >= 500);
@@ -427,7 +430,7 @@ fn the_feed_submits_through_back_pressure_without_losing_events() {
             .into_inner();
         state_after(&mut client, before.events_applied + 50).await;
         let events = fake.fake.committed_events();
-        assert!(events.iter().any(|e| e.source == "feed-r0-s1"));
+        assert!(events.iter().any(|e| e.source == "feed-r0:s1"));
         state.stop().await.unwrap();
         fake.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
@@ -648,6 +651,98 @@ fn start_up_refuses_commitments_only_committees_and_bad_configuration() {
         let state = StateHandle::start(cfg, committee).await;
         let e = state.server.await.unwrap().unwrap_err();
         assert!(format!("{e:#}").contains("feed.symbols"), "{e:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
+/// With a source registry, `Publish` refuses unsigned, wrongly signed and unregistered events
+/// with `INVALID_ARGUMENT` naming the signature, before anything reaches consensus, and a
+/// feed whose key is not registered does not start.
+#[test]
+fn a_registry_refuses_what_its_sources_did_not_sign() {
+    use beat_crypto::identity::IdentityKeypair;
+    use beat_state::market::sources;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng as _;
+
+    run_bounded(async {
+        let dir = temp_dir("registry");
+        let fake = start_fake(false).await;
+        let (committee, _) = committee(Variant::Beat0, Delivery::Full);
+        let mut rng = ChaCha20Rng::seed_from_u64(11);
+        let (alice, bob) = (
+            IdentityKeypair::generate(&mut rng),
+            IdentityKeypair::generate(&mut rng),
+        );
+        let mut cfg = config(&dir, fake.addr);
+        cfg.market.sources = [("alice".to_owned(), alice.public())].into();
+        // A feed without a registered key is refused at start.
+        let mut with_feed = cfg.clone();
+        with_feed.feed.enabled = true;
+        with_feed.feed.key_file = Some(dir.join("feed.key"));
+        with_feed.store.path = dir.join("feed-state.db");
+        let err = beat_state::serve(
+            with_feed,
+            committee.clone(),
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            beat_telemetry::shutdown::Shutdown::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("market.sources.feed-r0"), "{err}");
+
+        let state = StateHandle::start(cfg, committee).await;
+        let mut client = state.client().await;
+        let signed = |mut e: pb::MarketEvent, key: &IdentityKeypair| {
+            sources::sign(&mut e, key);
+            e
+        };
+        let refused = |events: Vec<pb::MarketEvent>| {
+            let mut c = client.clone();
+            async move { c.publish(PublishRequest { events }).await.unwrap_err() }
+        };
+        for (events, what) in [
+            (
+                vec![order("alice", 1, "a", pb::Side::Buy, 100, 1)],
+                "unsigned",
+            ),
+            (
+                vec![signed(order("alice", 1, "a", pb::Side::Buy, 100, 1), &bob)],
+                "signed by another key",
+            ),
+            (
+                vec![signed(order("bob", 1, "b", pb::Side::Buy, 100, 1), &bob)],
+                "an unregistered source",
+            ),
+        ] {
+            let e = refused(events).await;
+            assert_eq!(e.code(), Code::InvalidArgument, "{what}");
+            assert!(
+                e.message().starts_with("events[0].signature:"),
+                "{what}: {}",
+                e.message()
+            );
+        }
+        assert_eq!(fake.fake.submits(), 0, "nothing forged reaches consensus");
+        // Alice's own, signed, in her namespace: accepted and applied.
+        client
+            .publish(PublishRequest {
+                events: vec![
+                    signed(order("alice", 1, "a", pb::Side::Buy, 100, 1), &alice),
+                    signed(
+                        order("alice:desk-2", 1, "a", pb::Side::Sell, 100, 1),
+                        &alice,
+                    ),
+                ],
+            })
+            .await
+            .unwrap();
+        let s = state_after(&mut client, 2).await;
+        assert_eq!(s.events_applied, 2);
+        state.stop().await.unwrap();
+        fake.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

@@ -55,11 +55,17 @@ pub enum RejectReason {
     SymbolLimit,
     /// A new resting order would exceed `max_resting_orders`.
     OrderLimit,
+    /// The market has a source registry and no registered name owns the event's source.
+    UnknownSource,
+    /// The market has a source registry and the event carries no signature.
+    Unsigned,
+    /// The signature is malformed or does not verify under the source's registered key.
+    BadSignature,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 17] = [
         Self::Malformed,
         Self::MissingEvent,
         Self::InvalidSource,
@@ -74,6 +80,9 @@ impl RejectReason {
         Self::UnknownOrder,
         Self::SymbolLimit,
         Self::OrderLimit,
+        Self::UnknownSource,
+        Self::Unsigned,
+        Self::BadSignature,
     ];
 
     /// The snake-case name used as a metric label.
@@ -93,6 +102,9 @@ impl RejectReason {
             Self::UnknownOrder => "unknown_order",
             Self::SymbolLimit => "symbol_limit",
             Self::OrderLimit => "order_limit",
+            Self::UnknownSource => "unknown_source",
+            Self::Unsigned => "unsigned",
+            Self::BadSignature => "bad_signature",
         }
     }
 }
@@ -359,8 +371,17 @@ impl TryFrom<pb::MarketEvent> for Event {
     }
 }
 
-/// Decodes and validates one transaction.
+/// Decodes and validates one transaction in an open market (no source registry).
 pub fn decode(transaction: &[u8]) -> Result<Event, Rejection> {
+    decode_checked(transaction, &std::collections::BTreeMap::new())
+}
+
+/// Decodes one transaction, checks its signature against `sources` ([`super::sources`]) and
+/// validates it.
+pub fn decode_checked(
+    transaction: &[u8],
+    sources: &std::collections::BTreeMap<String, beat_crypto::identity::IdentityPublicKey>,
+) -> Result<Event, Rejection> {
     let event = pb::MarketEvent::decode(transaction).map_err(|_| {
         reject(
             RejectReason::Malformed,
@@ -368,5 +389,6 @@ pub fn decode(transaction: &[u8]) -> Result<Event, Rejection> {
             "is not a protobuf MarketEvent",
         )
     })?;
+    super::sources::check(sources, &event)?;
     Event::try_from(event)
 }

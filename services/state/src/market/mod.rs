@@ -27,6 +27,7 @@
 
 pub mod book;
 pub mod event;
+pub mod sources;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -54,6 +55,9 @@ pub struct MarketParams {
     /// Most resting orders across all books; a limit order beyond it is skipped
     /// (`order_limit`).
     pub max_resting_orders: usize,
+    /// Who may publish as which source: source name → the owner's Ed25519 public key (hex).
+    /// Empty: an open market, where anyone may publish as anyone ([`sources`]).
+    pub sources: std::collections::BTreeMap<String, beat_crypto::identity::IdentityPublicKey>,
 }
 
 impl Default for MarketParams {
@@ -63,6 +67,7 @@ impl Default for MarketParams {
             dedup_window_epochs: 64,
             max_symbols: 1024,
             max_resting_orders: 1_000_000,
+            sources: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -79,6 +84,6 @@ impl MarketParams {
         if self.max_resting_orders == 0 {
             return Err("market.max_resting_orders must be at least 1".to_owned());
         }
-        Ok(())
+        sources::validate(&self.sources)
     }
 }

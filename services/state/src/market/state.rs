@@ -165,9 +165,9 @@ pub enum SnapshotError {
     #[error("snapshot was computed with market parameters {stored:?}, configured {configured:?}")]
     Params {
         /// In the snapshot.
-        stored: MarketParams,
+        stored: Box<MarketParams>,
         /// Configured.
-        configured: MarketParams,
+        configured: Box<MarketParams>,
     },
     /// The body does not decode.
     #[error("snapshot body does not decode: {0}")]
@@ -392,8 +392,8 @@ impl MarketState {
         }
         if snapshot.params != params {
             return Err(SnapshotError::Params {
-                stored: snapshot.params.clone(),
-                configured: params,
+                stored: Box::new(snapshot.params.clone()),
+                configured: Box::new(params),
             });
         }
         let expected = match snapshot.applied_epoch {
@@ -440,7 +440,7 @@ impl MarketState {
             source,
             sequence,
             body,
-        } = event::decode(transaction).map_err(|r| r.reason)?;
+        } = event::decode_checked(transaction, &self.params.sources).map_err(|r| r.reason)?;
         // A valid event consumes its (source, sequence) whether or not it then applies, so a
         // resubmission is ordered once and has no effect.
         let pair = (source, sequence);
