@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backoff;
 pub mod grpc;
 pub mod limit;
 pub mod local;

@@ -28,9 +28,9 @@ use tonic::transport::Channel;
 
 use crate::{
     actor::{ConsensusActor, KeystoreJob, KeystoreReplies},
-    backoff::Backoff,
     metrics::Metrics,
 };
+use beat_telemetry::backoff::Backoff;
 
 /// Runs the keystore client until shutdown.
 pub async fn run(

@@ -21,7 +21,6 @@
 #![forbid(unsafe_code)]
 
 pub mod actor;
-mod backoff;
 pub mod component;
 pub mod config;
 pub mod convert;

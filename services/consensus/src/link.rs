@@ -22,9 +22,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
     actor::{ConsensusActor, Inbound, LinkCommand, LinkUp},
-    backoff::Backoff,
     metrics::Metrics,
 };
+use beat_telemetry::backoff::Backoff;
 
 /// Everything the link task needs.
 pub struct LinkTask {

@@ -10,6 +10,8 @@ use beat_proto::consensus::v1::{
 use bytes::Bytes;
 use tonic::{Code, Status, Streaming, service::interceptor::InterceptedService};
 
+pub use beat_telemetry::backoff::Backoff;
+
 use crate::config::ConsensusConfig;
 
 /// Largest message exchanged with consensus (a committed batch can hold many transactions).
@@ -90,54 +92,16 @@ pub fn is_retryable(code: Code) -> bool {
     )
 }
 
-/// Exponential backoff: `initial`, doubling up to `max`.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    /// Starts at `initial`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    /// From the consensus configuration.
-    pub fn from_config(config: &ConsensusConfig) -> Self {
-        Self::new(config.backoff_initial, config.backoff_max)
-    }
-
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    /// Back to `initial` after a success.
-    pub fn reset(&mut self) {
-        self.next = self.initial;
-    }
+/// The retry backoff the consensus configuration asks for (jittered: the feed's submitter and
+/// the batch watcher of one replica do not retry in lock-step with each other or with other
+/// replicas' after a shared outage).
+pub fn backoff(config: &ConsensusConfig) -> Backoff {
+    Backoff::new(config.backoff_initial, config.backoff_max)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<_> = (0..5).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 350, 350, 350]);
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
-    }
 
     #[test]
     fn only_transient_failures_are_retried() {

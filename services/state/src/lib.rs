@@ -51,7 +51,7 @@ use crate::{
     actors::{ApplierActor, FeedActor, Stop},
     applier::Applier,
     config::Config,
-    consensus::{Backoff, Consensus},
+    consensus::Consensus,
     encode::TxEncoder,
     feed::{Feed, FeedGenerator, feed_seed, feed_source},
     grpc::MarketGrpc,
@@ -142,7 +142,7 @@ pub async fn serve(
     let watcher = tokio::spawn(pipeline::watch_batches(
         consensus.clone(),
         applier.clone(),
-        Backoff::from_config(&config.consensus),
+        consensus::backoff(&config.consensus),
         connectivity.clone(),
         shutdown.clone(),
     ));
@@ -169,7 +169,7 @@ pub async fn serve(
             encoder: encoder.clone(),
             queued,
             max_batch_events: config.feed.max_batch_events,
-            backoff: Backoff::from_config(&config.consensus),
+            backoff: consensus::backoff(&config.consensus),
             metrics: metrics.clone(),
         };
         let submitter = tokio::spawn(submitter.run(shutdown.clone()));

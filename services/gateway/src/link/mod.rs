@@ -7,7 +7,6 @@
 //! replicas has one connection per direction per transport.
 
 pub mod admission;
-pub mod backoff;
 pub mod codec;
 pub mod connection;
 pub mod context;

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use beat_telemetry::backoff::Backoff;
 use beat_types::NodeId;
 use tokio::time::Instant;
 
 use super::{
     admission::Admission,
-    backoff::Backoff,
     codec,
     connection::{self, Established},
     context::Context,
@@ -86,7 +86,7 @@ pub async fn dial_loop(
                 status.down(Some(e.to_string()));
             }
         }
-        let delay = backoff.next_delay(&mut *ctx.rng.lock());
+        let delay = backoff.next_delay();
         status.backoff(Instant::now() + delay);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
