@@ -1,4 +1,6 @@
-//! The BEAT client library.
+//! The BEAT client library: [`client::Client`] (several replicas, failover, idempotent
+//! submission, a verified watch that resumes), [`client::Sealer`] (BEAT2 transactions),
+//! [`connect`] (TLS, client certificates, bearer tokens) and [`verify`].
 //!
 //! A client of a BEAT committee trusts no single replica: what one replica serves is checked
 //! against the committee file alone. [`verify`] does that for the agreed order — every batch a
@@ -20,5 +22,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod connect;
 pub mod verify;

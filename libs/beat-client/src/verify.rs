@@ -245,4 +245,4 @@ impl ChainVerifier {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

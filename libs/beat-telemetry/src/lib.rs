@@ -10,7 +10,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod backoff;
 pub mod grpc;
 pub mod limit;
 pub mod local;

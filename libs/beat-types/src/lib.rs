@@ -2,8 +2,9 @@
 //!
 //! This crate owns the vocabulary the rest of the workspace speaks: [`NodeId`], [`Epoch`],
 //! [`Committee`] (with every threshold the BEAT sub-protocols use), [`Variant`] and
-//! [`Transaction`]. It has no cryptography, no I/O and no dependencies beyond `serde` and
-//! `thiserror`, so that every ring of the architecture can depend on it.
+//! [`Transaction`], and the one retry [`backoff::Backoff`] of services and clients. It has no
+//! cryptography, no I/O and no dependencies beyond `serde`, `thiserror` and `getrandom` (the
+//! backoff's jitter seed), so that every ring of the architecture can depend on it.
 //!
 //! # Quorum arithmetic
 //!
@@ -33,6 +34,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+pub mod backoff;
 mod committee;
 mod ids;
 mod transaction;

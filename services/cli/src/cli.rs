@@ -289,9 +289,10 @@ struct I2pAddressArgs {
 
 #[derive(Args, Debug)]
 struct SubmitArgs {
-    /// Ordering API endpoint.
+    /// Ordering API endpoints, tried in turn: a submission that fails transiently (a replica
+    /// down or overloaded) goes to the next one. Repeatable.
     #[arg(long, short, default_value = "http://127.0.0.1:17100")]
-    endpoint: String,
+    endpoint: Vec<String>,
     /// The committee file (required for BEAT2, whose clients encrypt).
     #[arg(long)]
     committee: Option<PathBuf>,
@@ -712,7 +713,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             anyhow::ensure!(!txs.is_empty(), "no transactions given");
-            runtime()?.block_on(client::submit(&a.endpoint, a.committee.as_deref(), txs))?;
+            runtime()?.block_on(client::submit(a.endpoint, a.committee.as_deref(), txs))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(a) => {

@@ -8,12 +8,9 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use beat_client::client::{Client, ClientConfig, Sealer};
 use beat_config::CommitteeFile;
-use beat_core::client::seal_client_transaction;
-use beat_crypto::{
-    identity::{IdentityKeypair, IdentityPublicKey},
-    tdh2,
-};
+use beat_crypto::identity::{IdentityKeypair, IdentityPublicKey};
 use beat_proto::{
     common::v1::{Batch, contribution::Content},
     consensus::v1 as cpb,
@@ -25,16 +22,11 @@ use rand_core::SeedableRng;
 
 use crate::monitor::{market_client, ordering_client, statuses};
 
-/// A BEAT2 client: its identity, the committee key and its next request id.
-struct SealingClient {
-    encryption: Arc<tdh2::PublicKey>,
-    identity: IdentityKeypair,
-    next_request: u64,
-}
-
-/// Prepares transactions for a committee: seals them for BEAT2, passes them through otherwise.
+/// Prepares transactions for a committee ([`beat_client::client::Sealer`]): seals them for
+/// BEAT2 as a fresh client numbering its requests, passes them through otherwise.
 pub struct TxPreparer {
-    client: Option<SealingClient>,
+    sealer: Option<(Sealer, IdentityPublicKey)>,
+    next_request: u64,
     rng: ChaCha20Rng,
 }
 
@@ -47,44 +39,43 @@ impl TxPreparer {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
         let mut rng = ChaCha20Rng::from_seed(seed);
-        let client = committee
-            .filter(|c| c.params.variant == Variant::Beat2)
-            .map(|c| SealingClient {
-                encryption: c.public_keys().encryption,
-                identity: IdentityKeypair::generate(&mut rng),
-                next_request: 0,
-            });
-        Ok(Self { client, rng })
+        let sealer = match committee.filter(|c| c.params.variant == Variant::Beat2) {
+            None => None,
+            Some(c) => {
+                let identity = Arc::new(IdentityKeypair::generate(&mut rng));
+                let public = identity.public();
+                Some((Sealer::for_committee(c, Some(identity))?, public))
+            }
+        };
+        Ok(Self {
+            sealer,
+            next_request: 0,
+            rng,
+        })
     }
 
     /// The BEAT2 client identity, if the preparer seals.
     pub fn client(&self) -> Option<IdentityPublicKey> {
-        self.client.as_ref().map(|c| c.identity.public())
+        self.sealer.as_ref().map(|(_, public)| *public)
     }
 
     /// The transaction to submit for `plain`.
     pub fn prepare(&mut self, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
-        match &mut self.client {
+        match &self.sealer {
             None => Ok(plain.to_vec()),
-            Some(client) => {
-                let request = client.next_request;
-                client.next_request += 1;
-                let tx = seal_client_transaction(
-                    &client.identity,
-                    &client.encryption,
-                    request,
-                    plain,
-                    &mut self.rng,
-                )?;
-                Ok(tx.0)
+            Some((sealer, _)) => {
+                let request = self.next_request;
+                self.next_request += 1;
+                Ok(sealer.seal(request, plain, &mut self.rng)?)
             }
         }
     }
 }
 
-/// `beat submit`: submits transactions and prints one receipt line per transaction.
+/// `beat submit`: submits transactions and prints one receipt line per transaction, failing
+/// over between `endpoints` ([`beat_client::client::Client`]).
 pub async fn submit(
-    endpoint: &str,
+    endpoints: Vec<String>,
     committee: Option<&Path>,
     transactions: Vec<Vec<u8>>,
 ) -> anyhow::Result<()> {
@@ -97,16 +88,12 @@ pub async fn submit(
         .iter()
         .map(|t| prep.prepare(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut client = ordering_client(endpoint)?;
+    let mut config = ClientConfig::new(endpoints);
+    config.auth = crate::monitor::client_auth();
+    let mut client = Client::new(config)?;
     let mut accepted = 0usize;
     for chunk in txs.chunks(10_000) {
-        let r = client
-            .submit(cpb::SubmitRequest {
-                transactions: chunk.iter().cloned().map(bytes::Bytes::from).collect(),
-            })
-            .await
-            .with_context(|| format!("Submit to {endpoint}"))?
-            .into_inner();
+        let r = client.submit(chunk).await?;
         for receipt in &r.receipts {
             let admission =
                 cpb::Admission::try_from(receipt.admission).map_or("unknown", |a| match a {
@@ -119,7 +106,7 @@ pub async fn submit(
             }
             println!("{} {admission}", hex::encode(&receipt.key));
         }
-        eprintln!("replica at epoch {}", r.epoch);
+        eprintln!("{} took them at epoch {}", r.endpoint, r.epoch);
     }
     eprintln!("{accepted} of {} accepted", txs.len());
     Ok(())

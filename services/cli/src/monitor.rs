@@ -38,7 +38,8 @@ pub fn use_client_auth(auth: ClientAuth) {
     *CLIENT_AUTH.write() = Some(auth);
 }
 
-fn client_auth() -> ClientAuth {
+/// This process's credentials for the public APIs ([`use_client_auth`]).
+pub fn client_auth() -> ClientAuth {
     CLIENT_AUTH.read().clone().unwrap_or_default()
 }
 

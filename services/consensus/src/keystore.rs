@@ -30,7 +30,7 @@ use crate::{
     actor::{ConsensusActor, KeystoreJob, KeystoreReplies},
     metrics::Metrics,
 };
-use beat_telemetry::backoff::Backoff;
+use beat_types::backoff::Backoff;
 
 /// Runs the keystore client until shutdown.
 pub async fn run(

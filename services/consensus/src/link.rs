@@ -24,7 +24,7 @@ use crate::{
     actor::{ConsensusActor, Inbound, LinkCommand, LinkUp},
     metrics::Metrics,
 };
-use beat_telemetry::backoff::Backoff;
+use beat_types::backoff::Backoff;
 
 /// Everything the link task needs.
 pub struct LinkTask {

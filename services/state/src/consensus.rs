@@ -10,7 +10,7 @@ use beat_proto::consensus::v1::{
 use bytes::Bytes;
 use tonic::{Code, Status, Streaming, service::interceptor::InterceptedService};
 
-pub use beat_telemetry::backoff::Backoff;
+pub use beat_types::backoff::Backoff;
 
 use crate::config::ConsensusConfig;
 

@@ -14,9 +14,10 @@
 
 use std::sync::Arc;
 
+use beat_client::client::Sealer;
 use beat_config::CommitteeFile;
-use beat_core::{Delivery, client::seal_client_transaction};
-use beat_crypto::{hash::hash_parts, identity::IdentityKeypair, tdh2};
+use beat_core::Delivery;
+use beat_crypto::{hash::hash_parts, identity::IdentityKeypair};
 use beat_proto::state::v1 as pb;
 use beat_types::Variant;
 use bytes::Bytes;
@@ -80,23 +81,23 @@ pub enum EncodeError {
         /// Its sequence number.
         sequence: u64,
         /// Cause.
-        error: tdh2::Tdh2Error,
+        error: String,
     },
 }
 
-/// Encodes events as the committee's transactions.
-#[derive(Clone, Debug)]
-pub enum TxEncoder {
-    /// BEAT0/1/3/4: the protobuf encoding.
-    Plain,
-    /// BEAT2: the encoding sealed by the service's client key (encrypted under the client label
-    /// and signed).
-    ClientSealed {
-        /// The committee's encryption key.
-        encryption: Arc<tdh2::PublicKey>,
-        /// The service's client identity.
-        client: Arc<IdentityKeypair>,
-    },
+/// Encodes events as the committee's transactions: the protobuf encoding, sealed in BEAT2 by
+/// the service's client key ([`beat_client::client::Sealer`]) as request
+/// [`request_id`]`(source, sequence)`.
+pub struct TxEncoder {
+    sealer: Sealer,
+}
+
+impl std::fmt::Debug for TxEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxEncoder")
+            .field("encrypts", &self.encrypts())
+            .finish()
+    }
 }
 
 impl TxEncoder {
@@ -118,19 +119,18 @@ impl TxEncoder {
         committee: &CommitteeFile,
         client: Option<IdentityKeypair>,
     ) -> Result<Self, CommitteeError> {
-        if !Self::needs_client_key(committee)? {
-            return Ok(Self::Plain);
-        }
-        let client = client.ok_or(CommitteeError::MissingClientKey)?;
-        Ok(Self::ClientSealed {
-            encryption: committee.public_keys().encryption,
-            client: Arc::new(client),
-        })
+        let client = match Self::needs_client_key(committee)? {
+            false => None,
+            true => Some(Arc::new(client.ok_or(CommitteeError::MissingClientKey)?)),
+        };
+        let sealer = Sealer::for_committee(committee, client)
+            .map_err(|_| CommitteeError::MissingClientKey)?;
+        Ok(Self { sealer })
     }
 
     /// Whether encoding encrypts (and is worth moving off the I/O threads).
     pub fn encrypts(&self) -> bool {
-        matches!(self, Self::ClientSealed { .. })
+        self.sealer.encrypts()
     }
 
     /// Encodes one event with `rng` for the encryption randomness.
@@ -140,26 +140,25 @@ impl TxEncoder {
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<Bytes, EncodeError> {
         let plain = event.encode_to_vec();
-        match self {
-            Self::Plain => Ok(Bytes::from(plain)),
-            Self::ClientSealed { encryption, client } => {
-                let request = request_id(&event.source, event.sequence);
-                let tx = seal_client_transaction(client, encryption, request, &plain, rng)
-                    .map_err(|error| EncodeError::Encrypt {
-                        event_source: event.source.clone(),
-                        sequence: event.sequence,
-                        error,
-                    })?;
-                Ok(Bytes::from(tx.0))
-            }
+        if !self.encrypts() {
+            return Ok(Bytes::from(plain));
         }
+        let request = request_id(&event.source, event.sequence);
+        self.sealer
+            .seal(request, &plain, rng)
+            .map(Bytes::from)
+            .map_err(|error| EncodeError::Encrypt {
+                event_source: event.source.clone(),
+                sequence: event.sequence,
+                error: error.to_string(),
+            })
     }
 
     /// Encodes events, drawing fresh encryption randomness from the operating system.
     pub fn encode_all(&self, events: &[pb::MarketEvent]) -> Result<Vec<Bytes>, EncodeError> {
-        let mut rng = match self {
-            Self::Plain => None,
-            Self::ClientSealed { .. } => Some(
+        let mut rng = match self.encrypts() {
+            false => None,
+            true => Some(
                 ChaCha20Rng::try_from_rng(&mut SysRng)
                     .map_err(|e| EncodeError::Randomness(e.to_string()))?,
             ),
@@ -243,21 +242,15 @@ mod tests {
     fn commitments_only_storage_committees_are_refused() {
         for variant in [Variant::Beat3, Variant::Beat4] {
             let (file, _) = committee(variant, Delivery::CommitmentsOnly);
-            let err = TxEncoder::for_committee(&file, None).unwrap_err();
+            let err = TxEncoder::for_committee(&file, None).err().unwrap();
             assert_eq!(err, CommitteeError::CommitmentsOnly { variant });
             assert!(err.to_string().contains("commitments_only"));
             let (file, _) = committee(variant, Delivery::Full);
-            assert!(matches!(
-                TxEncoder::for_committee(&file, None),
-                Ok(TxEncoder::Plain)
-            ));
+            assert!(!TxEncoder::for_committee(&file, None).unwrap().encrypts());
         }
         for variant in [Variant::Beat0, Variant::Beat1] {
             let (file, _) = committee(variant, Delivery::Full);
-            assert!(matches!(
-                TxEncoder::for_committee(&file, None),
-                Ok(TxEncoder::Plain)
-            ));
+            assert!(!TxEncoder::for_committee(&file, None).unwrap().encrypts());
         }
         let (file, _) = committee(Variant::Beat2, Delivery::Full);
         assert_eq!(TxEncoder::needs_client_key(&file), Ok(true));

@@ -8,12 +8,12 @@ use rand_core::SeedableRng;
 
 use super::*;
 
-struct Committee4 {
-    info: CommitteeInfo,
+pub(crate) struct Committee4 {
+    pub(crate) info: CommitteeInfo,
     shares: Vec<bls::SecretKeyShare>,
 }
 
-fn committee() -> Committee4 {
+pub(crate) fn committee() -> Committee4 {
     let c = Committee::new(4).unwrap();
     let (keys, secrets) = deal(c, &mut ChaCha20Rng::seed_from_u64(5)).unwrap();
     Committee4 {
@@ -25,7 +25,7 @@ fn committee() -> Committee4 {
     }
 }
 
-fn proto_batch(epoch: u64, txs: &[&[u8]]) -> pb::Batch {
+pub(crate) fn proto_batch(epoch: u64, txs: &[&[u8]]) -> pb::Batch {
     pb::Batch {
         epoch,
         contributions: vec![
@@ -50,7 +50,11 @@ fn proto_batch(epoch: u64, txs: &[&[u8]]) -> pb::Batch {
 }
 
 /// Certifies `batch` after `previous` as f+1 replicas would.
-fn certify(c: &Committee4, batch: &pb::Batch, previous: Digest) -> pb::CommitCertificate {
+pub(crate) fn certify(
+    c: &Committee4,
+    batch: &pb::Batch,
+    previous: Digest,
+) -> pb::CommitCertificate {
     let statement =
         CommitStatement::new(c.info.digest, &batch_from_proto(batch).unwrap(), previous);
     let shares: BTreeMap<NodeId, bls::SignatureShare> = c
@@ -69,7 +73,7 @@ fn certify(c: &Committee4, batch: &pb::Batch, previous: Digest) -> pb::CommitCer
     }
 }
 
-fn link(c: &Committee4, batch: &pb::Batch, previous: Digest) -> Digest {
+pub(crate) fn link(c: &Committee4, batch: &pb::Batch, previous: Digest) -> Digest {
     CommitStatement::new(c.info.digest, &batch_from_proto(batch).unwrap(), previous).link()
 }
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use beat_telemetry::backoff::Backoff;
 use beat_types::NodeId;
+use beat_types::backoff::Backoff;
 use tokio::time::Instant;
 
 use super::{

@@ -1,6 +1,6 @@
-//! Jittered exponential backoff, the one every service uses between retries (a gateway
-//! redialling a peer, consensus reconnecting to its keystore or gateway, the state service
-//! resubmitting to consensus).
+//! Jittered exponential backoff, the one every service and client uses between retries (a
+//! gateway redialling a peer, consensus reconnecting to its keystore or gateway, the state
+//! service resubmitting to consensus, `beat_client` failing over between replicas).
 //!
 //! The delay doubles after every failure, from `initial` up to `max`, and each delay is drawn
 //! uniformly from the upper half of its step ("equal jitter"): replicas or services that failed
