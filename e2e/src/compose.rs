@@ -185,6 +185,27 @@ impl ComposeProject {
         Ok(())
     }
 
+    /// The host-side client's credentials for the public APIs (TLS CA, client certificate and
+    /// bearer token, issued by the keygen), copied out of the keygen's `tls-client` volume into
+    /// `dir`.
+    pub fn client_auth(&self, dir: &Path) -> anyhow::Result<beat_client::connect::ClientAuth> {
+        let keygen = self
+            .compose(&["ps", "-a", "-q", "keygen"])?
+            .trim()
+            .to_owned();
+        anyhow::ensure!(!keygen.is_empty(), "the keygen container is gone");
+        std::fs::create_dir_all(dir)?;
+        let dest = dir.to_string_lossy().into_owned();
+        self.docker(&["cp", &format!("{keygen}:/tls-client/."), &dest])?;
+        Ok(beat_client::connect::ClientAuth {
+            ca_file: Some(dir.join("ca.pem")),
+            cert_file: Some(dir.join("client.pem")),
+            key_file: Some(dir.join("client.key")),
+            token_file: Some(dir.join("client.token")),
+            tls_domain: None,
+        })
+    }
+
     /// The container id of a service.
     pub fn container(&self, service: &str) -> anyhow::Result<String> {
         let id = self.compose(&["ps", "-q", service])?.trim().to_owned();
@@ -267,12 +288,12 @@ impl ComposeProject {
 
     /// Replica `i`'s ordering API on the host.
     pub fn ordering_endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.host_port(7100, i))
+        format!("https://127.0.0.1:{}", self.host_port(7100, i))
     }
 
     /// Replica `i`'s market API on the host.
     pub fn market_endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.host_port(7400, i))
+        format!("https://127.0.0.1:{}", self.host_port(7400, i))
     }
 
     /// Replica `i`'s ops address of the service whose ops port is `port` (9100 … 9400).

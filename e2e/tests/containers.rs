@@ -187,8 +187,34 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
     let all: Vec<usize> = (0..N).collect();
     let (ordering, market) = endpoints(project, &all);
     project.up(&[])?;
+    // The published APIs require the keygen's TLS material: every client below uses it.
+    let credentials = std::env::temp_dir().join(format!("beat-compose-{}", project.project()));
+    let auth = project.client_auth(&credentials)?;
+    beat_cli::monitor::use_client_auth(auth.clone());
     wait_ready(project, &all).await?;
     wait_healthy_and_hardened(project).await?;
+    // From the host, the published ordering API answers the keygen's client only: plaintext
+    // and a client without its token are refused.
+    let status = |url: String, auth: beat_client::connect::ClientAuth| async move {
+        let mut c = beat_client::connect::ordering(&url, &auth)?;
+        anyhow::Ok(
+            c.status(cpb::StatusRequest {})
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code()),
+        )
+    };
+    anyhow::ensure!(status(ordering[0].clone(), auth.clone()).await?.is_ok());
+    let plaintext = ordering[0].replacen("https", "http", 1);
+    anyhow::ensure!(status(plaintext, Default::default()).await?.is_err());
+    let no_token = beat_client::connect::ClientAuth {
+        token_file: None,
+        ..auth.clone()
+    };
+    anyhow::ensure!(
+        status(ordering[0].clone(), no_token).await? == Err(tonic::Code::Unauthenticated),
+        "a client without a token must be refused"
+    );
     eprintln!(
         "[{:>5.1?}] up: 4 replicas × 4 services ready and healthy",
         t0.elapsed()
