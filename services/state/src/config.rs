@@ -30,6 +30,8 @@ pub struct Config {
     pub market: MarketParams,
     /// The synthetic data feed.
     pub feed: FeedConfig,
+    /// Limits of `WatchState` streams.
+    pub watch: WatchConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -46,7 +48,33 @@ impl Default for Config {
             store: StoreConfig::default(),
             market: MarketParams::default(),
             feed: FeedConfig::default(),
+            watch: WatchConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+/// What `WatchState` streams may hold: each stream queues at most `buffered_reports` reports
+/// beyond what HTTP/2 holds for it, and reads the retained history that many at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Most streams at once; more get `RESOURCE_EXHAUSTED`.
+    pub max_watchers: usize,
+    /// Reports queued per stream.
+    pub buffered_reports: usize,
+    /// A stream whose client takes no report for this long is cut off by closing its
+    /// connection (the only way to take back what HTTP/2 queued for it).
+    #[serde(with = "humantime_serde")]
+    pub slow_watcher: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            max_watchers: 1024,
+            buffered_reports: 8,
+            slow_watcher: Duration::from_secs(15),
         }
     }
 }
@@ -223,6 +251,15 @@ impl Config {
     /// Checks the configuration.
     pub fn validate(&self) -> Result<(), String> {
         self.market.validate()?;
+        if self.watch.max_watchers == 0
+            || self.watch.buffered_reports == 0
+            || self.watch.slow_watcher.is_zero()
+        {
+            return Err(
+                "watch: max_watchers, buffered_reports and slow_watcher must be positive"
+                    .to_owned(),
+            );
+        }
         self.api.validate()?;
         let c = &self.consensus;
         if !(c.endpoint.starts_with("http://") || c.endpoint.starts_with("https://")) {

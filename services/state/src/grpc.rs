@@ -37,7 +37,27 @@ pub const DEFAULT_DEPTH: u32 = 10;
 /// Largest book depth.
 pub const MAX_DEPTH: u32 = 1000;
 /// Reports read from the store per step while a watcher catches up.
-const CATCH_UP_CHUNK: usize = 256;
+/// Watchers open now, given back when a stream ends.
+#[derive(Clone, Debug, Default)]
+pub struct WatchSlots(Arc<std::sync::atomic::AtomicUsize>);
+
+struct WatchSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl WatchSlots {
+    fn take(&self, max: usize) -> Option<WatchSlot> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| WatchSlot(self.0.clone()))
+    }
+}
 
 /// The gRPC shell.
 pub struct MarketGrpc {
@@ -61,6 +81,12 @@ pub struct MarketGrpc {
     pub shutdown: Shutdown,
     /// The `WatchState` streams in progress.
     pub watchers: Watchers,
+    /// Their limits.
+    pub watch: crate::config::WatchConfig,
+    /// How many are open.
+    pub watch_slots: WatchSlots,
+    /// The API's connections, to cut off a watcher that stopped reading.
+    pub connections: beat_telemetry::api::Connections,
     /// The market's source registry: `Publish` refuses what the applier would skip.
     pub sources: Arc<std::collections::BTreeMap<String, beat_crypto::identity::IdentityPublicKey>>,
 }
@@ -240,7 +266,17 @@ impl MarketService for MarketGrpc {
         &self,
         request: Request<WatchStateRequest>,
     ) -> Result<Response<Self::WatchStateStream>, Status> {
+        let peer = request.remote_addr();
         let from_epoch = request.into_inner().from_epoch;
+        let slot = self
+            .watch_slots
+            .take(self.watch.max_watchers)
+            .ok_or_else(|| {
+                Status::resource_exhausted(format!(
+                    "{} WatchState streams are open, the most this service serves; retry later",
+                    self.watch.max_watchers
+                ))
+            })?;
         // Subscribe before reading the store: every report persisted after the read is then
         // also broadcast to this subscription.
         let live = self.reports.subscribe();
@@ -263,12 +299,17 @@ impl MarketService for MarketGrpc {
             }
             .into());
         }
-        let (sender, receiver) = mpsc::channel(64);
+        let (sender, receiver) = mpsc::channel(self.watch.buffered_reports);
         let watcher = StateWatcher {
             next: from_epoch,
             store: self.store.clone(),
             live,
             sender,
+            chunk: self.watch.buffered_reports,
+            slow: self.watch.slow_watcher,
+            connections: self.connections.clone(),
+            peer,
+            _slot: slot,
         };
         self.watchers.spawn(watcher.run(self.shutdown.clone()));
         Ok(Response::new(ReceiverStream::new(receiver)))
@@ -298,6 +339,13 @@ struct StateWatcher {
     store: Store,
     live: broadcast::Receiver<Arc<EpochReport>>,
     sender: mpsc::Sender<Result<WatchStateResponse, Status>>,
+    /// Reports read from the store at a time.
+    chunk: usize,
+    /// How long a report may wait for the client.
+    slow: std::time::Duration,
+    connections: beat_telemetry::api::Connections,
+    peer: Option<std::net::SocketAddr>,
+    _slot: WatchSlot,
 }
 
 impl StateWatcher {
@@ -338,7 +386,7 @@ impl StateWatcher {
         loop {
             let reports = self
                 .store
-                .reports(self.next, CATCH_UP_CHUNK)
+                .reports(self.next, self.chunk)
                 .map_err(StateServiceError::from)?;
             if let Some(first) = reports.first()
                 && first.epoch > self.next
@@ -354,14 +402,24 @@ impl StateWatcher {
                     return Ok(false);
                 }
             }
-            if reports.len() < CATCH_UP_CHUNK {
+            if reports.len() < self.chunk {
                 return Ok(true);
             }
         }
     }
 
+    /// Sends one report; `false` if the client has gone, or took nothing for `slow` (then its
+    /// connection is closed: what HTTP/2 queued for it is only given back that way).
     async fn send(&mut self, report: &EpochReport) -> bool {
         self.next = report.epoch + 1;
-        self.sender.send(Ok(report_to_proto(report))).await.is_ok()
+        match tokio::time::timeout(self.slow, self.sender.send(Ok(report_to_proto(report)))).await {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                if let Some(peer) = self.peer {
+                    self.connections.close(peer, "watcher_slow");
+                }
+                false
+            }
+        }
     }
 }

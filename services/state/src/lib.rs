@@ -90,7 +90,7 @@ pub async fn serve(
     let applier = Applier::open(store.clone(), &config.market)?;
     let registry = beat_telemetry::metrics::registry();
     let metrics = Metrics::new(&registry)?;
-    let (incoming, _connections) =
+    let (incoming, connections) =
         beat_telemetry::api::limited_incoming(grpc, &config.api, &registry)?;
     // Built now, so that bad TLS or token files stop the service before it opens anything.
     let mut api_server = config.api.server(&registry, grpc_addr)?;
@@ -189,6 +189,9 @@ pub async fn serve(
         shutdown: shutdown.clone(),
         watchers: watchers.clone(),
         sources: Arc::new(config.market.sources.clone()),
+        watch: config.watch.clone(),
+        watch_slots: grpc::WatchSlots::default(),
+        connections,
     };
     routes.add_service(
         MarketServiceServer::new(service).max_decoding_message_size(config.api.max_request_bytes),

@@ -746,3 +746,96 @@ fn a_registry_refuses_what_its_sources_did_not_sign() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// `WatchState` within its limits: at most `max_watchers` streams (a slot comes back when a
+/// stream ends), and a client that stops taking reports is cut off by closing its connection.
+#[test]
+fn watchers_are_capped_and_one_that_stops_reading_is_cut_off() {
+    run_bounded(async {
+        let dir = temp_dir("watch-limits");
+        let fake = start_fake(false).await;
+        let (committee, _) = committee(Variant::Beat0, Delivery::Full);
+        let mut cfg = config(&dir, fake.addr);
+        cfg.watch.max_watchers = 2;
+        cfg.watch.buffered_reports = 1;
+        cfg.watch.slow_watcher = Duration::from_millis(300);
+        let state = StateHandle::start(cfg, committee).await;
+        let mut client = state.client().await;
+        // A few epochs of history, one Publish each.
+        for k in 0..6 {
+            client
+                .publish(PublishRequest {
+                    events: vec![quote(k + 1, 100, 101)],
+                })
+                .await
+                .unwrap();
+            state_after(&mut client, k + 1).await;
+        }
+
+        // Two streams are served, a third is refused until one ends.
+        let watch = |from_epoch| {
+            let mut c = client.clone();
+            async move { c.watch_state(WatchStateRequest { from_epoch }).await }
+        };
+        let first = watch(0).await.unwrap();
+        let second = watch(0).await.unwrap();
+        let third = watch(0).await.unwrap_err();
+        assert_eq!(third.code(), Code::ResourceExhausted, "{third:?}");
+        drop(first);
+        let again = eventually("a slot to come back", Duration::from_secs(10), || {
+            let w = watch(0);
+            async move { w.await.ok() }
+        })
+        .await;
+        drop((second, again));
+
+        // A client that grants the server a 1-byte window and never reads: after the buffered
+        // report, the next one waits past slow_watcher and the connection is closed.
+        let slots_free = eventually("both slots back", Duration::from_secs(10), || {
+            let w = watch(0);
+            async move { w.await.ok() }
+        })
+        .await;
+        drop(slots_free);
+        let tcp = tokio::net::TcpStream::connect(state.addr).await.unwrap();
+        let (h2_client, connection) = h2::client::Builder::new()
+            .initial_window_size(1)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(connection);
+        let mut h2_client = h2_client.ready().await.unwrap();
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!(
+                "http://{}/beat.state.v1.MarketService/WatchState",
+                state.addr
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (response, mut body) = h2_client.send_request(request, false).unwrap();
+        // An empty WatchStateRequest (from epoch 0), never read back.
+        body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+            .unwrap();
+        let _response = response;
+        let closed = tokio::time::timeout(Duration::from_secs(10), connection).await;
+        assert!(
+            closed.is_ok(),
+            "the stalled watcher's connection was not closed"
+        );
+        let (_, metrics) = state.ops_get("/metrics").await;
+        assert_eq!(
+            metric(
+                &metrics,
+                "beat_api_connections_refused_total{reason=\"watcher_slow\"}"
+            ),
+            Some(1.0),
+            "{metrics}"
+        );
+        state.stop().await.unwrap();
+        fake.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
