@@ -20,6 +20,7 @@ def main() -> int:
     tor = sets.get("transports.tor.enabled") == "true"
     state = sets.get("state.enabled", "true") == "true"
     monitoring = sets.get("monitoring.serviceMonitor.enabled") == "true"
+    tls = sets.get("api.mode") == "tls"
     services = ["keystore", "gateway", "consensus"] + (["state"] if state else [])
     docs = [d for d in yaml.safe_load_all(open(path)) if d]
     by_kind = {}
@@ -40,9 +41,9 @@ def main() -> int:
         check(spec["podManagementPolicy"] == "Parallel", f"{name}: not Parallel")
         pod = spec["template"]["spec"]
         idx = int(s["metadata"]["labels"]["beat.io/replica"])
-        secrets = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
-        check(len(secrets) == 1 and secrets[0].endswith(f"-keys-{idx}"),
-              f"{name}: key secrets {secrets} (want exactly its own)")
+        secrets = sorted(v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v)
+        want = sorted([f"beat-keys-{idx}"] + ([f"beat-api-tls-{idx}"] if tls else []))
+        check(secrets == want, f"{name}: secrets {secrets} (want exactly its own: {want})")
         names = [c["name"] for c in pod["containers"]]
         check(names[: len(services)] == services, f"{name}: containers {names}")
         for c in pod["containers"]:
@@ -60,11 +61,15 @@ def main() -> int:
                 internal = c["name"] in ("keystore", "gateway")
                 ports = {p["containerPort"] for p in c.get("ports", [])}
                 check(not (ports & {7200, 7300}), f"{name}/{c['name']}: internal API on a port {ports}")
+                # The kubelet cannot probe a gRPC port that requires a client certificate.
                 for probe in ["livenessProbe", "readinessProbe", "startupProbe"]:
-                    kind = "httpGet" if internal else "grpc"
+                    kind = "httpGet" if internal or tls else "grpc"
                     check(kind in c.get(probe, {}), f"{name}/{c['name']}: {probe} is not {kind}")
-                if not internal:
+                if not internal and not tls:
                     check(isinstance(c["readinessProbe"]["grpc"]["port"], int), f"{name}/{c['name']}: probe port")
+                mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+                wants_tls = tls and c["name"] in ("consensus", "state")
+                check(("api-tls" in mounts) == wants_tls, f"{name}/{c['name']}: api-tls mounted: {'api-tls' in mounts}")
                 env = {e["name"]: e["value"] for e in c.get("env", [])}
                 check(env.get(f"BEAT_{c['name'].upper()}__REPLICA") == str(idx), f"{name}/{c['name']}: replica env {env}")
     svcs = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
@@ -97,6 +102,10 @@ def main() -> int:
               f"{svc}.toml: internal API not on a Unix socket")
     check(("[tor]" in config["data"]["gateway.toml"]) == tor, "gateway [tor] section")
     check(("state.toml" in config["data"]) == state, "state.toml")
+    for svc in ["consensus"] + (["state"] if state else []):
+        toml = config["data"][f"{svc}.toml"]
+        check(("[api.tls]" in toml) == tls and ("plaintext_off_loopback = true" in toml) == (not tls),
+              f"{svc}.toml: api.mode {'tls' if tls else 'mesh'} not rendered")
     check(len(by_kind.get("ServiceMonitor", [])) == (1 if monitoring else 0), "ServiceMonitor")
     if problems:
         print("chart checks failed:\n  " + "\n  ".join(problems))

@@ -59,6 +59,8 @@ cases=(
   "n4-beat2-monitoring:--set variant=beat2 --set monitoring.serviceMonitor.enabled=true --set monitoring.grafanaDashboard.enabled=true"
   "n4-beat4-no-state:--set variant=beat4 --set state.enabled=false"
   "n4-tor-external-roll:--set transports.tor.enabled=true --set transports.tor.mode=external --set image.replicaTags.1=0.1.1"
+  "n4-api-tls:--set api.mode=tls --set api.tls.secretPrefix=beat-api-tls"
+  "n4-api-tls-no-state:--set api.mode=tls --set api.tls.secretPrefix=beat-api-tls --set state.enabled=false"
 )
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -81,7 +83,8 @@ done
 # Values that must be refused (by values.schema.json, or by the chart's own checks when it
 # renders: helm lint reports a template `fail` only as INFO, so render too).
 for bad in "--set replicas=3" "--set variant=beat9" "--set transports.tcp.enabled=false" \
-           "--set transports.i2p.enabled=true" "--set persistence.size=lots" "--set unknownKey=1"; do
+           "--set transports.i2p.enabled=true" "--set persistence.size=lots" "--set unknownKey=1" \
+           "--set api.mode=tls" "--set api.mode=plain"; do
   # shellcheck disable=SC2086
   if "$helm" lint --strict "$chart" $bad > /dev/null 2>&1 \
      && "$helm" template beat "$chart" $bad > /dev/null 2>&1; then

@@ -86,6 +86,9 @@ capabilities:
 {{- if and (not .Values.transports.tcp.enabled) (not .Values.transports.tor.enabled) -}}
 {{- fail "transports: enable tcp or tor" -}}
 {{- end -}}
+{{- if and (eq .Values.api.mode "tls") (not .Values.api.tls.secretPrefix) -}}
+{{- fail "api.mode=tls needs api.tls.secretPrefix: a Secret <prefix>-<i> per replica with the files of `beat keygen --tls`" -}}
+{{- end -}}
 {{- if .Values.committee.json -}}
 {{- $c := fromJson .Values.committee.json -}}
 {{- if not (hasKey $c "replicas") -}}
