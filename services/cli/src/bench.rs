@@ -373,6 +373,8 @@ pub struct LocalReport {
     pub n: usize,
     /// Batch size `B`.
     pub batch_size: usize,
+    /// Whether the ordering APIs served TLS with client certificates and tokens.
+    pub tls: bool,
     /// The load result.
     pub load: LoadReport,
     /// Per service, the largest peak resident memory of any replica's process, in MiB.
@@ -386,6 +388,7 @@ pub async fn run_local(bench: LocalBench) -> anyhow::Result<LocalReport> {
         std::fs::remove_dir_all(&bench.spec.dir)?;
     }
     let mut cluster = Cluster::prepare(bench.spec.clone())?;
+    crate::monitor::use_client_auth(cluster.client_auth());
     cluster.start_all()?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;
     let n = cluster.n();
@@ -419,6 +422,7 @@ pub async fn run_local(bench: LocalBench) -> anyhow::Result<LocalReport> {
         variant: bench.spec.params.variant.to_string(),
         n,
         batch_size: bench.spec.params.batch_size,
+        tls: bench.spec.tls,
         load: result?,
         peak_rss_mib: peak,
     })

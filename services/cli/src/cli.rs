@@ -442,6 +442,10 @@ struct BenchArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Serve the local cluster's ordering APIs over TLS with client certificates and bearer
+    /// tokens (as `devnet --tls`), to measure what that costs.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn parse_endpoints(s: &str) -> anyhow::Result<Endpoints> {
@@ -484,8 +488,9 @@ fn print_bench(r: &crate::bench::LocalReport) {
         .map(|(k, v)| format!("{k} {v:.0}"))
         .collect();
     println!(
-        "{:<6} n={:<3} offered {:>6} tx/s  committed {:>8.0} tx/s  latency p50 {:>7.1} ms p99 {:>7.1} ms max {:>7.1} ms  epochs {:>5}  shed {}  errors {}  peak RSS MiB: {}",
+        "{:<6}{} n={:<3} offered {:>6} tx/s  committed {:>8.0} tx/s  latency p50 {:>7.1} ms p99 {:>7.1} ms max {:>7.1} ms  epochs {:>5}  shed {}  errors {}  peak RSS MiB: {}",
         r.variant,
+        if r.tls { "+tls" } else { "" },
         r.n,
         l.offered_rate,
         l.throughput_tps,
@@ -538,6 +543,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             spec.services = vec![Service::Keystore, Service::Gateway, Service::Consensus];
             spec.kdf = KdfParams::insecure_fast_for_tests();
             spec.log_filter = "warn".to_owned();
+            spec.tls = args.tls;
             let r = rt.block_on(run_local(LocalBench {
                 spec,
                 load: load.clone(),
