@@ -130,7 +130,9 @@ pub enum ClientError {
     Seal(String),
 }
 
-/// Whether a failure is worth another attempt (at another replica).
+/// Whether a failure is worth another attempt (at another replica): back-pressure,
+/// unavailability, timeouts and transport failures (which tonic reports as `UNKNOWN` or
+/// `CANCELLED`).
 pub fn is_transient(code: Code) -> bool {
     matches!(
         code,

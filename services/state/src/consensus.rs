@@ -8,7 +8,7 @@ use beat_proto::consensus::v1::{
     ordering_service_client::OrderingServiceClient,
 };
 use bytes::Bytes;
-use tonic::{Code, Status, Streaming, service::interceptor::InterceptedService};
+use tonic::{Status, Streaming, service::interceptor::InterceptedService};
 
 pub use beat_types::backoff::Backoff;
 
@@ -78,19 +78,8 @@ impl Consensus {
     }
 }
 
-/// Whether a failed consensus call is worth retrying unchanged: back-pressure, unavailability,
-/// timeouts and transport failures (which tonic reports as `UNKNOWN` or `CANCELLED`).
-pub fn is_retryable(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable
-            | Code::ResourceExhausted
-            | Code::DeadlineExceeded
-            | Code::Aborted
-            | Code::Cancelled
-            | Code::Unknown
-    )
-}
+/// Whether a failed consensus call is worth retrying unchanged (the client library's rule).
+pub use beat_client::client::is_transient as is_retryable;
 
 /// The retry backoff the consensus configuration asks for (jittered: the feed's submitter and
 /// the batch watcher of one replica do not retry in lock-step with each other or with other
@@ -101,6 +90,8 @@ pub fn backoff(config: &ConsensusConfig) -> Backoff {
 
 #[cfg(test)]
 mod tests {
+    use tonic::Code;
+
     use super::*;
 
     #[test]
