@@ -7,10 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use beat_client::connect::ClientAuth;
+mod common;
+
 use beat_telemetry::{
-    api::{ApiLimits, limited_incoming},
+    api::ApiLimits,
     auth::{TlsFiles, token_hash},
 };
+use common::serve_with as serve;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
@@ -51,23 +54,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("beat-api-auth-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-async fn serve(limits: ApiLimits) -> (std::net::SocketAddr, prometheus::Registry) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let registry = prometheus::Registry::new();
-    let (incoming, _connections) = limited_incoming(listener, &limits, &registry).unwrap();
-    let (_reporter, routes) = beat_telemetry::grpc::standard_routes(&[]).unwrap();
-    let mut server = limits.server(&registry, addr).unwrap();
-    tokio::spawn(async move {
-        server
-            .add_routes(routes.routes())
-            .serve_with_incoming(incoming)
-            .await
-            .unwrap();
-    });
-    (addr, registry)
 }
 
 /// Calls `Health.Check` on `url` as `auth`: `Ok(())` if answered, else the status code.

@@ -7,28 +7,14 @@
 
 use std::time::Duration;
 
-use beat_telemetry::api::{ApiLimits, limited_incoming};
+mod common;
+
+use beat_telemetry::api::ApiLimits;
 use bytes::Bytes;
+use common::serve_with;
 
 async fn serve(limits: ApiLimits) -> std::net::SocketAddr {
     serve_with(limits).await.0
-}
-
-async fn serve_with(limits: ApiLimits) -> (std::net::SocketAddr, prometheus::Registry) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let registry = prometheus::Registry::new();
-    let (incoming, _connections) = limited_incoming(listener, &limits, &registry).unwrap();
-    let (_reporter, routes) = beat_telemetry::grpc::standard_routes(&[]).unwrap();
-    let mut server = limits.server(&registry, addr).unwrap();
-    tokio::spawn(async move {
-        server
-            .add_routes(routes.routes())
-            .serve_with_incoming(incoming)
-            .await
-            .unwrap();
-    });
-    (addr, registry)
 }
 
 /// Opens a raw HTTP/2 stream for `method` and sends `body` without ending the stream;
