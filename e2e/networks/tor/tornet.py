@@ -399,6 +399,17 @@ def torrc_for(node: Node, nodes: list[Node], a: argparse.Namespace, d: Path) -> 
             # C tor ignores hsdir_interval on a TestingTorNetwork and uses one shared-random
             # run (24 voting intervals); arti reads the parameter. Publish the same value.
             "ConsensusParams " + " ".join(consensus_params(a, nodes)),
+            # Every relay Stable and Fast from its first vote. Otherwise the flags follow
+            # uptime and bandwidth medians, so in a network minutes old only some relays are
+            # Stable, and which ones changes from vote to vote. Guards and onion-service
+            # vanguards must be Stable (vanguards Fast too) and distinct, so when only about
+            # three relays were Stable arti found no relay for the second hop of onion-service
+            # circuits ("only 0 were usable"), every onion-service circuit failed, and peer
+            # links over Tor stayed down for minutes: the CI failure of the external-tor
+            # scenario, reproduced locally on a busy machine.
+            "AuthDirVoteStableGuaranteeMinUptime 0",
+            "AuthDirVoteStableGuaranteeMTBF 0",
+            "AuthDirFastGuarantee 1",
             "ExitRelay 0",
             "ExitPolicy reject *:*",
         ]
