@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{
     config::{FlushPolicy, StoreConfig},
-    market::{EpochReport, MarketParams, MarketState, Snapshot, SnapshotError},
+    market::{EpochReport, MarketParams, MarketState, SNAPSHOT_FORMAT, Snapshot, SnapshotError},
 };
 
 /// Version of the store layout.
@@ -163,8 +163,16 @@ impl Store {
             }
             return Ok(MarketState::new(params.clone()));
         };
-        let snapshot: Snapshot = postcard::from_bytes(&bytes)
-            .map_err(|e| self.corrupt(format!("the snapshot does not decode: {e}")))?;
+        let snapshot: Snapshot = postcard::from_bytes(&bytes).map_err(|e| {
+            // The format number leads the encoding: name an earlier format rather than "does
+            // not decode", with what to do about it.
+            match postcard::take_from_bytes::<u32>(&bytes) {
+                Ok((format @ 1.., _)) if format < SNAPSHOT_FORMAT => {
+                    self.corrupt(SnapshotError::Format(format).to_string())
+                }
+                _ => self.corrupt(format!("the snapshot does not decode: {e}")),
+            }
+        })?;
         let state = MarketState::restore(params.clone(), &snapshot).map_err(|e| match e {
             SnapshotError::Params { .. } => StoreError::Mismatch {
                 path: self.path.clone(),

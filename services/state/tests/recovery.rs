@@ -214,6 +214,21 @@ fn a_damaged_store_is_refused_never_reset() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 
+    // A snapshot of an earlier format (format 1 had no source registry and no sequence
+    // floors): refused with what to do, never misread.
+    let (dir, config) = damaged("format1", |db| {
+        let bytes = db.get(b"snapshot").unwrap().unwrap();
+        let mut old = vec![1u8];
+        old.extend_from_slice(&bytes[1..]);
+        db.insert(b"snapshot", old).unwrap();
+    });
+    let e = refused(&config);
+    assert!(
+        e.contains("format 1") && e.contains("recompute it from epoch 0"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
     let (dir, config) = damaged("flipped", |db| {
         let bytes = db.get(b"snapshot").unwrap().unwrap();
         let mut snapshot: Snapshot = postcard::from_bytes(&bytes).unwrap();

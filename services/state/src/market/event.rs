@@ -61,11 +61,15 @@ pub enum RejectReason {
     Unsigned,
     /// The signature is malformed or does not verify under the source's registered key.
     BadSignature,
+    /// The market has a source registry and the sequence is at or below the highest one of
+    /// its source that has left the retention window: a replay of an old signed event, or an
+    /// event of the source ordered more than `dedup_window_epochs` after a later one.
+    StaleSequence,
 }
 
 impl RejectReason {
     /// Every reason, for pre-registering metric labels.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::Malformed,
         Self::MissingEvent,
         Self::InvalidSource,
@@ -83,6 +87,7 @@ impl RejectReason {
         Self::UnknownSource,
         Self::Unsigned,
         Self::BadSignature,
+        Self::StaleSequence,
     ];
 
     /// The snake-case name used as a metric label.
@@ -105,6 +110,7 @@ impl RejectReason {
             Self::UnknownSource => "unknown_source",
             Self::Unsigned => "unsigned",
             Self::BadSignature => "bad_signature",
+            Self::StaleSequence => "stale_sequence",
         }
     }
 }

@@ -6,7 +6,12 @@
 //! 1. decode and validate the event statelessly ([`event`]); a malformed or invalid event is
 //!    skipped and counted by [`RejectReason`];
 //! 2. skip it if its `(source, sequence)` was already ordered within the last
-//!    `dedup_window_epochs` epochs, otherwise remember the pair;
+//!    `dedup_window_epochs` epochs, otherwise remember the pair; with a source registry, also
+//!    skip it if its sequence is at or below its source's *floor* — the highest sequence of
+//!    that source that has left the window — so a signed event can never be ordered twice, not
+//!    even by replaying it long after (the floor costs one entry per source or feed run ever
+//!    seen; an honest event ordered more than the window after a later event of its own source
+//!    is skipped as `stale_sequence`);
 //! 3. apply it: a venue quote sets the symbol's quote mid; a venue trade print updates last
 //!    price, volume, turnover (hence VWAP) and trade count; an order is matched against the
 //!    symbol's book with price-time priority ([`book`]) and its remainder rests if it is a limit

@@ -20,8 +20,9 @@ pub const GENESIS_DST: &[u8] = b"_BEAT_STATE_GENESIS";
 pub const EPOCH_DST: &[u8] = b"_BEAT_STATE_EPOCH";
 /// Domain-separation tag of the state-body digest.
 pub const BODY_DST: &[u8] = b"_BEAT_STATE_BODY";
-/// Version of the [`Snapshot`] encoding.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Version of the [`Snapshot`] encoding: 2 added the market's source registry to the
+/// parameters and the per-source sequence floors to the body.
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Per-symbol statistics. Sums are exact integers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +131,9 @@ struct StateBody {
     symbols: BTreeMap<String, SymbolMarket>,
     /// `(source, sequence)` pairs ordered in each epoch of the retention window.
     recent: BTreeMap<u64, BTreeSet<(String, u64)>>,
+    /// With a source registry: per source, the highest sequence that has left the retention
+    /// window. A signed event at or below it is a replay ([`RejectReason::StaleSequence`]).
+    floors: BTreeMap<String, u64>,
     /// The priority the next resting order gets.
     next_priority: u64,
     /// Events applied since genesis.
@@ -159,7 +163,11 @@ pub struct Snapshot {
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// Unknown format version.
-    #[error("snapshot format {0} is not supported (expected {SNAPSHOT_FORMAT})")]
+    #[error(
+        "the snapshot has format {0}, this release reads format {SNAPSHOT_FORMAT}; the market \
+         state is derived from the ordered history: move this store aside and restart to \
+         recompute it from epoch 0"
+    )]
     Format(u32),
     /// Written with other market parameters.
     #[error("snapshot was computed with market parameters {stored:?}, configured {configured:?}")]
@@ -212,7 +220,8 @@ pub struct SymbolView {
 /// - after epoch `e`: `hash_e = H("_BEAT_STATE_EPOCH"; hash_{e-1}, le64(e), body_digest_e)`
 ///   with `hash_{-1} = genesis` and `body_digest_e = H("_BEAT_STATE_BODY"; postcard(body_e))`,
 ///   where `body_e` is the whole state after `e`: every symbol's book (levels and resting orders
-///   by priority) and statistics, the `(source, sequence)` pairs of the retention window, the
+///   by priority) and statistics, the `(source, sequence)` pairs of the retention window and the
+///   per-source sequence floors, the
 ///   next order priority and the applied and rejected event totals — all in `BTreeMap` order.
 ///
 /// So the hash is a pure function of the parameters and the committed batches, and equal hashes
@@ -337,9 +346,17 @@ impl MarketState {
                 got: epoch,
             });
         }
-        // Forget the pairs ordered more than `window` epochs ago.
+        // Forget the pairs ordered more than `window` epochs ago; with a registry, what leaves
+        // the window raises its source's floor, so it can never be ordered again.
         let keep_from = (epoch + 1).saturating_sub(self.params.dedup_window_epochs);
-        self.body.recent = self.body.recent.split_off(&keep_from);
+        let kept = self.body.recent.split_off(&keep_from);
+        let expired = std::mem::replace(&mut self.body.recent, kept);
+        if !self.params.sources.is_empty() {
+            for (source, sequence) in expired.into_values().flatten() {
+                let floor = self.body.floors.entry(source).or_insert(sequence);
+                *floor = (*floor).max(sequence);
+            }
+        }
         let mut events = 0u32;
         let mut rejected = BTreeMap::new();
         let mut executions = Vec::new();
@@ -443,6 +460,14 @@ impl MarketState {
         } = event::decode_checked(transaction, &self.params.sources).map_err(|r| r.reason)?;
         // A valid event consumes its (source, sequence) whether or not it then applies, so a
         // resubmission is ordered once and has no effect.
+        if self
+            .body
+            .floors
+            .get(&source)
+            .is_some_and(|&floor| sequence <= floor)
+        {
+            return Err(RejectReason::StaleSequence);
+        }
         let pair = (source, sequence);
         if self.body.recent.values().any(|seen| seen.contains(&pair)) {
             return Err(RejectReason::DuplicateSequence);

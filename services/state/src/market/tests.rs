@@ -702,3 +702,73 @@ fn forged_events_are_skipped_and_consume_nothing_of_the_victims() {
         MarketState::genesis_hash(replay.params())
     );
 }
+
+/// With a source registry a signed event cannot be replayed once it has left the duplicate
+/// window: its source's floor has risen past it. Later events of the source still apply, the
+/// floor survives a snapshot, and an open market keeps no floors (anyone may publish as anyone).
+#[test]
+fn signed_events_cannot_be_replayed_after_the_window() {
+    use beat_crypto::identity::IdentityKeypair;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng as _;
+
+    let venue = IdentityKeypair::generate(&mut ChaCha20Rng::seed_from_u64(11));
+    let registered = MarketParams {
+        dedup_window_epochs: 2,
+        sources: [("venue".to_owned(), venue.public())].into_iter().collect(),
+        ..MarketParams::default()
+    };
+    let signed = |tx: Vec<u8>| {
+        let mut event = pb::MarketEvent::decode(tx.as_slice()).unwrap();
+        sources::sign(&mut event, &venue);
+        event.encode_to_vec()
+    };
+    let (print5, print6, print9) = (
+        signed(trade(5, SYM, 100, 1)),
+        signed(trade(6, SYM, 100, 1)),
+        signed(trade(9, SYM, 100, 1)),
+    );
+    let rejected = |r: &EpochReport, reason| r.rejected.get(&reason).copied().unwrap_or(0);
+
+    let mut state = MarketState::new(registered.clone());
+    state
+        .apply_batch(0, &[print5.clone(), print9.clone()])
+        .unwrap();
+    let r = state.apply_batch(1, std::slice::from_ref(&print5)).unwrap();
+    assert_eq!(rejected(&r, RejectReason::DuplicateSequence), 1);
+    // Epoch 0 leaves the window: its sequences 5 and 9 raise the venue's floor to 9. Replaying
+    // either is refused for good, and so is 6, ordered more than a window after 9.
+    for epoch in 2..6 {
+        let r = state
+            .apply_batch(epoch, &[print5.clone(), print9.clone(), print6.clone()])
+            .unwrap();
+        assert_eq!(
+            rejected(&r, RejectReason::StaleSequence),
+            3,
+            "epoch {epoch}"
+        );
+        assert_eq!(r.events, 0);
+    }
+    // The venue's later sequences apply.
+    let r = state
+        .apply_batch(6, &[signed(trade(10, SYM, 100, 1))])
+        .unwrap();
+    assert_eq!((r.events, r.rejected_total()), (1, 0));
+    assert_eq!(state.symbol(SYM).unwrap().stats.trades, 3);
+    // The floor is part of the state: a restored replica refuses the replay too.
+    let mut restored = MarketState::restore(registered, &state.snapshot()).unwrap();
+    let r = restored.apply_batch(7, &[print9]).unwrap();
+    assert_eq!(rejected(&r, RejectReason::StaleSequence), 1);
+
+    // An open market remembers pairs for the window only.
+    let mut open = MarketState::new(MarketParams {
+        dedup_window_epochs: 2,
+        ..MarketParams::default()
+    });
+    let t = trade(5, SYM, 100, 1);
+    for epoch in [0, 2, 4] {
+        let r = open.apply_batch(epoch, std::slice::from_ref(&t)).unwrap();
+        assert_eq!(r.events, 1, "epoch {epoch}");
+        open.apply_batch(epoch + 1, &Vec::<Vec<u8>>::new()).unwrap();
+    }
+}
