@@ -206,6 +206,24 @@ impl ComposeProject {
         })
     }
 
+    /// The committee file the keygen wrote (copied out of its `committee` volume into `dir`), to
+    /// verify what the cluster serves against.
+    pub fn committee(&self, dir: &Path) -> anyhow::Result<crate::CommitteeInfo> {
+        let keygen = self
+            .compose(&["ps", "-a", "-q", "keygen"])?
+            .trim()
+            .to_owned();
+        anyhow::ensure!(!keygen.is_empty(), "the keygen container is gone");
+        std::fs::create_dir_all(dir)?;
+        let file = dir.join("committee.json");
+        self.docker(&[
+            "cp",
+            &format!("{keygen}:/var/lib/beat/committee/committee.json"),
+            &file.to_string_lossy(),
+        ])?;
+        Ok(crate::CommitteeInfo::load(&file)?)
+    }
+
     /// The container id of a service.
     pub fn container(&self, service: &str) -> anyhow::Result<String> {
         let id = self.compose(&["ps", "-q", service])?.trim().to_owned();

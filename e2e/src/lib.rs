@@ -19,6 +19,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use beat_cli::monitor::{market_client, ordering_client};
+use beat_client::client::{Client, ClientConfig};
+pub use beat_client::verify::CommitteeInfo;
 use beat_proto::{
     common::v1::{Batch, contribution::Content},
     consensus::v1 as cpb,
@@ -141,49 +143,43 @@ pub fn transactions(b: &Batch) -> impl Iterator<Item = &Bytes> {
 }
 
 /// Streams `endpoint`'s batches from `from_epoch` until every transaction of `wanted` has been
-/// committed; returns the batches (epoch-ordered, consecutive). Fails after `timeout`.
+/// committed; returns the batches (epoch-ordered, consecutive). Fails after `timeout`, and at
+/// once if the replica serves a batch that does not verify against `committee`.
+///
+/// The stream is `beat_client`'s verified watch ([`beat_client::client::Client::watch`]) of
+/// this one replica: every batch comes with its commit certificate and continues the certified
+/// chain, so each scenario's agreement check runs on history a client would accept. It
+/// reconnects and resumes on its own while the replica is starting or restarting.
 pub async fn batches_until(
     endpoint: &str,
+    committee: &CommitteeInfo,
     from_epoch: u64,
     wanted: &HashSet<Vec<u8>>,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Batch>> {
+    use futures::StreamExt as _;
+
     let mut missing: HashSet<&[u8]> = wanted.iter().map(Vec::as_slice).collect();
     let mut out: Vec<Batch> = Vec::new();
+    let mut config = ClientConfig::new(vec![endpoint.to_owned()]);
+    config.auth = beat_cli::monitor::client_auth();
+    // Reconnect quickly: a replica the scenario restarts is back within seconds.
+    config.backoff_max = Duration::from_secs(1);
+    let client = Client::new(config)?;
     let collect = async {
-        let mut next = from_epoch;
-        // Reconnect on errors: the replica may still be starting.
-        loop {
-            let mut client = ordering_client(endpoint)?;
-            let stream = client
-                .watch_batches(cpb::WatchBatchesRequest {
-                    from_epoch: next,
-                    certified: false,
-                })
-                .await;
-            let mut stream = match stream {
-                Ok(s) => s.into_inner(),
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            while let Ok(Some(msg)) = stream.message().await {
-                let Some(b) = msg.batch else { continue };
-                if b.epoch != next {
-                    bail!("{endpoint} sent epoch {} when {next} was expected", b.epoch);
-                }
-                next += 1;
-                for tx in transactions(&b) {
-                    missing.remove(tx.as_ref());
-                }
-                out.push(b);
-                if missing.is_empty() {
-                    return anyhow::Ok(());
-                }
+        let mut stream = std::pin::pin!(client.watch(committee.clone(), from_epoch));
+        while let Some(item) = stream.next().await {
+            let watched = item.with_context(|| format!("verified watch of {endpoint}"))?;
+            let b = beat_consensus::convert::batch(&watched.verified.batch);
+            for tx in transactions(&b) {
+                missing.remove(tx.as_ref());
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            out.push(b);
+            if missing.is_empty() {
+                return anyhow::Ok(());
+            }
         }
+        bail!("the verified watch of {endpoint} ended")
     };
     match tokio::time::timeout(timeout, collect).await {
         Ok(r) => r?,
@@ -231,6 +227,11 @@ pub fn check_same_order(per_replica: &[Vec<Batch>]) -> anyhow::Result<()> {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// What served history is verified against: `cluster`'s committee.
+pub fn committee_of(cluster: &beat_cli::cluster::Cluster) -> CommitteeInfo {
+    CommitteeInfo::from_file(cluster.committee())
 }
 
 /// Each replica's consensus epoch (the next epoch it will commit).
@@ -325,11 +326,13 @@ pub async fn submit_spread(
     Ok(())
 }
 
-/// Waits until every endpoint has committed all of `txs` (from `from_epoch` on), checks that
-/// their batches agree ([`check_same_order`]) and returns the next epoch after the last batch
-/// the slowest of them needed.
+/// Waits until every endpoint has committed all of `txs` (from `from_epoch` on), each served
+/// batch verified against `committee` ([`batches_until`]), checks that their batches agree
+/// ([`check_same_order`]) and returns the next epoch after the last batch the slowest of them
+/// needed.
 pub async fn committed_everywhere(
     endpoints: &[String],
+    committee: &CommitteeInfo,
     from_epoch: u64,
     txs: &[Vec<u8>],
     timeout: Duration,
@@ -339,8 +342,9 @@ pub async fn committed_everywhere(
     for ep in endpoints {
         let ep = ep.clone();
         let wanted = wanted.clone();
+        let committee = committee.clone();
         set.spawn(async move {
-            let r = batches_until(&ep, from_epoch, &wanted, timeout).await;
+            let r = batches_until(&ep, &committee, from_epoch, &wanted, timeout).await;
             (ep, r)
         });
     }

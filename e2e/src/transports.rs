@@ -21,7 +21,7 @@ use beat_cli::{
 use beat_config::Endpoints;
 
 use crate::{
-    batches_until, check_same_order, market_tx,
+    batches_until, check_same_order, committee_of, market_tx,
     networks::{i2p_address, tor_address},
     scenario_dir, submit_all,
 };
@@ -497,10 +497,12 @@ pub async fn checked_commit(
         submit_all(&cluster.ordering_endpoint(k % n), part, 250).await?;
     }
     let wanted: HashSet<Vec<u8>> = txs.iter().cloned().collect();
+    let committee = committee_of(cluster);
     let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
         let (ep, wanted) = (cluster.ordering_endpoint(i), wanted.clone());
-        set.spawn(async move { (i, batches_until(&ep, 0, &wanted, timeout).await) });
+        let committee = committee.clone();
+        set.spawn(async move { (i, batches_until(&ep, &committee, 0, &wanted, timeout).await) });
     }
     let mut per_replica = Vec::new();
     while let Some(r) = set.join_next().await {

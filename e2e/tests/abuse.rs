@@ -14,7 +14,7 @@ use beat_cli::{
     cluster::{Cluster, ClusterSpec},
     layout::Service,
 };
-use beat_e2e::{committed_everywhere, market_tx, scenario_dir, submit_spread};
+use beat_e2e::{committed_everywhere, committee_of, market_tx, scenario_dir, submit_spread};
 use beat_proto::consensus::v1::{self as cpb, ordering_service_client::OrderingServiceClient};
 use bytes::Bytes;
 
@@ -113,7 +113,8 @@ async fn consensus_holds_under_connection_body_and_watch_abuse() -> anyhow::Resu
     // Warm up, then the honest client opens its connection before the abuse starts.
     let warm: Vec<Vec<u8>> = (0..2_000).map(|k| market_tx("warm", k)).collect();
     submit_spread(&all, &warm, 500).await?;
-    let next = committed_everywhere(&all, 0, &warm, Duration::from_secs(120)).await?;
+    let committee = committee_of(&cluster);
+    let next = committed_everywhere(&all, &committee, 0, &warm, Duration::from_secs(120)).await?;
     let before = vm_kib(pid, "VmRSS:");
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?
         .connect()
@@ -230,7 +231,7 @@ async fn consensus_holds_under_connection_body_and_watch_abuse() -> anyhow::Resu
         }
         open
     };
-    committed_everywhere(&all, next, &load, Duration::from_secs(120)).await?;
+    committed_everywhere(&all, &committee, next, &load, Duration::from_secs(120)).await?;
     let peak = vm_kib(pid, "VmHWM:");
     let refused_watchers = watchers.iter().filter(|w| w.is_finished()).count();
     let text = beat_cli::cluster::ops_metrics(ops)

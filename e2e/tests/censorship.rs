@@ -32,7 +32,7 @@ use std::{path::Path, time::Duration};
 use anyhow::Context as _;
 use beat_cli::{bench::LoadReport, cluster::Cluster, monitor::AgreementTracker};
 use beat_e2e::{
-    committed_everywhere, epochs,
+    committed_everywhere, committee_of, epochs,
     firewall::Cut,
     market_tx,
     networks::{I2pdNet, TorNet, i2pd_network_possible, tor_installed},
@@ -198,9 +198,15 @@ async fn censorship(
     let restored_at = tokio::time::Instant::now();
     i2p_cut.restore();
     let from = still.iter().copied().min().unwrap_or(0);
-    committed_everywhere(&ordering, from, &during, COMMIT_TIMEOUT)
-        .await
-        .context("after restoring I2P alone")?;
+    committed_everywhere(
+        &ordering,
+        &committee_of(cluster),
+        from,
+        &during,
+        COMMIT_TIMEOUT,
+    )
+    .await
+    .context("after restoring I2P alone")?;
     let recovered_over_i2p = restored_at.elapsed();
     eprintln!(
         "{name}: i2p restored (clearnet and tor still cut); the 400 transactions acknowledged \

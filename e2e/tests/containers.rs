@@ -192,6 +192,8 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
     let auth = project.client_auth(&credentials)?;
     beat_cli::monitor::use_client_auth(auth.clone());
     wait_ready(project, &all).await?;
+    // Every batch below is verified against the committee file the keygen wrote.
+    let committee = project.committee(&credentials)?;
     wait_healthy_and_hardened(project).await?;
     // From the host, the published ordering API answers the keygen's client only: plaintext
     // and a client without its token are refused.
@@ -224,7 +226,7 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
     // Phase 1: load through every replica's published ordering API.
     let phase1 = txs("ctr", 0..2_000);
     submit_spread(&ordering, &phase1, 250).await?;
-    let next1 = committed_everywhere(&ordering, 0, &phase1, COMMIT_TIMEOUT).await?;
+    let next1 = committed_everywhere(&ordering, &committee, 0, &phase1, COMMIT_TIMEOUT).await?;
     let state1 = same_market_state(&market, next1 - 1, COMMIT_TIMEOUT).await?;
     eprintln!(
         "[{:>5.1?}] phase 1: 2,000 transactions committed in epochs 0..{next1}, state {}",
@@ -237,13 +239,13 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
     let (ord012, _) = endpoints(project, &[0, 1, 2]);
     let phase2 = txs("ctr", 2_000..3_000);
     submit_spread(&ord012, &phase2, 250).await?;
-    let next2 = committed_everywhere(&ord012, next1, &phase2, COMMIT_TIMEOUT).await?;
+    let next2 = committed_everywhere(&ord012, &committee, next1, &phase2, COMMIT_TIMEOUT).await?;
     project.start_replica(3)?;
     wait_ready(project, &[3]).await?;
     let phase2b = txs("ctr", 3_000..3_500);
     submit_spread(&ordering, &phase2b, 250).await?;
     let both: Vec<Vec<u8>> = phase2.iter().chain(&phase2b).cloned().collect();
-    let next2b = committed_everywhere(&ordering, next1, &both, COMMIT_TIMEOUT).await?;
+    let next2b = committed_everywhere(&ordering, &committee, next1, &both, COMMIT_TIMEOUT).await?;
     same_market_state(&market, next2b - 1, COMMIT_TIMEOUT).await?;
     eprintln!(
         "[{:>5.1?}] phase 2: replica 3 killed; 0-2 committed to epoch {next2}; restarted, it \
@@ -256,13 +258,13 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
     let (ord013, _) = endpoints(project, &[0, 1, 3]);
     let phase3 = txs("ctr", 3_500..4_500);
     submit_spread(&ord013, &phase3, 250).await?;
-    let next3 = committed_everywhere(&ord013, next2b, &phase3, COMMIT_TIMEOUT).await?;
+    let next3 = committed_everywhere(&ord013, &committee, next2b, &phase3, COMMIT_TIMEOUT).await?;
     project.connect(2)?;
     wait_ready(project, &[2]).await?;
     let phase3b = txs("ctr", 4_500..5_000);
     submit_spread(&ordering, &phase3b, 250).await?;
     let both: Vec<Vec<u8>> = phase3.iter().chain(&phase3b).cloned().collect();
-    let next3b = committed_everywhere(&ordering, next2b, &both, COMMIT_TIMEOUT).await?;
+    let next3b = committed_everywhere(&ordering, &committee, next2b, &both, COMMIT_TIMEOUT).await?;
     same_market_state(&market, next3b - 1, COMMIT_TIMEOUT).await?;
     eprintln!(
         "[{:>5.1?}] phase 3: replica 2 partitioned while 0,1,3 committed to epoch {next3}; \
@@ -306,7 +308,7 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
         "only {} of 2,000 transactions were acknowledged around the restarts",
         acked.len()
     );
-    let next4 = committed_everywhere(&ordering, next3b, &acked, COMMIT_TIMEOUT).await?;
+    let next4 = committed_everywhere(&ordering, &committee, next3b, &acked, COMMIT_TIMEOUT).await?;
     let state4 = same_market_state(&market, next4 - 1, COMMIT_TIMEOUT).await?;
     eprintln!(
         "[{:>5.1?}] phase 4: gateway 0 and keystore 1 restarted alone; all {} acknowledged \
@@ -318,7 +320,7 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
     // Phase 5: the whole cluster down (containers and network removed, volumes kept) and up.
     let history: Vec<beat_proto::common::v1::Batch> = {
         let wanted: HashSet<Vec<u8>> = phase1.iter().cloned().collect();
-        batches_until(&ordering[0], 0, &wanted, COMMIT_TIMEOUT).await?
+        batches_until(&ordering[0], &committee, 0, &wanted, COMMIT_TIMEOUT).await?
     };
     project.compose(&["down", "--timeout", "10"])?;
     project.up(&[])?;
@@ -336,7 +338,7 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
     );
     let wanted: HashSet<Vec<u8>> = phase1.iter().cloned().collect();
     for ep in &ordering {
-        let again = batches_until(ep, 0, &wanted, COMMIT_TIMEOUT).await?;
+        let again = batches_until(ep, &committee, 0, &wanted, COMMIT_TIMEOUT).await?;
         let digests = |b: &[beat_proto::common::v1::Batch]| {
             b.iter().map(|x| x.digest.clone()).collect::<Vec<_>>()
         };
@@ -347,7 +349,7 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
     }
     let phase5 = txs("ctr", 5_000..5_500);
     submit_spread(&ordering, &phase5, 250).await?;
-    let next5 = committed_everywhere(&ordering, next4, &phase5, COMMIT_TIMEOUT).await?;
+    let next5 = committed_everywhere(&ordering, &committee, next4, &phase5, COMMIT_TIMEOUT).await?;
     same_market_state(&market, next5 - 1, COMMIT_TIMEOUT).await?;
     eprintln!(
         "[{:>5.1?}] phase 5: full down/up kept {} epochs of history and the market state; \

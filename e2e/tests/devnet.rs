@@ -14,7 +14,7 @@ use beat_cli::{
     monitor::{AgreementTracker, market_client, ordering_client},
 };
 use beat_e2e::{
-    batches_until, check_same_order, epochs, market_event_totals, market_tx, scenario_dir,
+    batches_until, committee_of, epochs, market_event_totals, market_tx, scenario_dir,
     states_at_least, submit_all,
 };
 use beat_proto::{consensus::v1 as cpb, state::v1 as spb};
@@ -64,37 +64,27 @@ async fn submit_spread(
     Ok(())
 }
 
-/// Waits until every replica in `replicas` has committed all of `txs`; checks their batches
-/// agree; returns the next epoch after the last one holding any of them.
+/// Waits until every replica in `replicas` has committed all of `txs`, verified against the
+/// committee; checks their batches agree; returns the next epoch after the last one holding any
+/// of them.
 async fn committed_everywhere(
     cluster: &Cluster,
     replicas: &[usize],
     from_epoch: u64,
     txs: &[Vec<u8>],
 ) -> anyhow::Result<u64> {
-    let wanted: HashSet<Vec<u8>> = txs.iter().cloned().collect();
-    let mut set = tokio::task::JoinSet::new();
-    for &i in replicas {
-        let ep = cluster.ordering_endpoint(i);
-        let wanted = wanted.clone();
-        set.spawn(async move {
-            (
-                i,
-                batches_until(&ep, from_epoch, &wanted, COMMIT_TIMEOUT).await,
-            )
-        });
-    }
-    let mut per_replica = Vec::new();
-    while let Some(r) = set.join_next().await {
-        let (i, batches) = r?;
-        per_replica.push(batches.map_err(|e| e.context(format!("replica {i}")))?);
-    }
-    check_same_order(&per_replica)?;
-    Ok(per_replica
+    let endpoints: Vec<String> = replicas
         .iter()
-        .filter_map(|b| b.last().map(|b| b.epoch + 1))
-        .min()
-        .unwrap_or(from_epoch))
+        .map(|&i| cluster.ordering_endpoint(i))
+        .collect();
+    beat_e2e::committed_everywhere(
+        &endpoints,
+        &committee_of(cluster),
+        from_epoch,
+        txs,
+        COMMIT_TIMEOUT,
+    )
+    .await
 }
 
 /// Market services of `replicas` reach `epoch` and report the same state hash there (no feed
@@ -438,7 +428,15 @@ async fn bad_requests_get_documented_status_codes() -> anyhow::Result<()> {
     let good = vec![market_tx("e2e-after-bad", 0)];
     submit_all(&cluster.ordering_endpoint(0), &good, 1).await?;
     let wanted: HashSet<Vec<u8>> = good.into_iter().collect();
-    batches_until(&cluster.ordering_endpoint(1), 0, &wanted, COMMIT_TIMEOUT).await?;
+    let committee = committee_of(&cluster);
+    batches_until(
+        &cluster.ordering_endpoint(1),
+        &committee,
+        0,
+        &wanted,
+        COMMIT_TIMEOUT,
+    )
+    .await?;
     let exited = cluster.reap_exited();
     anyhow::ensure!(exited.is_empty(), "processes exited: {exited:?}");
     cluster.stop_all(Duration::from_secs(10));

@@ -12,7 +12,8 @@ use beat_cli::{
 };
 use beat_client::connect::{ClientAuth, market, ordering};
 use beat_e2e::{
-    batches_until, check_same_order, market_tx, scenario_dir, states_at_least, submit_all,
+    batches_until, check_same_order, committee_of, market_tx, scenario_dir, states_at_least,
+    submit_all,
 };
 use beat_proto::{consensus::v1 as cpb, state::v1 as spb};
 
@@ -71,7 +72,16 @@ async fn only_clients_with_certificate_and_token_reach_a_tls_committee() -> anyh
     let wanted: HashSet<Vec<u8>> = txs.iter().cloned().collect();
     let mut per_replica = Vec::new();
     for i in 0..N {
-        per_replica.push(batches_until(&cluster.ordering_endpoint(i), 0, &wanted, TIMEOUT).await?);
+        per_replica.push(
+            batches_until(
+                &cluster.ordering_endpoint(i),
+                &committee_of(&cluster),
+                0,
+                &wanted,
+                TIMEOUT,
+            )
+            .await?,
+        );
     }
     check_same_order(&per_replica)?;
     // The state services reached their consensus services over mTLS with their own tokens:
