@@ -28,6 +28,20 @@
 //! same statements (K3). The simulator checks all three on every honest request (invariant
 //! `KSP-1`).
 //!
+//! # Checking certificates lazily
+//!
+//! Checking a certificate costs a pairing (≈ 2 ms here), as much again as forming it, so the
+//! keystore does not move its frontier with every certificate presented: only when the request
+//! in hand needs it (it would be refused under the current frontier) or when the certificate is
+//! `W` or more epochs ahead of it ([`SigningPolicy::worth_checking`]). An honest replica's
+//! requests run one or two epochs past its latest certificate, so the frontier moves about once
+//! every `W − 2` epochs instead of every epoch. What a lagging frontier changes: K1 only gets
+//! stricter (nothing honest is refused for it, since the request that needs the frontier moves
+//! it), K3 remembers more, and K2's lower bound trails the true one by less than `W` epochs —
+//! decryption shares of epochs up to `2W − 1` behind the certified frontier, instead of `W`, can
+//! be asked for by a compromised caller. The simulator's keystore follows the same rule, so
+//! `KSP-1` is checked with it.
+//!
 //! # What it buys
 //!
 //! Defence in depth against a compromised consensus process (the one that parses peers' bytes):
@@ -138,9 +152,21 @@ impl SigningPolicy {
         self.window
     }
 
-    /// Whether `certificate` would move the frontier (checking it is then worth a pairing).
+    /// Whether `certificate` would move the frontier.
     pub fn advances(&self, certificate: &CommitCertificate) -> bool {
         certificate.statement.epoch >= self.frontier
+    }
+
+    /// Whether to check `certificate` (a pairing) and move the frontier past it now, for a
+    /// request whose highest epoch is `asked` (module docs: lazy checking): only if it moves
+    /// the frontier and either the request would be refused under the current one or the
+    /// certificate is at least a window ahead of it.
+    pub fn worth_checking(&self, certificate: &CommitCertificate, asked: Option<Epoch>) -> bool {
+        if !self.advances(certificate) {
+            return false;
+        }
+        let ahead = certificate.statement.epoch.0 - self.frontier.0 + 1;
+        ahead >= self.window || asked.is_some_and(|e| e >= self.high())
     }
 
     /// Checks `certificate` against the committee (digest and group key: one pairing check)
@@ -300,6 +326,29 @@ mod tests {
         p.present(&certify(&keys, statement(committee, 3, b"b3")), &keys.0)
             .unwrap();
         assert_eq!(p.frontier(), Epoch(10));
+    }
+
+    /// Lazy checking: a certificate is worth a pairing only if it moves the frontier and the
+    /// request needs it moved or it is a window ahead.
+    #[test]
+    fn certificates_are_checked_only_when_the_frontier_must_move() {
+        let committee = digest(b"committee");
+        let keys = keys(7);
+        let mut p = SigningPolicy::new(5, committee);
+        p.present(&certify(&keys, statement(committee, 9, b"b9")), &keys.0)
+            .unwrap();
+        let at = |e| certify(&keys, statement(committee, e, b"b"));
+        // Frontier 10, window 5: requests below 15 need nothing.
+        assert!(!p.worth_checking(&at(9), Some(Epoch(20))), "moves nothing");
+        assert!(!p.worth_checking(&at(11), Some(Epoch(14))));
+        assert!(!p.worth_checking(&at(11), None));
+        assert!(
+            p.worth_checking(&at(11), Some(Epoch(15))),
+            "the request needs it"
+        );
+        assert!(!p.worth_checking(&at(13), Some(Epoch(12))));
+        assert!(p.worth_checking(&at(14), None), "a window ahead");
+        assert!(p.worth_checking(&at(1000), Some(Epoch(0))));
     }
 
     #[test]

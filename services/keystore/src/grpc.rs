@@ -54,17 +54,25 @@ fn unavailable(e: actix::MailboxError) -> Status {
 }
 
 impl KeystoreGrpc {
-    /// Takes the caller's latest certificate: if it would move the signing horizon, checks it
-    /// (one pairing, on the signer pool) and moves it. An invalid one refuses the request.
-    async fn present(&self, horizon: Option<common::CommitCertificate>) -> Result<(), Status> {
+    /// Takes the caller's latest certificate for a request whose highest epoch is `asked`: if
+    /// the request needs the signing horizon moved, or the certificate is a window or more ahead
+    /// of it, checks it (one pairing, on the signer pool) and moves it
+    /// ([`SigningPolicy::worth_checking`]); otherwise leaves it unchecked. An invalid one refuses
+    /// the request.
+    async fn present(
+        &self,
+        horizon: Option<common::CommitCertificate>,
+        asked: Option<Epoch>,
+    ) -> Result<(), Status> {
         let Some(certificate) = horizon else {
             return Ok(());
         };
         let certificate = beat_client::verify::certificate_from_proto(&certificate)
             .map_err(|e| Status::invalid_argument(format!("horizon: {e}")))?;
-        if !self.policy.lock().advances(&certificate) {
+        if !self.policy.lock().worth_checking(&certificate, asked) {
             return Ok(());
         }
+        self.metrics.certificate_checks.inc();
         let checked = self
             .signer
             .send(CheckCertificate(certificate))
@@ -112,7 +120,8 @@ impl KeystoreService for KeystoreGrpc {
             .start_timer();
         let SignCoinSharesRequest { coins, horizon } = request.into_inner();
         self.check_batch(coins.len(), "coins")?;
-        self.present(horizon).await?;
+        let asked = coins.iter().map(|c| Epoch(c.epoch)).max();
+        self.present(horizon, asked).await?;
         {
             let policy = self.policy.lock();
             if let Some(e) = coins
@@ -164,7 +173,8 @@ impl KeystoreService for KeystoreGrpc {
             horizon,
         } = request.into_inner();
         self.check_batch(statements.len(), "statements")?;
-        self.present(horizon).await?;
+        let asked = statements.iter().map(|s| Epoch(s.epoch)).max();
+        self.present(horizon, asked).await?;
         let digest = |b: &Bytes, what: &str, epoch: u64| {
             <[u8; 32]>::try_from(b.as_ref()).map(Digest).map_err(|_| {
                 Status::invalid_argument(format!(
@@ -236,7 +246,8 @@ impl KeystoreService for KeystoreGrpc {
             .start_timer();
         let req = request.into_inner();
         self.check_batch(req.items.len(), "items")?;
-        self.present(req.horizon).await?;
+        let asked = Some(Epoch(req.epoch));
+        self.present(req.horizon, asked).await?;
         let epoch = Epoch(req.epoch);
         let outside = self.policy.lock().check_decryption(epoch);
         if let Err(e) = outside {

@@ -12,6 +12,9 @@ pub struct Metrics {
     pub refusals: IntCounterVec,
     /// `beat_keystore_signing_frontier`: one past the highest certified epoch presented.
     pub signing_frontier: IntGauge,
+    /// `beat_keystore_certificate_checks_total`: presented certificates checked (a pairing
+    /// each); the others were left unchecked because the frontier did not need them yet.
+    pub certificate_checks: prometheus::IntCounter,
     /// `beat_keystore_request_seconds{rpc}`: request latency.
     pub latency: HistogramVec,
 }
@@ -44,12 +47,18 @@ impl Metrics {
             "beat_keystore_signing_frontier",
             "One past the highest certified epoch presented: shares are signed up to it plus the window",
         )?;
+        let certificate_checks = prometheus::IntCounter::new(
+            "beat_keystore_certificate_checks_total",
+            "Presented commit certificates checked (one pairing each) to move the signing frontier",
+        )?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(signing_frontier.clone()))?;
+        registry.register(Box::new(certificate_checks.clone()))?;
         Ok(Self {
             operations,
             refusals,
             signing_frontier,
+            certificate_checks,
             latency,
         })
     }

@@ -724,6 +724,61 @@ fn signs_only_within_the_certified_horizon_and_rate_limits_handshakes() {
                 "beat_keystore_refusals_total{operation=\"handshake_rate\"}"
             ) >= 1.0
         );
+        // Four certificates checked so far: the three bad ones and the valid one of epoch 10.
+        assert_eq!(metric(&text, "beat_keystore_certificate_checks_total"), 4.0);
+
+        // Lazy checking (module `beat_core::signing`): a certificate is checked (a pairing)
+        // only when the request needs the frontier moved or it is a window ahead of it.
+        let at = |epoch| {
+            certificate(
+                &keys,
+                &secrets,
+                &beat_core::CommitStatement {
+                    epoch: beat_types::Epoch(epoch),
+                    ..s10
+                },
+            )
+        };
+        let checks_and_frontier = || async move {
+            let text = tokio::task::spawn_blocking(move || scrape(ops))
+                .await
+                .unwrap();
+            (
+                metric(&text, "beat_keystore_certificate_checks_total"),
+                metric(&text, "beat_keystore_signing_frontier"),
+            )
+        };
+        // Epoch 12's certificate with a request the frontier 11 allows: not checked, not moved;
+        // a forged one with such a request is not checked either (it could move nothing).
+        consensus
+            .sign_coin_shares(coins(12, Some(at(12))))
+            .await
+            .unwrap();
+        let mut forged12 = at(12);
+        forged12.signature = valid.signature.clone();
+        consensus
+            .sign_coin_shares(coins(12, Some(forged12.clone())))
+            .await
+            .unwrap();
+        assert_eq!(checks_and_frontier().await, (4.0, 11.0));
+        // A request past the window: the certificate is checked then, and the forged one is
+        // refused rather than trusted.
+        let refused = consensus
+            .sign_coin_shares(coins(11 + window, Some(forged12)))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+        consensus
+            .sign_coin_shares(coins(11 + window, Some(at(12))))
+            .await
+            .unwrap();
+        assert_eq!(checks_and_frontier().await, (6.0, 13.0));
+        // A certificate a window or more ahead is checked whatever the request.
+        consensus
+            .sign_coin_shares(coins(13, Some(at(12 + window))))
+            .await
+            .unwrap();
+        assert_eq!(checks_and_frontier().await, (7.0, (13 + window) as f64));
 
         shutdown.trigger();
         server.await.unwrap().unwrap();
