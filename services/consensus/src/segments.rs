@@ -45,8 +45,6 @@ use std::{
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::store::StoreError;
-
 const HEADER: usize = 16;
 /// Largest record payload (a batch of an epoch, a logged message).
 pub const MAX_RECORD: usize = 256 << 20;
@@ -85,7 +83,7 @@ pub struct LogReader {
 
 impl LogReader {
     /// The record for `key`.
-    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>, SegmentError> {
         let found = {
             let r = self.shared.read();
             r.index
@@ -96,7 +94,7 @@ impl LogReader {
     }
 
     /// Up to `count` records with keys from `from` on, in key order.
-    pub fn range(&self, from: u64, count: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    pub fn range(&self, from: u64, count: usize) -> Result<Vec<(u64, Vec<u8>)>, SegmentError> {
         let found: Vec<_> = {
             let r = self.shared.read();
             r.index
@@ -121,15 +119,24 @@ impl LogReader {
         self.shared.read().index.keys().next_back().copied()
     }
 
-    fn read(&self, key: u64, at: Location, file: Option<Arc<File>>) -> Result<Vec<u8>, StoreError> {
+    fn read(
+        &self,
+        key: u64,
+        at: Location,
+        file: Option<Arc<File>>,
+    ) -> Result<Vec<u8>, SegmentError> {
         let file =
-            file.ok_or_else(|| StoreError::Corrupt(format!("segment {} is gone", at.segment)))?;
+            file.ok_or_else(|| SegmentError::Corrupt(format!("segment {} is gone", at.segment)))?;
         let mut record = vec![0u8; HEADER + at.len as usize];
-        file.read_exact_at(&mut record, at.offset).map_err(io)?;
+        file.read_exact_at(&mut record, at.offset)
+            .map_err(io(format_args!(
+                "reading record {key} in segment {} at offset {}",
+                at.segment, at.offset
+            )))?;
         let payload = record.split_off(HEADER);
         let crc = u32::from_le_bytes(record[12..].try_into().unwrap_or_default());
         if record[..8] != key.to_le_bytes() || checksum(key, at.len, &payload) != crc {
-            return Err(StoreError::Corrupt(format!(
+            return Err(SegmentError::Corrupt(format!(
                 "{} at offset {}: record for key {key} does not verify",
                 segment_path(&self.dir, at.segment).display(),
                 at.offset
@@ -152,6 +159,40 @@ pub struct SegmentLog {
 }
 
 /// The active segment, as [`LogSyncer`]s see it.
+/// Why the segment log refused or failed. The consensus store turns damage into its
+/// [`crate::store::StoreError::Corrupt`] and everything else into a storage failure that stops
+/// the service.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, and to which file.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier write or sync failed: the log accepts nothing more and reports nothing more
+    /// durable.
+    #[error("the log failed earlier and accepts nothing more: {0}")]
+    Poisoned(String),
+    /// A record larger than the format allows.
+    #[error("a record of {0} bytes exceeds {MAX_RECORD}")]
+    TooLarge(usize),
+    /// The files are damaged (or were changed under the log).
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// Turns an [`std::io::Error`] into [`SegmentError::Io`] with what was being done.
+fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> SegmentError {
+    move |source| SegmentError::Io {
+        context: context.to_string(),
+        source,
+    }
+}
+
 #[derive(Debug)]
 struct Active {
     file: Arc<File>,
@@ -160,11 +201,9 @@ struct Active {
 }
 
 impl Active {
-    fn check(&self) -> Result<(), StoreError> {
+    fn check(&self) -> Result<(), SegmentError> {
         match &self.failed {
-            Some(e) => Err(StoreError::Io(format!(
-                "the log failed earlier and accepts nothing more: {e}"
-            ))),
+            Some(e) => Err(SegmentError::Poisoned(e.clone())),
             None => Ok(()),
         }
     }
@@ -182,7 +221,7 @@ pub struct LogSyncer(Arc<Mutex<Active>>);
 
 impl LogSyncer {
     /// Makes every record appended before this call durable.
-    pub fn sync(&self) -> Result<(), StoreError> {
+    pub fn sync(&self) -> Result<(), SegmentError> {
         // Earlier segments were synced when they stopped being active.
         let file = {
             let active = self.0.lock();
@@ -192,15 +231,10 @@ impl LogSyncer {
         // After a failed fdatasync the kernel may have dropped the dirty pages and cleared the
         // error: a retry could succeed without the data on disk. The failure is final.
         file.sync_data().map_err(|e| {
-            let e = format!("fdatasync: {e}");
-            self.0.lock().fail(&e);
-            StoreError::Io(e)
+            self.0.lock().fail(&format!("fdatasync: {e}"));
+            io("fdatasync of the active segment")(e)
         })
     }
-}
-
-fn io(e: std::io::Error) -> StoreError {
-    StoreError::Io(e.to_string())
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
@@ -215,17 +249,19 @@ fn checksum(key: u64, len: u32, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format_args!("fsync of {}", dir.display())))
 }
 
-fn open_segment(path: &Path) -> Result<File, StoreError> {
+fn open_segment(path: &Path) -> Result<File, SegmentError> {
     OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .open(path)
-        .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))
+        .map_err(io(format_args!("opening {}", path.display())))
 }
 
 /// How a scan of one segment ended.
@@ -244,10 +280,11 @@ fn scan(
     file: &File,
     index: &mut BTreeMap<u64, Location>,
     last_key: &mut Option<u64>,
-) -> Result<(Option<u64>, u64, ScanEnd), StoreError> {
-    let len = file.metadata().map_err(io)?.len();
+) -> Result<(Option<u64>, u64, ScanEnd), SegmentError> {
+    let context = || format!("scanning segment {number}");
+    let len = file.metadata().map_err(io(context()))?.len();
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    reader.seek(SeekFrom::Start(0)).map_err(io)?;
+    reader.seek(SeekFrom::Start(0)).map_err(io(context()))?;
     let mut offset = 0u64;
     let mut max_key = None;
     let mut payload = Vec::new();
@@ -260,7 +297,7 @@ fn scan(
             return damaged(format!("partial header ({} bytes)", len - offset));
         }
         let mut header = [0u8; HEADER];
-        reader.read_exact(&mut header).map_err(io)?;
+        reader.read_exact(&mut header).map_err(io(context()))?;
         let key = u64::from_le_bytes(header[..8].try_into().unwrap_or_default());
         let n = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
         let crc = u32::from_le_bytes(header[12..].try_into().unwrap_or_default());
@@ -271,7 +308,7 @@ fn scan(
             return damaged(format!("partial record ({n} bytes announced)"));
         }
         payload.resize(n as usize, 0);
-        reader.read_exact(&mut payload).map_err(io)?;
+        reader.read_exact(&mut payload).map_err(io(context()))?;
         if checksum(key, n, &payload) != crc {
             return damaged("checksum mismatch".into());
         }
@@ -304,7 +341,7 @@ fn valid_record_after(
     from: u64,
     len: u64,
     near: Option<u64>,
-) -> Result<Option<u64>, StoreError> {
+) -> Result<Option<u64>, SegmentError> {
     const CHUNK: u64 = 4 << 20;
     let mut budget = SEARCH_BUDGET;
     let mut start = from + 1;
@@ -315,7 +352,8 @@ fn valid_record_after(
         let end = (start + CHUNK).min(len);
         let positions = (end - start).min(len - start - HEADER as u64 + 1);
         buf.resize((positions + HEADER as u64 - 1) as usize, 0);
-        file.read_exact_at(&mut buf, start).map_err(io)?;
+        file.read_exact_at(&mut buf, start)
+            .map_err(io("searching past damage in the newest segment"))?;
         for i in 0..positions as usize {
             let header = &buf[i..i + HEADER];
             let key = u64::from_le_bytes(header[..8].try_into().unwrap_or_default());
@@ -338,7 +376,7 @@ fn valid_record_after(
             }
             payload.resize(n as usize, 0);
             file.read_exact_at(&mut payload, at + HEADER as u64)
-                .map_err(io)?;
+                .map_err(io("searching past damage in the newest segment"))?;
             if checksum(key, n, &payload) == crc {
                 return Ok(Some(at));
             }
@@ -350,16 +388,16 @@ fn valid_record_after(
 
 impl SegmentLog {
     /// Opens (or creates) the log in `dir`, recovering from a torn tail.
-    pub fn open(dir: &Path, max_segment_bytes: u64) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+    pub fn open(dir: &Path, max_segment_bytes: u64) -> Result<Self, SegmentError> {
+        std::fs::create_dir_all(dir).map_err(io(format_args!("creating {}", dir.display())))?;
         let mut numbers = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let name = entry.map_err(io)?.file_name();
+        let listing = || format!("listing {}", dir.display());
+        for entry in std::fs::read_dir(dir).map_err(io(listing()))? {
+            let name = entry.map_err(io(listing()))?.file_name();
             let name = name.to_string_lossy();
             if let Some(stem) = name.strip_suffix(SUFFIX) {
                 let number = stem.parse::<u64>().map_err(|_| {
-                    StoreError::Corrupt(format!("unexpected file {name} in {}", dir.display()))
+                    SegmentError::Corrupt(format!("unexpected file {name} in {}", dir.display()))
                 })?;
                 numbers.push(number);
             }
@@ -376,15 +414,18 @@ impl SegmentLog {
             let mut len = good;
             if let ScanEnd::Damaged { offset, reason } = end {
                 if Some(number) != last {
-                    return Err(StoreError::Corrupt(format!(
+                    return Err(SegmentError::Corrupt(format!(
                         "{} at offset {offset}: {reason} (not the newest segment: this is \
                          corruption, not a torn tail)",
                         path.display()
                     )));
                 }
-                let size = file.metadata().map_err(io)?.len();
+                let size = file
+                    .metadata()
+                    .map_err(io(format_args!("{}", path.display())))?
+                    .len();
                 if let Some(at) = valid_record_after(&file, offset, size, last_key_read)? {
-                    return Err(StoreError::Corrupt(format!(
+                    return Err(SegmentError::Corrupt(format!(
                         "{} at offset {offset}: {reason}, and a valid record follows at offset \
                          {at}: damage inside synced data, not a torn tail; refusing to start \
                          rather than drop acknowledged records (restore this replica's data \
@@ -399,8 +440,9 @@ impl SegmentLog {
                     %reason,
                     "cutting off the torn tail of a log segment (a crash interrupted a write)"
                 );
-                file.set_len(offset).map_err(io)?;
-                file.sync_all().map_err(io)?;
+                let cutting = || format!("cutting the torn tail of {}", path.display());
+                file.set_len(offset).map_err(io(cutting()))?;
+                file.sync_all().map_err(io(cutting()))?;
                 len = offset;
             }
             segments.insert(
@@ -428,7 +470,7 @@ impl SegmentLog {
             .values()
             .next_back()
             .map(|s| s.file.clone())
-            .ok_or_else(|| StoreError::Corrupt("no active segment".into()))?;
+            .ok_or_else(|| SegmentError::Corrupt("no active segment".into()))?;
         let files = segments.iter().map(|(n, s)| (*n, s.file.clone())).collect();
         Ok(Self {
             dir: dir.to_owned(),
@@ -450,12 +492,9 @@ impl SegmentLog {
     }
 
     /// Appends a record (not yet durable: see [`Self::sync`]).
-    pub fn append(&mut self, key: u64, payload: &[u8]) -> Result<(), StoreError> {
+    pub fn append(&mut self, key: u64, payload: &[u8]) -> Result<(), SegmentError> {
         if payload.len() > MAX_RECORD {
-            return Err(StoreError::Io(format!(
-                "a record of {} bytes exceeds {MAX_RECORD}",
-                payload.len()
-            )));
+            return Err(SegmentError::TooLarge(payload.len()));
         }
         self.active.lock().check()?;
         let number = self.active_number();
@@ -468,18 +507,18 @@ impl SegmentLog {
         let segment = self
             .segments
             .get_mut(&number)
-            .ok_or_else(|| StoreError::Corrupt("no active segment".into()))?;
+            .ok_or_else(|| SegmentError::Corrupt("no active segment".into()))?;
         let offset = segment.len;
         if let Err(e) = (&*segment.file).write_all(&record) {
             // Part of the record may be in the file (a short write before ENOSPC): cut it off
             // so the file ends where the index thinks, and accept nothing more.
             let cut = segment.file.set_len(offset).map_or_else(
-                |c| format!("; cutting the partial record failed: {c}"),
+                |c| format!(" (cutting the partial record failed: {c})"),
                 |()| String::new(),
             );
-            let e = format!("write: {e}{cut}");
-            self.active.lock().fail(&e);
-            return Err(StoreError::Io(e));
+            let context = format!("appending to segment {number}{cut}");
+            self.active.lock().fail(&format!("{context}: {e}"));
+            return Err(io(context)(e));
         }
         segment.len += record.len() as u64;
         segment.max_key = Some(segment.max_key.map_or(key, |m| m.max(key)));
@@ -498,10 +537,10 @@ impl SegmentLog {
     }
 
     /// Starts a new segment (the current one is synced first) unless the current one is empty.
-    pub fn rotate(&mut self) -> Result<(), StoreError> {
+    pub fn rotate(&mut self) -> Result<(), SegmentError> {
         let number = self.active_number();
         let Some(current) = self.segments.get(&number) else {
-            return Err(StoreError::Corrupt("no active segment".into()));
+            return Err(SegmentError::Corrupt("no active segment".into()));
         };
         self.active.lock().check()?;
         if current.len == 0 {
@@ -511,7 +550,7 @@ impl SegmentLog {
         let opened = current
             .file
             .sync_data()
-            .map_err(|e| StoreError::Io(format!("fdatasync: {e}")))
+            .map_err(io("fdatasync of the segment being closed"))
             .and_then(|()| open_segment(&segment_path(&self.dir, next)))
             .and_then(|file| sync_dir(&self.dir).map(|()| Arc::new(file)));
         let file = match opened {
@@ -535,7 +574,7 @@ impl SegmentLog {
     }
 
     /// Makes every appended record durable.
-    pub fn sync(&self) -> Result<(), StoreError> {
+    pub fn sync(&self) -> Result<(), SegmentError> {
         self.syncer().sync()
     }
 
@@ -545,7 +584,7 @@ impl SegmentLog {
     }
 
     /// Deletes every segment, other than the active one, whose keys are all below `key`.
-    pub fn remove_below(&mut self, key: u64) -> Result<(), StoreError> {
+    pub fn remove_below(&mut self, key: u64) -> Result<(), SegmentError> {
         let active = self.active_number();
         let doomed: Vec<u64> = self
             .segments
@@ -565,18 +604,19 @@ impl SegmentLog {
         }
         for number in &doomed {
             self.segments.remove(number);
-            std::fs::remove_file(segment_path(&self.dir, *number)).map_err(io)?;
+            let path = segment_path(&self.dir, *number);
+            std::fs::remove_file(&path).map_err(io(format_args!("removing {}", path.display())))?;
         }
         sync_dir(&self.dir)
     }
 
     /// The record for `key`.
-    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>, SegmentError> {
         self.reader.get(key)
     }
 
     /// Up to `count` records with keys from `from` on, in key order.
-    pub fn range(&self, from: u64, count: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    pub fn range(&self, from: u64, count: usize) -> Result<Vec<(u64, Vec<u8>)>, SegmentError> {
         self.reader.range(from, count)
     }
 
@@ -739,7 +779,7 @@ mod tests {
         bytes[HEADER + 3] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         let err = SegmentLog::open(&d, 500).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert!(matches!(err, SegmentError::Corrupt(_)), "{err}");
         // A flipped byte in the newest segment's last record is a torn tail.
         let _ = std::fs::remove_dir_all(&d);
         let mut log = SegmentLog::open(&d, 1 << 20).unwrap();
@@ -791,7 +831,7 @@ mod tests {
                 damage(&mut bytes, offsets[victim]);
                 std::fs::write(&path, &bytes).unwrap();
                 let err = SegmentLog::open(&d, 1 << 30).unwrap_err();
-                let StoreError::Corrupt(msg) = &err else {
+                let SegmentError::Corrupt(msg) = &err else {
                     panic!("{what} {victim}: {err}");
                 };
                 assert!(
@@ -836,7 +876,7 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let err = SegmentLog::open(&d, 1 << 30).unwrap_err();
         assert!(
-            matches!(&err, StoreError::Corrupt(m) if m.contains("at offset 0")),
+            matches!(&err, SegmentError::Corrupt(m) if m.contains("at offset 0")),
             "{err}"
         );
         let _ = std::fs::remove_dir_all(&d);
@@ -854,7 +894,7 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         // The log's file handle sees the rewritten file (same inode, truncated and rewritten).
         let err = log.get(1).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert!(matches!(err, SegmentError::Corrupt(_)), "{err}");
         assert_eq!(log.get(2).unwrap().unwrap(), b"world");
         let _ = std::fs::remove_dir_all(&d);
     }

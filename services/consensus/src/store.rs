@@ -35,7 +35,7 @@ use beat_core::{
 use beat_types::{Epoch, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::segments::{LogReader, LogSyncer, SegmentLog};
+use crate::segments::{LogReader, LogSyncer, SegmentError, SegmentLog};
 
 /// A logged event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,9 +60,29 @@ pub enum StoreError {
     /// The OS random source failed.
     #[error("cannot read OS randomness: {0}")]
     Random(String),
-    /// A log file could not be read or written.
+    /// The write-ahead log or the batch log failed (a file operation, or an earlier failure
+    /// that poisoned it).
     #[error("storage I/O error: {0}")]
-    Io(String),
+    Log(#[source] SegmentError),
+    /// A store file could not be read or written.
+    #[error("storage I/O error: {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<SegmentError> for StoreError {
+    fn from(e: SegmentError) -> Self {
+        match e {
+            // Damage is corruption of the store, with the store's message and advice.
+            SegmentError::Corrupt(what) => Self::Corrupt(what),
+            other => Self::Log(other),
+        }
+    }
 }
 
 /// Format 4: checkpoints carry the certification state (commit certificates) and the store
@@ -167,8 +187,11 @@ fn fragment_key(epoch: Epoch, proposer: NodeId) -> u64 {
     (epoch.0 << 16) | u64::from(proposer.0 & 0xffff)
 }
 
-fn io(path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Io(format!("{}: {e}", path.display()))
+fn io(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Replaces `dir/name` with `bytes` atomically and durably: a crash leaves the old or the new
@@ -340,7 +363,7 @@ impl Store {
         if self.next_seq == next_seq {
             self.wal.rotate()?;
         }
-        self.wal.remove_below(next_seq)
+        self.wal.remove_below(next_seq).map_err(StoreError::from)
     }
 
     /// Logged events from `from` on, in order.
@@ -354,7 +377,9 @@ impl Store {
 
     /// Stores a committed batch (idempotent: a replayed batch replaces the stored one).
     pub fn put_batch(&mut self, batch: &Batch) -> Result<(), StoreError> {
-        self.batches.append(batch.epoch.0, &encode(batch))
+        self.batches
+            .append(batch.epoch.0, &encode(batch))
+            .map_err(StoreError::from)
     }
 
     /// A committed batch.
@@ -369,6 +394,7 @@ impl Store {
     pub fn put_certificate(&mut self, certificate: &CommitCertificate) -> Result<(), StoreError> {
         self.certificates
             .append(certificate.statement.epoch.0, &encode(certificate))
+            .map_err(StoreError::from)
     }
 
     /// The commit certificate of `epoch`, if this replica holds one.
@@ -438,7 +464,7 @@ impl Store {
 
     /// Makes every logged event durable.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.wal.sync()
+        self.wal.sync().map_err(StoreError::from)
     }
 
     /// A handle that flushes this store from another thread: every event logged before
@@ -452,7 +478,7 @@ impl Store {
         self.wal.sync()?;
         self.batches.sync()?;
         self.certificates.sync()?;
-        self.fragments.sync()
+        self.fragments.sync().map_err(StoreError::from)
     }
 }
 
@@ -471,7 +497,7 @@ pub struct Flusher(LogSyncer);
 impl Flusher {
     /// Makes every event logged before this call durable (`fdatasync`).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.0.sync()
+        self.0.sync().map_err(StoreError::from)
     }
 }
 

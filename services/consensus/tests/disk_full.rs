@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use beat_consensus::{
-    segments::SegmentLog,
+    segments::{SegmentError, SegmentLog},
     store::{Store, StoreError, WalEvent},
 };
 use beat_core::Input;
@@ -67,7 +67,16 @@ fn fill_until_failure(path: &Path, fail: impl FnOnce(&Path), restore: impl FnOnc
         }
     }
     let failed = failed.expect("an append failed once the disk was full");
-    assert!(matches!(failed, StoreError::Io(_)), "{failed}");
+    // The OS error is kept as the source: ENOSPC or EFBIG, not a string.
+    let StoreError::Log(SegmentError::Io { source, .. }) = &failed else {
+        panic!("not a log I/O error: {failed:?}");
+    };
+    assert!(
+        [nix::errno::Errno::ENOSPC, nix::errno::Errno::EFBIG]
+            .map(|e| Some(e as i32))
+            .contains(&source.raw_os_error()),
+        "{source:?}"
+    );
     restore();
     // Final: with space back, nothing more is accepted or reported durable.
     let again = store.append(&submit("after", 0)).unwrap_err();
