@@ -59,9 +59,23 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import netproc  # noqa: E402  (e2e/networks/netproc.py: process management shared with tornet.py)
+from netproc import (  # noqa: E402
+    PIDS_FILE,
+    forget_pids,
+    load_pids,
+    pid_alive,
+    inner_pid,
+    ours,
+    port_free,
+    save_pids,
+    stop_entries,
+    tail,
+)
+
 HOST = "127.0.0.1"
 SUBNET = "198.18.0"  # inside the namespace only; router i uses SUBNET.(i+1)
-PIDS_FILE = "pids.json"
 NETWORK_FILE = "network.json"
 NETNS_READY = "netns.json"
 SCHEMA_VERSION = 1
@@ -87,8 +101,7 @@ class NetError(Exception):
     """A failure with a message meant for the user."""
 
 
-def log(msg: str) -> None:
-    print(f"[i2pdnet {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = netproc.logger("i2pdnet")
 
 
 # --------------------------------------------------------------------------- #
@@ -141,52 +154,8 @@ def layout(d: Path, routers: int, floodfills: int, sams: int, base: int) -> list
 
 
 def need_binary(name: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        hint = {"i2pd": "apt-get install -y i2pd", "nsenter": "apt-get install -y util-linux"}.get(name, "")
-        raise NetError(f"`{name}` not found {hint}".strip())
-    return path
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def tail(path: Path, n: int = 15) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except OSError:
-        return False
-    return True
-
-
-def pid_cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+    hint = {"i2pd": "apt-get install -y i2pd", "nsenter": "apt-get install -y util-linux"}.get(name, "")
+    return netproc.need_binary(name, NetError, hint)
 
 
 def i2p_b64encode(b: bytes) -> str:
@@ -475,79 +444,13 @@ def write_router_files(r: Router, a: argparse.Namespace) -> None:
     (r.datadir / "subscriptions.txt").write_text("")
 
 
-def load_pids(d: Path) -> list[dict]:
-    try:
-        return json.loads((d / PIDS_FILE).read_text())
-    except (OSError, ValueError):
-        return []
-
-
-def save_pids(d: Path, entries: list[dict]) -> None:
-    tmp = d / (PIDS_FILE + ".tmp")
-    tmp.write_text(json.dumps(entries, indent=2))
-    tmp.replace(d / PIDS_FILE)
-
-
-def inner_pid(entry: dict) -> int | None:
-    pf = entry.get("pidfile")
-    if not pf:
-        return entry.get("inner_pid")
-    try:
-        return int(Path(pf).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def ours(pid: int, entry: dict) -> bool:
-    """Guard against PID reuse: the process must still be one of ours."""
-    return entry["marker"] in pid_cmdline(pid)
-
-
-def stop_entries(entries: list[dict], grace: float) -> list[str]:
-    report = []
-    targets: list[tuple[int, str]] = []
-    for e in entries:
-        for pid in (e.get("pid"), inner_pid(e)):
-            if pid and pid_alive(pid) and ours(pid, e):
-                targets.append((pid, e["name"]))
-    for pid, _ in targets:
-        try:
-            os.kill(pid, signal.SIGTERM)  # SIGTERM: i2pd quits at once (SIGINT waits for transit tunnels)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(pid_alive(p) for p, _ in targets):
-        for pid, _ in targets:  # reap our own children (up's failure path)
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        time.sleep(0.1)
-    for pid, name in targets:
-        if pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                report.append(f"{name}: pid {pid} killed (SIGKILL after {grace}s)")
-            except ProcessLookupError:
-                pass
-        else:
-            report.append(f"{name}: pid {pid} stopped")
-    for pid, _ in targets:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    return report
-
-
 def stop_all(d: Path, grace: float) -> list[str]:
     entries = load_pids(d)
     # Routers first, then the namespace owner/forwarder.
     routers = [e for e in entries if e["kind"] == "i2pd"]
     others = [e for e in entries if e["kind"] != "i2pd"]
     report = stop_entries(routers, grace) + stop_entries(others, grace)
-    if (d / PIDS_FILE).exists():
-        (d / PIDS_FILE).unlink()
+    forget_pids(d)
     return report
 
 

@@ -29,8 +29,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +38,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import netproc  # noqa: E402  (e2e/networks/netproc.py: process management shared with i2pdnet.py)
+from netproc import (  # noqa: E402
+    PIDS_FILE,
+    forget_pids,
+    inner_pid,
+    load_pids,
+    ours,
+    pid_alive,
+    port_free,
+    save_pids,
+    stop_entries,
+    tail,
+)
+
+log = netproc.logger("tornet")
+
 HOST = "127.0.0.1"
 N_AUTHORITIES = 3
 # Shared-random protocol: 12 commit rounds + 12 reveal rounds per run.
@@ -47,7 +62,6 @@ SR_ROUNDS_PER_PHASE = 12
 SR_ROUNDS_PER_RUN = 24
 # arti 0.47 clamps the `hsdir_interval` consensus parameter to 5..14400 minutes.
 ARTI_HSDIR_INTERVAL_MIN = 5
-PIDS_FILE = "pids.json"
 NETWORK_FILE = "network.json"
 ARTI_FILE = "arti.toml"
 SCHEMA_VERSION = 1
@@ -143,10 +157,6 @@ def layout(d: Path, relays: int, exits: int, base: int, client: bool) -> list[No
 # --------------------------------------------------------------------------- #
 
 
-def log(msg: str) -> None:
-    print(f"[tornet {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
@@ -158,52 +168,7 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def need_binary(name: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        raise TornetError(f"`{name}` not found: apt-get install -y tor (it ships tor and tor-gencert)")
-    return path
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def tail(path: Path, n: int = 15) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(lines[-n:])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is not alive for our purposes.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except OSError:
-        return False
-    return True
-
-
-def pid_cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+    return netproc.need_binary(name, TornetError, "apt-get install -y tor (it ships tor and tor-gencert)")
 
 
 def hs_period_minutes(voting_interval: int) -> int:
@@ -562,64 +527,9 @@ def client_bootstrapped(node: Node) -> bool:
 # --------------------------------------------------------------------------- #
 
 
-def load_pids(d: Path) -> list[dict]:
-    try:
-        return json.loads((d / PIDS_FILE).read_text())
-    except (OSError, ValueError):
-        return []
-
-
-def save_pids(d: Path, entries: list[dict]) -> None:
-    tmp = d / (PIDS_FILE + ".tmp")
-    tmp.write_text(json.dumps(entries, indent=2))
-    tmp.replace(d / PIDS_FILE)
-
-
-def tor_pid(entry: dict) -> int | None:
-    try:
-        return int(Path(entry["pidfile"]).read_text().strip())
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def ours(pid: int, entry: dict) -> bool:
-    """Guard against PID reuse: the process must still be one of ours."""
-    return entry["datadir"] in pid_cmdline(pid)
-
-
 def stop_all(d: Path, grace: float) -> list[str]:
-    entries = load_pids(d)
-    report = []
-    targets: list[tuple[int, str]] = []
-    for e in entries:
-        for pid in (e.get("pid"), tor_pid(e)):
-            if pid and pid_alive(pid) and ours(pid, e):
-                targets.append((pid, e["nick"]))
-    for pid, nick in targets:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(pid_alive(p) for p, _ in targets):
-        time.sleep(0.2)
-    for pid, nick in targets:
-        if pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                report.append(f"{nick}: pid {pid} killed (SIGKILL after {grace}s)")
-            except ProcessLookupError:
-                pass
-        else:
-            report.append(f"{nick}: pid {pid} stopped")
-    # Reap our own children if we are the parent (up's failure path).
-    for pid, _ in targets:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-    if (d / PIDS_FILE).exists():
-        (d / PIDS_FILE).unlink()
+    report = stop_entries(load_pids(d), grace)
+    forget_pids(d)
     return report
 
 
@@ -641,6 +551,8 @@ def start_node(node: Node, lifetime: int) -> dict:
     out.close()
     return {
         "nick": node.nick,
+        "name": node.nick,
+        "marker": str(node.datadir),
         "pid": p.pid,
         "pidfile": str(node.datadir / "tor.pid"),
         "datadir": str(node.datadir),
@@ -957,7 +869,7 @@ def cmd_status(a: argparse.Namespace) -> int:
     entries = load_pids(d)
     procs = []
     for e in entries:
-        tp = tor_pid(e)
+        tp = inner_pid(e)
         procs.append(
             {
                 "nick": e["nick"],
