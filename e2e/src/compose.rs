@@ -189,14 +189,7 @@ impl ComposeProject {
     /// bearer token, issued by the keygen), copied out of the keygen's `tls-client` volume into
     /// `dir`.
     pub fn client_auth(&self, dir: &Path) -> anyhow::Result<beat_client::connect::ClientAuth> {
-        let keygen = self
-            .compose(&["ps", "-a", "-q", "keygen"])?
-            .trim()
-            .to_owned();
-        anyhow::ensure!(!keygen.is_empty(), "the keygen container is gone");
-        std::fs::create_dir_all(dir)?;
-        let dest = dir.to_string_lossy().into_owned();
-        self.docker(&["cp", &format!("{keygen}:/tls-client/."), &dest])?;
+        self.copy_from_keygen("/tls-client/.", dir)?;
         Ok(beat_client::connect::ClientAuth {
             ca_file: Some(dir.join("ca.pem")),
             cert_file: Some(dir.join("client.pem")),
@@ -209,19 +202,20 @@ impl ComposeProject {
     /// The committee file the keygen wrote (copied out of its `committee` volume into `dir`), to
     /// verify what the cluster serves against.
     pub fn committee(&self, dir: &Path) -> anyhow::Result<crate::CommitteeInfo> {
+        self.copy_from_keygen("/var/lib/beat/committee/committee.json", dir)?;
+        Ok(crate::CommitteeInfo::load(&dir.join("committee.json"))?)
+    }
+
+    /// Copies `path` out of the (exited) keygen container's volumes into the directory `dir`.
+    fn copy_from_keygen(&self, path: &str, dir: &Path) -> anyhow::Result<()> {
         let keygen = self
             .compose(&["ps", "-a", "-q", "keygen"])?
             .trim()
             .to_owned();
         anyhow::ensure!(!keygen.is_empty(), "the keygen container is gone");
         std::fs::create_dir_all(dir)?;
-        let file = dir.join("committee.json");
-        self.docker(&[
-            "cp",
-            &format!("{keygen}:/var/lib/beat/committee/committee.json"),
-            &file.to_string_lossy(),
-        ])?;
-        Ok(crate::CommitteeInfo::load(&file)?)
+        self.docker(&["cp", &format!("{keygen}:{path}"), &dir.to_string_lossy()])?;
+        Ok(())
     }
 
     /// The container id of a service.

@@ -221,8 +221,8 @@ pub struct SymbolView {
 ///   with `hash_{-1} = genesis` and `body_digest_e = H("_BEAT_STATE_BODY"; postcard(body_e))`,
 ///   where `body_e` is the whole state after `e`: every symbol's book (levels and resting orders
 ///   by priority) and statistics, the `(source, sequence)` pairs of the retention window and the
-///   per-source sequence floors, the
-///   next order priority and the applied and rejected event totals — all in `BTreeMap` order.
+///   per-source sequence floors, the next order priority and the applied and rejected event
+///   totals — all in `BTreeMap` order.
 ///
 /// So the hash is a pure function of the parameters and the committed batches, and equal hashes
 /// at an epoch mean equal states and equal histories of states.
