@@ -1,6 +1,9 @@
 //! Threshold BLS key material and the trusted-dealer key generation.
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 use beat_types::NodeId;
 use rand_core::CryptoRng;
@@ -10,7 +13,7 @@ use zeroize::Zeroize;
 use super::{
     BlsError,
     field::{Fr, eval_poly},
-    group::G2,
+    group::{G2, G2Lines},
 };
 use crate::encoding::serde_via_bytes;
 
@@ -137,6 +140,40 @@ pub struct PublicKeySet {
     threshold: usize,
     public_key: PublicKey,
     shares: Vec<PublicKey>,
+    lines: KeyLines,
+}
+
+/// The Miller-loop lines of a key set's keys ([`G2Lines`]): the group key's at once (it is
+/// in every certificate and coin check), a share key's on its first check (only the slow path
+/// of an optimistic combination verifies shares). Derived from the keys, so ignored by equality
+/// and serialization; shared between clones.
+#[derive(Clone)]
+struct KeyLines {
+    group: Arc<G2Lines>,
+    shares: Arc<[OnceLock<G2Lines>]>,
+}
+
+impl KeyLines {
+    fn new(public_key: &PublicKey, n: usize) -> Self {
+        Self {
+            group: Arc::new(G2Lines::new(&public_key.0)),
+            shares: (0..n).map(|_| OnceLock::new()).collect(),
+        }
+    }
+}
+
+impl PartialEq for KeyLines {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for KeyLines {}
+
+impl fmt::Debug for KeyLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyLines")
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -179,6 +216,7 @@ impl PublicKeySet {
         }
         Ok(Self {
             threshold,
+            lines: KeyLines::new(&public_key, shares.len()),
             public_key,
             shares,
         })
@@ -202,6 +240,18 @@ impl PublicKeySet {
     /// Replica `holder`'s public key share.
     pub fn share(&self, holder: NodeId) -> Option<&PublicKey> {
         self.shares.get(holder.index())
+    }
+
+    /// The group key's precomputed Miller-loop lines.
+    pub(super) fn group_lines(&self) -> &G2Lines {
+        &self.lines.group
+    }
+
+    /// Replica `holder`'s key share's precomputed Miller-loop lines (computed on first use).
+    pub(super) fn share_lines(&self, holder: NodeId) -> Option<&G2Lines> {
+        let key = self.shares.get(holder.index())?;
+        let cell = self.lines.shares.get(holder.index())?;
+        Some(cell.get_or_init(|| G2Lines::new(&key.0)))
     }
 }
 

@@ -83,13 +83,13 @@ impl PublicKeySet {
         message: &HashedMessage,
         share: &SignatureShare,
     ) -> bool {
-        self.share(holder)
-            .is_some_and(|pk| pairing_check(&share.0, &message.0, &pk.0))
+        self.share_lines(holder)
+            .is_some_and(|pk| pairing_check(&share.0, &message.0, pk))
     }
 
     /// Checks a combined signature against the group key (one pairing check).
     pub fn verify(&self, message: &HashedMessage, signature: &Signature) -> bool {
-        pairing_check(&signature.0, &message.0, &self.public_key().0)
+        pairing_check(&signature.0, &message.0, self.group_lines())
     }
 
     /// Combines exactly `threshold + 1` shares by Lagrange interpolation in the exponent,
