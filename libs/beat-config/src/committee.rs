@@ -2,8 +2,9 @@
 
 use std::{collections::BTreeSet, path::Path};
 
-use beat_core::{Params, PublicKeys};
+use beat_crypto::PublicKeys;
 use beat_crypto::{Digest, dealer::CommitteeKeys, hash::hash_parts};
+use beat_types::Params;
 use beat_types::{Committee, NodeId};
 use serde::{Deserialize, Serialize};
 

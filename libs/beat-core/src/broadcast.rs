@@ -51,7 +51,7 @@ impl BroadcastConfig {
             Variant::Beat1 | Variant::Beat2 => BroadcastKind::Bracha,
             Variant::Beat3 | Variant::Beat4 => BroadcastKind::Dispersal,
         };
-        let max_value_len = params.max_value_bytes();
+        let max_value_len = crate::config::max_value_bytes(params);
         // The core never spawns threads: one thread for hashing shards.
         let coder = Arc::new(
             ErasureCoder::new(committee)

@@ -1,166 +1,17 @@
-//! Protocol parameters and the public key material a replica needs.
+//! Everything a replica's protocol instance is configured with. The parameters live in
+//! `beat-types` and the public keys in `beat-crypto`, so that the configuration loader (and the
+//! gateway, which loads the committee file) need not link the protocol core.
 
-use std::{fmt, sync::Arc};
-
-use beat_crypto::{Digest, bls, tdh2};
-use beat_types::{Committee, NodeId, Variant};
-use serde::{Deserialize, Serialize};
+pub use beat_crypto::PublicKeys;
+use beat_crypto::{Digest, tdh2};
+use beat_types::{Committee, NodeId};
+pub use beat_types::{Delivery, Params};
 
 use crate::Error;
 
-/// The public halves of the threshold keys: enough to verify every share and to encrypt.
-#[derive(Clone)]
-pub struct PublicKeys {
-    /// Threshold BLS key set for the common coin.
-    pub coin: Arc<bls::PublicKeySet>,
-    /// TDH2 public key for threshold encryption.
-    pub encryption: Arc<tdh2::PublicKey>,
-}
-
-impl fmt::Debug for PublicKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PublicKeys")
-            .field("coin_threshold", &self.coin.threshold())
-            .field("encryption_threshold", &self.encryption.threshold())
-            .finish_non_exhaustive()
-    }
-}
-
-/// How BEAT3/BEAT4 deliver an epoch to the replica's application.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Delivery {
-    /// After agreement, replicas exchange their verified fragments and every replica decodes
-    /// every contribution, so the application sees full batches (as with BEAT0–2).
-    #[default]
-    Full,
-    /// Replicas output only the agreed commitments and keep their own verified fragments;
-    /// clients retrieve and verify data from the replicas (BFT storage, BEAT paper §6–7).
-    CommitmentsOnly,
-}
-
-/// Tunable protocol parameters. [`Params::default`] is a sensible production setting.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Params {
-    /// The BEAT variant.
-    pub variant: Variant,
-    /// `B`: the target number of transactions per epoch; each replica proposes a random
-    /// sample of `⌈B/n⌉` from the first `B` of its buffer.
-    pub batch_size: usize,
-    /// Largest transaction accepted, in bytes.
-    pub max_transaction_bytes: usize,
-    /// Largest contribution (one replica's proposal before encryption), in bytes.
-    pub max_contribution_bytes: usize,
-    /// Most transactions held in the buffer.
-    pub buffer_capacity: usize,
-    /// How many epochs ahead of its own a replica accepts messages for.
-    pub max_future_epochs: u64,
-    /// How many rounds ahead of its own a binary agreement accepts messages for.
-    pub max_future_rounds: u32,
-    /// For how many epochs committed transactions are remembered to suppress duplicates.
-    pub dedup_window_epochs: u64,
-    /// Request catch-up when f+1 peers are at least this many epochs ahead. It is also how many
-    /// epochs a replica keeps relaying agreement votes for after leaving them (R1): a replica
-    /// further behind than that is brought forward by catch-up, which f+1 replicas that far
-    /// ahead trigger — so the two must be the same number.
-    pub catch_up_lag: u64,
-    /// Most epochs requested or served in one catch-up exchange.
-    pub catch_up_max_epochs: u32,
-    /// Commit certificates' watermark: a replica commits an epoch only if it is less than this
-    /// many epochs past its oldest uncertified one (module `node::certify`, C7). It bounds the
-    /// certification state and makes every committed epoch certified; certificates normally
-    /// form one message delay after commit, so a window of a few epochs never binds.
-    pub certify_window: u64,
-    /// BEAT3/BEAT4: full batches or commitments only.
-    pub delivery: Delivery,
-    /// BEAT3/BEAT4: threshold-encrypt contributions before dispersal (censorship resilience).
-    pub encrypt_storage: bool,
-    /// BEAT4: number of data groups of the pyramid code.
-    pub pyramid_groups: usize,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Self {
-            variant: Variant::Beat0,
-            batch_size: 1000,
-            max_transaction_bytes: 64 * 1024,
-            max_contribution_bytes: 8 * 1024 * 1024,
-            buffer_capacity: 50_000,
-            max_future_epochs: 3,
-            max_future_rounds: 256,
-            dedup_window_epochs: 64,
-            catch_up_lag: 3,
-            catch_up_max_epochs: 32,
-            certify_window: 4,
-            delivery: Delivery::Full,
-            encrypt_storage: false,
-            pyramid_groups: 2,
-        }
-    }
-}
-
-impl Params {
-    /// The number of transactions a replica proposes per epoch: `⌈B/n⌉`.
-    pub fn proposal_size(&self, committee: Committee) -> usize {
-        self.batch_size.div_ceil(committee.n()).max(1)
-    }
-
-    /// Whether contributions are threshold-encrypted by the replicas (BEAT0, BEAT1, and BEAT3/4
-    /// with `encrypt_storage`).
-    pub fn encrypts_contributions(&self) -> bool {
-        match self.variant {
-            Variant::Beat0 | Variant::Beat1 => true,
-            Variant::Beat2 => false,
-            Variant::Beat3 | Variant::Beat4 => self.encrypt_storage,
-        }
-    }
-
-    /// The largest broadcast value: a contribution plus encryption overhead.
-    pub fn max_value_bytes(&self) -> usize {
-        self.max_contribution_bytes + tdh2::CIPHERTEXT_OVERHEAD + 64
-    }
-
-    /// Checks the parameters for consistency.
-    pub fn validate(&self) -> Result<(), Error> {
-        let bad = |s: &str| Err(Error::InvalidConfig(s.to_owned()));
-        if self.batch_size == 0 {
-            return bad("batch_size must be at least 1");
-        }
-        if self.max_transaction_bytes == 0
-            || self.max_transaction_bytes > self.max_contribution_bytes
-        {
-            return bad("max_transaction_bytes must be in 1..=max_contribution_bytes");
-        }
-        if self.buffer_capacity == 0 {
-            return bad("buffer_capacity must be at least 1");
-        }
-        if self.max_future_epochs == 0 || self.max_future_epochs > 1024 {
-            return bad("max_future_epochs must be in 1..=1024");
-        }
-        if self.max_future_rounds == 0 {
-            return bad("max_future_rounds must be at least 1");
-        }
-        if self.catch_up_lag == 0 || self.catch_up_max_epochs == 0 {
-            return bad("catch_up_lag and catch_up_max_epochs must be at least 1");
-        }
-        if self.certify_window == 0 || self.certify_window > 1024 {
-            return bad("certify_window must be in 1..=1024");
-        }
-        if self.pyramid_groups == 0 {
-            return bad("pyramid_groups must be at least 1");
-        }
-        if self.variant.is_storage()
-            && self.encrypt_storage
-            && self.delivery == Delivery::CommitmentsOnly
-        {
-            return bad(
-                "encrypt_storage requires delivery = full (replicas decrypt after retrieval)",
-            );
-        }
-        Ok(())
-    }
+/// The largest broadcast value: a contribution plus encryption overhead.
+pub fn max_value_bytes(params: &Params) -> usize {
+    params.max_contribution_bytes + tdh2::CIPHERTEXT_OVERHEAD + 64
 }
 
 /// Everything a replica's protocol instance is configured with.
@@ -186,7 +37,9 @@ impl Config {
         if !self.committee.contains(self.our_id) {
             return Err(Error::NotAMember(self.our_id));
         }
-        self.params.validate()?;
+        self.params
+            .validate()
+            .map_err(|e| Error::InvalidConfig(e.0))?;
         let (n, f) = (self.committee.n(), self.committee.f());
         if self.keys.coin.n() != n || self.keys.coin.threshold() != f {
             return Err(Error::InvalidConfig(format!(

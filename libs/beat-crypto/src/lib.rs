@@ -43,8 +43,10 @@ pub mod identity;
 pub mod keystore_file;
 pub mod merkle;
 mod par;
+mod public_keys;
 mod rs;
 pub mod tdh2;
 pub mod threshold;
 
 pub use hash::Digest;
+pub use public_keys::PublicKeys;

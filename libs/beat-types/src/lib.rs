@@ -37,10 +37,12 @@
 pub mod backoff;
 mod committee;
 mod ids;
+mod params;
 mod transaction;
 mod variant;
 
 pub use committee::{Committee, CommitteeError, MAX_COMMITTEE_SIZE};
 pub use ids::{Epoch, NodeId};
+pub use params::{Delivery, Params, ParamsError};
 pub use transaction::Transaction;
 pub use variant::{Variant, VariantParseError};

@@ -662,7 +662,7 @@ impl BeatNode {
     fn queue_future(&mut self, sender: NodeId, epoch: Epoch, message: EpochMessage) {
         let n = self.config.committee.n();
         let max_messages = 64 * n + 1024;
-        let max_bytes = (n + 2) * self.config.params.max_value_bytes();
+        let max_bytes = (n + 2) * crate::config::max_value_bytes(&self.config.params);
         let weight = message.weight();
         let queue = self.future.entry(epoch).or_default();
         let (count, bytes) = queue.per_sender.entry(sender).or_default();

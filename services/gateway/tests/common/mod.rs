@@ -6,7 +6,6 @@
 use std::{collections::BTreeMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use beat_config::{CommitteeFile, Endpoints, ReplicaEntry};
-use beat_core::Params;
 use beat_crypto::{dealer::deal, identity::IdentityKeypair};
 use beat_gateway::{
     Listeners,
@@ -19,6 +18,7 @@ use beat_proto::gateway::v1::{
     gateway_service_client::GatewayServiceClient, link_request, link_response,
 };
 use beat_telemetry::shutdown::Shutdown;
+use beat_types::Params;
 use beat_types::{Committee, NodeId};
 use bytes::Bytes;
 use rand_chacha::ChaCha20Rng;
