@@ -52,6 +52,13 @@ impl Health {
     }
 }
 
+/// Binds the ops listener of a service (health probes and metrics), with the address in the
+/// error.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    use anyhow::Context as _;
+    std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))
+}
+
 /// Serves the ops endpoints on `addr`. Returns the bound address (useful with port 0) and the
 /// server to spawn; stop it through its handle.
 pub fn serve(
@@ -59,7 +66,7 @@ pub fn serve(
     registry: Registry,
     health: Health,
 ) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
-    serve_listener(std::net::TcpListener::bind(addr)?, registry, health)
+    serve_listener(bind(addr)?, registry, health)
 }
 
 /// Like [`serve`], on an already bound listener.

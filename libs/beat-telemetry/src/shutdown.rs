@@ -41,6 +41,18 @@ impl Default for Shutdown {
 }
 
 impl Shutdown {
+    /// A trigger that fires on the first SIGTERM or SIGINT ([`signal`]), as every service's
+    /// `run` wants it. Call from within a Tokio runtime.
+    pub fn on_signal() -> Self {
+        let shutdown = Self::default();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            signal().await;
+            trigger.trigger();
+        });
+        shutdown
+    }
+
     /// Triggers shutdown.
     pub fn trigger(&self) {
         self.sender.send_replace(true);

@@ -281,8 +281,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let grpc = beat_telemetry::local::bind(&config.grpc_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
-    let ops = std::net::TcpListener::bind(config.ops_listen)
-        .with_context(|| format!("cannot listen on {}", config.ops_listen))?;
+    let ops = beat_telemetry::ops::bind(config.ops_listen)?;
     let mut transports: Vec<Arc<dyn Transport>> = Vec::new();
     if config.tcp.enabled {
         let listener = TcpListener::bind(config.tcp.listen)
@@ -306,12 +305,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .context("cannot start the I2P transport")?;
         transports.push(Arc::new(i2p));
     }
-    let shutdown = Shutdown::default();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        beat_telemetry::shutdown::signal().await;
-        trigger.trigger();
-    });
+    let shutdown = Shutdown::on_signal();
     let listeners = Listeners {
         grpc,
         ops,

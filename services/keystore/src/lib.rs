@@ -177,13 +177,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         listeners.push((listener, caller));
     }
-    let ops = std::net::TcpListener::bind(config.ops_listen)
-        .with_context(|| format!("cannot listen on {}", config.ops_listen))?;
-    let shutdown = Shutdown::default();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        beat_telemetry::shutdown::signal().await;
-        trigger.trigger();
-    });
+    let ops = beat_telemetry::ops::bind(config.ops_listen)?;
+    let shutdown = Shutdown::on_signal();
     serve(config, keystore, listeners, ops, shutdown).await
 }

@@ -279,13 +279,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let grpc = TcpListener::bind(config.grpc_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.grpc_listen))?;
-    let ops = std::net::TcpListener::bind(config.ops_listen)
-        .with_context(|| format!("cannot listen on {}", config.ops_listen))?;
-    let shutdown = Shutdown::default();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        beat_telemetry::shutdown::signal().await;
-        trigger.trigger();
-    });
+    let ops = beat_telemetry::ops::bind(config.ops_listen)?;
+    let shutdown = Shutdown::on_signal();
     serve(config, committee, grpc, ops, shutdown).await
 }
