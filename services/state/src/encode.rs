@@ -4,7 +4,7 @@
 //! an event yields the same bytes and consensus suppresses the duplicate). In BEAT2 clients
 //! encrypt, and the state service is the client: the transaction is the TDH2 ciphertext of that
 //! encoding under the client label (service key, [`request_id`]`(source, sequence)`), signed
-//! with the service's client key ([`beat_core::client`]). The label is consensus's
+//! with the service's client key (`beat_client::client::Sealer`). The label is consensus's
 //! duplicate-suppression key, so a resubmitted event — also after a restart, the key being
 //! persistent ([`crate::client_key`]) — is ordered once although its ciphertext differs.
 //!
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use beat_client::client::Sealer;
 use beat_config::CommitteeFile;
-use beat_core::Delivery;
+use beat_types::Delivery;
 use beat_crypto::{hash::hash_parts, identity::IdentityKeypair};
 use beat_proto::state::v1 as pb;
 use beat_types::Variant;
