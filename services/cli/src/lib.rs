@@ -25,5 +25,6 @@ pub mod tls;
 pub mod verify;
 
 mod cli;
+mod commands;
 
 pub use cli::main;
