@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use beat_client::client::Sealer;
 use beat_config::CommitteeFile;
-use beat_types::Delivery;
 use beat_crypto::{hash::hash_parts, identity::IdentityKeypair};
 use beat_proto::state::v1 as pb;
+use beat_types::Delivery;
 use beat_types::Variant;
 use bytes::Bytes;
 use prost::Message as _;
