@@ -61,21 +61,22 @@
 //! * **One generic error for AEAD failure.** A wrong passphrase and a corrupted ciphertext are
 //!   indistinguishable by design: [`KeystoreFileError::WrongPassphraseOrCorrupt`].
 //!
-//! # Passphrases
+//! # Files and passphrases
 //!
-//! A [`Passphrase`] comes from a file ([`Passphrase::from_file`]), an environment variable
-//! ([`Passphrase::from_env`]) or a program ([`Passphrase::new`]). There is deliberately no
-//! constructor from a command-line argument: process arguments are readable by every local user
+//! This module, like the rest of the crate, does no I/O: it turns bytes into bytes. Reading and
+//! writing keystore files (atomically, mode 0600, with a bounded read) and reading passphrases
+//! from a file or an environment variable live in the keystore service crate, in its module
+//! `beat_keystore::file` (`seal_to_file`, `open_file`, `open_file_with_kdf_ceiling`,
+//! `passphrase_from_file`, `passphrase_from_env`).
+//!
+//! A [`Passphrase`] is built from bytes the program already holds ([`Passphrase::new`],
+//! [`Passphrase::from_bytes`]). Those bytes should come from a file or an environment variable,
+//! never from a command-line argument: process arguments are readable by every local user
 //! (`ps`, `/proc/<pid>/cmdline`) and end up in shell history and process-accounting logs.
 //! Prefer the file: environment variables are inherited by child processes and remain readable in
 //! `/proc/<pid>/environ` by the same user for the life of the process.
 
-use std::{
-    fmt,
-    fs::{self, File},
-    io::{self, Read, Write},
-    path::{Path, PathBuf},
-};
+use std::fmt;
 
 use argon2::{Algorithm, Argon2, Version};
 use chacha20poly1305::{AeadInOut, ChaCha20Poly1305, KeyInit};
@@ -107,7 +108,7 @@ pub const MAX_FILE_LEN: usize = HEADER_LEN + MAX_PAYLOAD_LEN + TAG_LEN;
 
 const KEY_LEN: usize = 32;
 
-/// Errors from reading, writing, sealing and opening keystore files.
+/// Errors from sealing and opening keystore files and from building a [`Passphrase`].
 #[derive(Debug, Error)]
 pub enum KeystoreFileError {
     /// The file does not start with [`MAGIC`].
@@ -176,40 +177,11 @@ pub enum KeystoreFileError {
         /// The maximum.
         max: usize,
     },
-    /// The environment variable named as the passphrase source is not set.
-    #[error("environment variable {var} is not set")]
-    MissingEnvVar {
-        /// The variable name.
-        var: String,
-    },
-    /// The environment variable is not valid Unicode (only reported on non-Unix platforms,
-    /// where the raw bytes are not available).
-    #[error("environment variable {var} is not valid unicode")]
-    NonUnicodeEnvVar {
-        /// The variable name.
-        var: String,
-    },
-    /// Reading or writing a file failed.
-    #[error("i/o error on {}", path.display())]
-    Io {
-        /// The file involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
 }
 
 pub use passphrase::Passphrase;
 
 mod passphrase;
-
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> KeystoreFileError + '_ {
-    move |source| KeystoreFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 // === impl KdfParams ===
 
@@ -627,99 +599,6 @@ pub fn open_with_kdf_ceiling(
         )
         .map_err(|_| KeystoreFileError::WrongPassphraseOrCorrupt)?;
     Ok(payload)
-}
-
-// === file helpers ===
-
-/// Seals `payload` and writes it to `path` atomically, replacing any existing file.
-///
-/// The bytes go to a fresh temporary file in the same directory, created with mode 0600 on Unix
-/// (exactly 0600, whatever the umask), flushed to disk, and then renamed over `path`, after which
-/// the directory is synced. A crash leaves either the old file or the new one, never a mix; at
-/// worst a stray `.<name>.<random>.tmp` file remains.
-pub fn seal_to_file(
-    path: impl AsRef<Path>,
-    passphrase: &Passphrase,
-    payload: &[u8],
-    params: KdfParams,
-    rng: &mut (impl CryptoRng + ?Sized),
-) -> Result<(), KeystoreFileError> {
-    let path = path.as_ref();
-    let file_bytes = seal(passphrase, payload, params, rng)?;
-
-    let file_name = path.file_name().ok_or_else(|| KeystoreFileError::Io {
-        path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
-    })?;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut suffix = [0u8; 8];
-    rng.fill_bytes(&mut suffix);
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(file_name);
-    temp_name.push(format!(".{}.tmp", hex::encode(suffix)));
-    let temp_path = dir.join(temp_name);
-
-    let written = write_new_private_file(&temp_path, &file_bytes)
-        .and_then(|()| fs::rename(&temp_path, path).map_err(io_error(path)));
-    if let Err(error) = written {
-        // Best effort: the temporary file holds only ciphertext, but should not linger.
-        let _ = fs::remove_file(&temp_path);
-        return Err(error);
-    }
-    sync_dir(dir)
-}
-
-/// Creates `path` (failing if it exists) readable only by the owner, writes `bytes` and syncs.
-fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), KeystoreFileError> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(io_error(path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // The umask can only clear bits, but set the mode exactly rather than rely on it.
-        file.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(io_error(path))?;
-    }
-    file.write_all(bytes).map_err(io_error(path))?;
-    file.sync_all().map_err(io_error(path))
-}
-
-/// Makes a rename in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<(), KeystoreFileError> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// Reads and opens the keystore file at `path`.
-///
-/// Reads at most [`MAX_FILE_LEN`] + 1 bytes, so a huge or endless file fails cleanly.
-pub fn open_file(
-    path: impl AsRef<Path>,
-    passphrase: &Passphrase,
-) -> Result<Zeroizing<Vec<u8>>, KeystoreFileError> {
-    let path = path.as_ref();
-    let file = File::open(path).map_err(io_error(path))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_LEN as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_error(path))?;
-    if bytes.len() > MAX_FILE_LEN {
-        return Err(KeystoreFileError::Malformed {
-            reason: "larger than any keystore file",
-        });
-    }
-    open(passphrase, &bytes)
 }
 
 #[cfg(test)]

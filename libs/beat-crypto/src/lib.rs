@@ -1,10 +1,11 @@
 //! Threshold cryptography, erasure coding and key material for BEAT.
 //!
 //! This crate owns every cryptographic primitive the protocol core and the keystore service
-//! share. It reads no clock, and randomness is always an argument. It performs no I/O except in
-//! the explicitly named file and environment helpers of [`keystore_file`]
-//! ([`keystore_file::seal_to_file`], [`keystore_file::open_file`],
-//! [`keystore_file::Passphrase::from_file`], [`keystore_file::Passphrase::from_env`]).
+//! share. It is pure computation: it reads no clock, randomness is always an argument, and it
+//! performs no I/O (no files, no environment variables, no network). [`keystore_file`] defines
+//! the keystore container format over bytes; reading and writing keystore files and reading
+//! passphrases from files and environment variables is the keystore service's job (the
+//! `beat_keystore::file` module).
 //!
 //! | module | primitive | used by |
 //! |---|---|---|

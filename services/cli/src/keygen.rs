@@ -12,8 +12,9 @@ use beat_config::{CommitteeFile, Endpoints, ReplicaEntry};
 use beat_core::Params;
 use beat_crypto::{
     dealer,
-    keystore_file::{self, KdfParams, Passphrase},
+    keystore_file::{KdfParams, Passphrase},
 };
+use beat_keystore::file::{passphrase_from_file, seal_to_file};
 use beat_types::{Committee, NodeId};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -91,7 +92,7 @@ pub fn keygen(options: &KeygenOptions) -> anyhow::Result<CommitteeFile> {
         std::fs::create_dir_all(&dir)?;
         let pass_path = dir.join("passphrase");
         let passphrase = match &options.passphrase_file {
-            Some(p) => Passphrase::from_file(p)?,
+            Some(p) => passphrase_from_file(p)?,
             None => {
                 let p = random_passphrase()?;
                 write_private(&pass_path, p.as_bytes())?;
@@ -99,7 +100,7 @@ pub fn keygen(options: &KeygenOptions) -> anyhow::Result<CommitteeFile> {
             }
         };
         let payload = postcard::to_allocvec(s)?;
-        keystore_file::seal_to_file(
+        seal_to_file(
             dir.join("keystore.bin"),
             &passphrase,
             &payload,

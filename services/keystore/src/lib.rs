@@ -8,13 +8,15 @@
 //!
 //! Three rings: [`component::Keystore`] (synchronous, the secrets and the operations),
 //! [`actors::SignerActor`] (a `SyncArbiter` pool running them off the I/O threads), and
-//! [`grpc::KeystoreGrpc`] (the tonic shell).
+//! [`grpc::KeystoreGrpc`] (the tonic shell). [`file`](mod@file) reads and writes the keystore
+//! file and reads its passphrase (`beat_crypto` only defines the format and does no I/O).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod actors;
 pub mod component;
 pub mod config;
+pub mod file;
 pub mod grpc;
 pub mod metrics;
 
@@ -23,10 +25,7 @@ use std::sync::Arc;
 use actix::SyncArbiter;
 use anyhow::Context;
 use beat_config::CommitteeFile;
-use beat_crypto::{
-    dealer::ReplicaSecrets,
-    keystore_file::{self, KdfParams, Passphrase},
-};
+use beat_crypto::{dealer::ReplicaSecrets, keystore_file::KdfParams};
 use beat_proto::keystore::v1::keystore_service_server::KeystoreServiceServer;
 use beat_telemetry::{
     Health,
@@ -55,22 +54,19 @@ const KDF_CEILING: KdfParams = KdfParams {
 pub fn load(config: &Config) -> anyhow::Result<Keystore> {
     let committee = CommitteeFile::load(&config.committee)?;
     let passphrase = match (&config.passphrase_file, &config.passphrase_env) {
-        (Some(path), _) => Passphrase::from_file(path)?,
-        (None, Some(var)) => Passphrase::from_env(var)?,
+        (Some(path), _) => file::passphrase_from_file(path)?,
+        (None, Some(var)) => file::passphrase_from_env(var)?,
         (None, None) => anyhow::bail!("no passphrase source configured"),
     };
-    let file = std::fs::read(&config.keystore_file).with_context(|| {
-        format!(
-            "cannot read keystore file {}",
-            config.keystore_file.display()
-        )
-    })?;
-    let payload = keystore_file::open_with_kdf_ceiling(&passphrase, &file, &KDF_CEILING)
-        .with_context(|| {
-            format!(
-                "cannot open keystore file {}",
-                config.keystore_file.display()
-            )
+    let path = &config.keystore_file;
+    let payload =
+        file::open_file_with_kdf_ceiling(path, &passphrase, &KDF_CEILING).map_err(|error| {
+            match error {
+                file::FileError::Io { source, .. } => anyhow::Error::new(source)
+                    .context(format!("cannot read keystore file {}", path.display())),
+                other => anyhow::Error::new(other)
+                    .context(format!("cannot open keystore file {}", path.display())),
+            }
         })?;
     let secrets: ReplicaSecrets = postcard::from_bytes(&payload)
         .context("keystore file payload is not a replica's secrets")?;

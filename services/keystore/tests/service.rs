@@ -13,11 +13,12 @@ use beat_crypto::{
     bls::{SignatureShare, coin_message},
     dealer::{ReplicaSecrets, deal},
     identity::{IdentityKeypair, IdentitySignature},
-    keystore_file::{KdfParams, Passphrase, seal_to_file},
+    keystore_file::{KdfParams, Passphrase},
     tdh2::DecryptionShare,
 };
 use beat_keystore::Caller;
 use beat_keystore::config::Config;
+use beat_keystore::file::seal_to_file;
 use beat_proto::keystore::v1::{
     CoinId, CommitStatement, CreateDecryptionSharesRequest, DecryptionItem, PublicKeysRequest,
     SignCoinSharesRequest, SignCommitSharesRequest, SignHandshakeRequest,

@@ -1,7 +1,4 @@
-use std::{
-    path::PathBuf,
-    sync::atomic::{AtomicUsize, Ordering},
-};
+use std::{fs, path::Path};
 
 use proptest::prelude::*;
 use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
@@ -45,38 +42,6 @@ fn with_params(file: &[u8], params: KdfParams) -> Vec<u8> {
     file[15..19].copy_from_slice(&params.t_cost.to_le_bytes());
     file[19..23].copy_from_slice(&params.p_cost.to_le_bytes());
     file
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "beat-crypto-keystore-{}-{}-{name}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-
-    fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 // === seal / open ===
@@ -408,142 +373,33 @@ fn passphrase_debug_is_redacted() {
 }
 
 #[test]
-fn passphrase_file_strips_exactly_one_trailing_newline() {
-    let dir = TempDir::new("passphrase");
-    let cases: [(&[u8], &[u8]); 6] = [
-        (b"hunter2", b"hunter2"),
-        (b"hunter2\n", b"hunter2"),
-        (b"hunter2\r\n", b"hunter2"),
-        (b"hunter2\n\n", b"hunter2\n"),
-        (b" hunter2 \t\n", b" hunter2 \t"),
-        (b"\xff\xfe binary", b"\xff\xfe binary"),
-    ];
-    for (contents, expected) in cases {
-        let path = dir.0.join("pass");
-        fs::write(&path, contents).unwrap();
-        let from_file = Passphrase::from_file(&path).unwrap();
-        assert_eq!(from_file.as_bytes(), expected, "{contents:?}");
-    }
-    // A file sealed with the literal passphrase opens with the one read from a file.
-    let path = dir.0.join("pass");
-    fs::write(&path, "hunter2\n").unwrap();
-    let file = sealed(17);
-    assert!(open(&Passphrase::from_file(&path).unwrap(), &file).is_ok());
-}
-
-#[test]
-fn passphrase_file_errors() {
-    let dir = TempDir::new("passphrase-errors");
-    let path = dir.0.join("pass");
-    for empty in ["", "\n", "\r\n"] {
-        fs::write(&path, empty).unwrap();
-        assert!(
-            matches!(
-                Passphrase::from_file(&path),
-                Err(KeystoreFileError::EmptyPassphrase)
-            ),
-            "{empty:?}"
-        );
-    }
-    fs::write(&path, "x".repeat(Passphrase::MAX_LEN + 10)).unwrap();
+fn passphrase_from_bytes_takes_the_bytes_as_they_are() {
     assert!(matches!(
-        Passphrase::from_file(&path),
+        Passphrase::from_bytes(Zeroizing::new(Vec::new())),
+        Err(KeystoreFileError::EmptyPassphrase)
+    ));
+    assert!(matches!(
+        Passphrase::from_bytes(Zeroizing::new(vec![b'x'; Passphrase::MAX_LEN + 1])),
         Err(KeystoreFileError::PassphraseTooLong { .. })
     ));
-    // MAX_LEN bytes plus a newline is still accepted.
-    fs::write(&path, format!("{}\r\n", "x".repeat(Passphrase::MAX_LEN))).unwrap();
+    for bytes in [&b"hunter2"[..], b" hunter2 \t\n", b"\xff\xfe binary"] {
+        let from_bytes = Passphrase::from_bytes(Zeroizing::new(bytes.to_vec())).unwrap();
+        assert_eq!(from_bytes.as_bytes(), bytes);
+    }
     assert_eq!(
-        Passphrase::from_file(&path).unwrap().as_bytes().len(),
+        Passphrase::from_bytes(Zeroizing::new(vec![b'x'; Passphrase::MAX_LEN]))
+            .unwrap()
+            .as_bytes()
+            .len(),
         Passphrase::MAX_LEN
     );
-    let missing = dir.0.join("missing");
-    assert!(
-        matches!(Passphrase::from_file(&missing), Err(KeystoreFileError::Io { path, .. }) if path == missing)
-    );
+    // `new` is `from_bytes` of the UTF-8 encoding: a file sealed with one opens with the other.
+    let file = sealed(17);
+    let raw = Passphrase::from_bytes(Zeroizing::new(b"hunter2".to_vec())).unwrap();
+    assert!(open(&raw, &file).is_ok());
 }
 
-#[test]
-fn passphrase_from_env() {
-    let var = "BEAT_CRYPTO_TEST_VARIABLE_THAT_IS_NEVER_SET_7f3a";
-    assert!(
-        matches!(Passphrase::from_env(var), Err(KeystoreFileError::MissingEnvVar { var: v }) if v == var)
-    );
-    // Setting variables is `unsafe` in edition 2024, so read one the environment already has.
-    let (name, value) = std::env::vars()
-        .find(|(name, value)| !name.is_empty() && !value.is_empty() && value.len() <= 4096)
-        .expect("the test environment has at least one non-empty variable");
-    assert_eq!(
-        Passphrase::from_env(&name).unwrap().as_bytes(),
-        value.as_bytes()
-    );
-}
-
-// === files ===
-
-#[test]
-fn seal_to_file_and_open_file_round_trip() {
-    let dir = TempDir::new("roundtrip");
-    let path = dir.0.join("replica-0.keystore");
-    let mut rng = ChaCha20Rng::seed_from_u64(18);
-    seal_to_file(&path, &passphrase("p"), PAYLOAD, FAST, &mut rng).unwrap();
-    assert_eq!(
-        open_file(&path, &passphrase("p")).unwrap().as_slice(),
-        PAYLOAD
-    );
-    // Replacing it leaves exactly one file and the new contents.
-    seal_to_file(&path, &passphrase("q"), b"new", FAST, &mut rng).unwrap();
-    assert_eq!(
-        open_file(&path, &passphrase("q")).unwrap().as_slice(),
-        b"new"
-    );
-    assert_eq!(dir.entries(), ["replica-0.keystore"]);
-}
-
-#[cfg(unix)]
-#[test]
-fn keystore_file_mode_is_0600() {
-    use std::os::unix::fs::PermissionsExt;
-
-    let dir = TempDir::new("mode");
-    let path = dir.0.join("k");
-    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    let mut rng = ChaCha20Rng::seed_from_u64(19);
-    seal_to_file(&path, &passphrase("p"), PAYLOAD, FAST, &mut rng).unwrap();
-    assert_eq!(mode(&path), 0o600);
-    // Replacing a world-readable file also yields 0600.
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-    seal_to_file(&path, &passphrase("p"), PAYLOAD, FAST, &mut rng).unwrap();
-    assert_eq!(mode(&path), 0o600);
-}
-
-#[test]
-fn seal_to_file_reports_io_errors_and_leaves_no_temp_file() {
-    let dir = TempDir::new("io");
-    let path = dir.0.join("no-such-dir").join("k");
-    let mut rng = ChaCha20Rng::seed_from_u64(20);
-    let err = seal_to_file(&path, &passphrase("p"), PAYLOAD, FAST, &mut rng).unwrap_err();
-    assert!(matches!(err, KeystoreFileError::Io { .. }), "{err:?}");
-    assert!(dir.entries().is_empty());
-}
-
-#[test]
-fn open_file_errors() {
-    let dir = TempDir::new("open-errors");
-    let missing = dir.0.join("missing");
-    assert!(matches!(
-        open_file(&missing, &passphrase("p")),
-        Err(KeystoreFileError::Io { .. })
-    ));
-    let huge = dir.0.join("huge");
-    let mut bytes = sealed(21);
-    bytes.resize(MAX_FILE_LEN + 1, 0);
-    fs::write(&huge, &bytes).unwrap();
-    let err = without_kdf(|| open_file(&huge, &passphrase("hunter2"))).unwrap_err();
-    assert!(
-        matches!(err, KeystoreFileError::Malformed { .. }),
-        "{err:?}"
-    );
-}
+// === errors ===
 
 #[test]
 fn error_messages_are_lowercase_without_trailing_punctuation() {
@@ -567,7 +423,6 @@ fn error_messages_are_lowercase_without_trailing_punctuation() {
         KeystoreFileError::WrongPassphraseOrCorrupt,
         KeystoreFileError::EmptyPassphrase,
         KeystoreFileError::PassphraseTooLong { max: 1 },
-        KeystoreFileError::MissingEnvVar { var: "V".into() },
     ];
     for err in errors {
         let msg = err.to_string();
