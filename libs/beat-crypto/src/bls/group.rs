@@ -81,8 +81,11 @@ impl G1 {
     pub(crate) fn multi_mul(points: &[Self], scalars: &[Fr]) -> Self {
         debug_assert_eq!(points.len(), scalars.len());
         let n = points.len().min(scalars.len());
-        if n == 1 {
-            return points[0].mul(&scalars[0]);
+        match n {
+            // The empty sum; blst is not asked about zero points.
+            0 => return Self::from_projective(&blst_p1::default()),
+            1 => return points[0].mul(&scalars[0]),
+            _ => {}
         }
         let affines: Vec<blst_p1_affine> = points[..n].iter().map(|p| p.0).collect();
         let mut bytes = Vec::with_capacity(32 * n);
@@ -283,5 +286,21 @@ mod tests {
         let lhs = G1::multi_mul(&[p, q], &[a.clone(), b.clone()]);
         let rhs = G1::multi_mul(&[p.mul(&a), q.mul(&b)], &[Fr::from_u64(1), Fr::from_u64(1)]);
         assert_eq!(lhs, rhs);
+        assert!(G1::multi_mul(&[], &[]).is_identity());
+    }
+
+    #[test]
+    fn multi_mul_interpolates_in_the_exponent() {
+        // Shares h·p(x) of a degree-5 polynomial at six points combine with the Lagrange
+        // coefficients into h·p(0), computed independently by one multiplication.
+        let h = G1::hash_to(b"h", b"DST");
+        let coeffs: Vec<Fr> = [11u64, 3, 5, 7, 13, 17].map(Fr::from_u64).to_vec();
+        let xs = [1u64, 2, 4, 5, 9, 16];
+        let shares: Vec<G1> = xs
+            .iter()
+            .map(|&x| h.mul(&super::super::field::eval_poly(&coeffs, &Fr::from_u64(x))))
+            .collect();
+        let lambdas = super::super::field::lagrange_at_zero(&xs).unwrap();
+        assert_eq!(G1::multi_mul(&shares, &lambdas), h.mul(&coeffs[0]));
     }
 }
