@@ -29,10 +29,12 @@ pub mod epoch;
 mod error;
 mod fault;
 pub mod node;
+pub mod replica;
 mod request;
 pub mod sender_queue;
 pub mod signing;
 mod step;
+pub mod wire;
 
 pub use batch::{Batch, Content, Contribution, StoredCommitment};
 pub use certificate::{CertificateError, CommitCertificate, CommitStatement, CommittedBatch};

@@ -1,35 +1,24 @@
-//! The consensus component: owns the protocol core and the store, logs every event before
-//! processing it, and turns each [`beat_core::Step`] into effects. Synchronous; the actor shell
-//! performs the effects after [`Component::flush`].
+//! The consensus component: the replica host of the core ring ([`beat_core::replica`]) over
+//! this service's segment-file store, plus what is policy of this service rather than of the
+//! protocol: per-client quotas, counters, and the encoded payloads the gateway carries.
+//! Synchronous; the actor shell performs the effects after [`Component::flush`].
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    net::IpAddr,
-    sync::Arc,
-};
+use std::{collections::HashMap, net::IpAddr};
 
 use beat_core::{
-    Batch, BeatNode, CommitCertificate, Config, Error as CoreError, Fault, Input, Message,
-    NodeStep, Outgoing, Output, Reply, Request, sender_queue::SenderQueue,
+    BeatNode, Config, Fault, Message, Reply, Request,
+    replica::{AdmissionError, Ready, Replica, Settings},
 };
 use beat_crypto::Digest;
 use beat_types::{Epoch, NodeId, Transaction};
 use bytes::Bytes;
 
 use crate::{
-    store::{Store, StoreError, WalEvent},
+    store::{Store, StoreError},
     wire,
 };
 
-/// A batch on its way to watchers: once when committed (`certificate` is `None`), and again
-/// when certified.
-#[derive(Clone, Debug)]
-pub struct CommitEvent {
-    /// The batch.
-    pub batch: Arc<Batch>,
-    /// Its commit certificate, in the certification event.
-    pub certificate: Option<CommitCertificate>,
-}
+pub use beat_core::replica::{Admission, CommitEvent};
 
 /// What processing produced, to perform after the store is flushed.
 #[derive(Debug, Default)]
@@ -59,15 +48,6 @@ impl Effects {
         self.malformed.extend(other.malformed);
         self.irrelevant += other.irrelevant;
     }
-}
-
-/// What happened to one submitted transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// New.
-    Accepted,
-    /// Already pending or recently committed.
-    Duplicate,
 }
 
 /// Why a submission was refused (nothing of it was accepted).
@@ -113,6 +93,16 @@ pub enum SubmitError {
     /// accepted (resubmitting is safe: duplicates are suppressed).
     #[error("the replica is shutting down")]
     ShuttingDown,
+}
+
+impl From<AdmissionError> for SubmitError {
+    fn from(e: AdmissionError) -> Self {
+        match e {
+            AdmissionError::Invalid { index, reason } => Self::Invalid { index, reason },
+            AdmissionError::TooMany { count, max } => Self::TooMany { count, max },
+            AdmissionError::BufferFull { capacity } => Self::BufferFull { capacity },
+        }
+    }
 }
 
 /// Tunables of the component.
@@ -187,21 +177,14 @@ impl Quotas {
     }
 }
 
-/// The consensus component.
+/// The consensus component: the replica host ([`Replica`]) over the segment-file store, with
+/// this service's per-client quotas and counters.
 pub struct Component {
-    node: BeatNode,
-    store: Store,
-    queue: SenderQueue,
+    replica: Replica<Store>,
     limits: Limits,
-    /// Messages produced since the last saved checkpoint, re-sent when the gateway link comes
-    /// back (the gateway may have lost its queue).
-    sent_since_checkpoint: Vec<Outgoing<Message>>,
     committed_transactions: u64,
     faults_observed: u64,
     last_batch_digest: Option<Digest>,
-    /// Committed batches awaiting their certificate (at most `certify_window`, the core's
-    /// watermark), to hand to watchers with it.
-    uncertified: BTreeMap<Epoch, Arc<Batch>>,
     quotas: Quotas,
 }
 
@@ -214,54 +197,25 @@ impl Component {
         limits: Limits,
     ) -> Result<(Self, Effects), anyhow::Error> {
         let seed = store.proposal_seed()?;
-        let checkpoint = store.checkpoint()?;
-        let queue = SenderQueue::for_params(config.our_id, config.committee, &config.params);
-        let (mut node, from) = match checkpoint {
-            Some((cp, next)) => (BeatNode::from_checkpoint(config, seed, cp)?, Some(next)),
-            None => (BeatNode::new(config, seed)?, None),
+        let settings = Settings {
+            max_payload_bytes: limits.max_payload_bytes,
+            checkpoint_every: limits.checkpoint_every,
         };
-        node.set_checkpoint_interval(limits.checkpoint_every);
+        let (replica, recovery) = Replica::open(config, seed, store, settings)?;
         let mut component = Self {
-            node,
-            store,
-            queue,
+            replica,
             limits,
-            sent_since_checkpoint: Vec::new(),
             committed_transactions: 0,
             faults_observed: 0,
             last_batch_digest: None,
-            uncertified: BTreeMap::new(),
             quotas: Quotas::default(),
         };
-        let mut fx = Effects::default();
-        let mut replayed = 0usize;
-        if let Some(next) = from {
-            let step = component.node.resume();
-            component.absorb(step, &mut fx, next.saturating_sub(1))?;
-        }
-        for (seq, event) in component.store.wal_from(from.unwrap_or(0))? {
-            let step = match event {
-                WalEvent::Input(input) => component.node.handle_input(input),
-                WalEvent::Message(from, message) => component.node.handle_message(from, message),
-                WalEvent::Reply(reply) => component.node.handle_reply(reply),
-            };
-            replayed += 1;
-            match step {
-                Ok(step) => component.absorb(step, &mut fx, seq)?,
-                // A logged event that fails on replay failed the same way the first time.
-                Err(e) => tracing::debug!(error = %e, seq, "replayed event was refused again"),
-            }
-        }
-        // Requests whose replies were lost with the process are asked again; replies already
-        // logged were replayed above.
-        fx.requests = component.node.pending_requests();
-        component.queue.assume_peers_at(component.node.epoch());
-        // Replayed outputs were stored before the crash; they are not new.
-        fx.committed.clear();
-        component.store.flush()?;
+        let fx = component.effects(recovery.ready);
+        component.replica.log().flush()?;
         tracing::info!(
-            epoch = component.node.epoch().0,
-            replayed,
+            epoch = component.epoch().0,
+            replayed = recovery.events,
+            refused = recovery.refused,
             "consensus state restored"
         );
         Ok((component, fx))
@@ -269,12 +223,12 @@ impl Component {
 
     /// The protocol core (read-only).
     pub fn node(&self) -> &BeatNode {
-        &self.node
+        self.replica.node()
     }
 
     /// The store (read-only).
     pub fn store(&self) -> &Store {
-        &self.store
+        self.replica.log()
     }
 
     /// Transactions committed since start.
@@ -300,166 +254,87 @@ impl Component {
         self.submit_from(None, txs)
     }
 
-    /// Submits client transactions from `source` (within its quota, [`Quotas`]): validated
-    /// all-or-nothing, logged, then proposed.
+    /// Submits client transactions from `source` (within its quota, [`Quotas`]): admitted
+    /// all-or-nothing by the replica ([`Replica::admit`]), counted against the source, logged,
+    /// then proposed.
     pub fn submit_from(
         &mut self,
         source: Option<ClientKey>,
         txs: Vec<Transaction>,
     ) -> Result<(Vec<(Digest, Admission)>, Effects), SubmitError> {
-        if txs.len() > self.limits.max_submit {
-            return Err(SubmitError::TooMany {
-                count: txs.len(),
-                max: self.limits.max_submit,
-            });
-        }
-        // Cheap checks and the duplicate check first; only a transaction that is new is
-        // verified (in BEAT2 a client signature and a ciphertext proof), and only once: the
-        // core takes it as validated. The log holds the new ones as `Input::Submit`, whose
-        // replay verifies them again.
-        let invalid = |index: usize| {
-            move |e: beat_core::buffer::TransactionError| SubmitError::Invalid {
-                index,
-                reason: e.to_string(),
-            }
-        };
-        let mut receipts: Vec<(Digest, Admission)> = Vec::with_capacity(txs.len());
-        let mut fresh = Vec::new();
-        let mut seen = std::collections::HashSet::with_capacity(txs.len());
-        for (index, tx) in txs.into_iter().enumerate() {
-            let key = self.node.transaction_key(&tx).map_err(invalid(index))?;
-            if self.node.is_known(&key) || !seen.insert(key) {
-                receipts.push((key, Admission::Duplicate));
-                continue;
-            }
-            self.node.verify_transaction(&tx).map_err(invalid(index))?;
-            receipts.push((key, Admission::Accepted));
-            fresh.push((key, tx));
-        }
+        let submission = self.replica.admit(txs, self.limits.max_submit)?;
         let quota = self.limits.max_pending_per_source;
-        let source = source.filter(|_| quota > 0 && !fresh.is_empty());
-        if let Some(source) = &source {
-            let recorded = self.quotas.per_source.get(source).map_or(0, Vec::len);
-            let pending = if recorded + fresh.len() > quota {
-                self.quotas.compact(&self.node, source)
+        let fresh = submission.fresh_len();
+        if let Some(source) = source.filter(|_| quota > 0 && fresh > 0) {
+            let node = self.replica.node();
+            let recorded = self.quotas.per_source.get(&source).map_or(0, Vec::len);
+            let pending = if recorded + fresh > quota {
+                self.quotas.compact(node, &source)
             } else {
                 recorded
             };
-            if pending + fresh.len() > quota {
+            if pending + fresh > quota {
                 return Err(SubmitError::QuotaExceeded { pending, quota });
             }
+            self.quotas.record(node, source, submission.fresh_keys());
         }
-        let capacity = self.node.config().params.buffer_capacity;
-        if self.node.buffer_len() + fresh.len() > capacity {
-            return Err(SubmitError::BufferFull { capacity });
-        }
-        let mut fx = Effects::default();
-        if !fresh.is_empty() {
-            let logged = Input::Submit(fresh.iter().map(|(_, tx)| tx.clone()).collect());
-            let seq = self.store.append(&WalEvent::Input(logged))?;
-            if let Some(source) = source {
-                self.quotas
-                    .record(&self.node, source, fresh.iter().map(|(k, _)| *k));
-            }
-            match self.node.submit_validated(fresh) {
-                Ok(step) => self.absorb(step, &mut fx, seq)?,
-                Err(CoreError::BufferFull { capacity }) => {
-                    return Err(SubmitError::BufferFull { capacity });
-                }
-                Err(e) => {
-                    return Err(SubmitError::Invalid {
-                        index: 0,
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
-        Ok((receipts, fx))
+        let (receipts, ready) = self.replica.submit(submission)?;
+        Ok((receipts, self.effects(ready)))
     }
 
     /// Handles a payload from peer `sender`.
     pub fn inbound(&mut self, sender: NodeId, payload: &[u8]) -> Result<Effects, StoreError> {
-        let mut fx = Effects::default();
-        let message = match wire::decode(payload, self.limits.max_payload_bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                fx.malformed.push((sender, e.to_string()));
-                fx.faults
-                    .push(Fault::new(sender, beat_core::FaultKind::MalformedMessage));
-                self.faults_observed += 1;
-                return Ok(fx);
-            }
-        };
-        let released = self.queue.incoming(sender, &message);
-        self.encode_outbound(released, &mut fx);
-        // Relevance before the WAL: what the core would ignore is neither logged nor handled,
-        // so a peer cannot fill the disk with stale or far-future traffic between checkpoints.
-        if !self.node.is_relevant(sender, &message) {
-            fx.irrelevant += 1;
-            return Ok(fx);
-        }
-        let seq = self
-            .store
-            .append(&WalEvent::Message(sender, message.clone()))?;
-        match self.node.handle_message(sender, message) {
-            Ok(step) => self.absorb(step, &mut fx, seq)?,
-            Err(e) => tracing::error!(error = %e, "protocol rejected a message locally"),
-        }
-        Ok(fx)
+        let ready = self.replica.inbound(sender, payload)?;
+        Ok(self.effects(ready))
     }
 
     /// Handles a keystore reply.
     pub fn reply(&mut self, reply: Reply) -> Result<Effects, StoreError> {
-        let mut fx = Effects::default();
-        let seq = self.store.append(&WalEvent::Reply(reply.clone()))?;
-        match self.node.handle_reply(reply) {
-            Ok(step) => self.absorb(step, &mut fx, seq)?,
-            Err(e) => tracing::error!(error = %e, "protocol rejected a reply locally"),
-        }
-        Ok(fx)
+        let ready = self.replica.reply(reply)?;
+        Ok(self.effects(ready))
     }
 
-    /// Reports that the replica made no progress for a while (N5' in the core): if f+1 peers
-    /// announced later epochs, the event is logged and asks them for the committed batches; if
-    /// a committed epoch is not certified, it asks peers for the certificate (C7).
-    /// Returns `None` when there is nothing to catch up with (nothing is logged).
+    /// Reports that the replica made no progress for a while ([`Replica::stalled`]). Returns
+    /// `None` when there is nothing to catch up with (nothing is logged).
     pub fn stalled(&mut self) -> Result<Option<Effects>, StoreError> {
-        if self.node.peers_ahead() < self.node.config().committee.f_plus_one()
-            && !self.node.awaits_certificates()
-        {
-            return Ok(None);
-        }
-        let mut fx = Effects::default();
-        let seq = self.store.append(&WalEvent::Input(Input::Stalled))?;
-        match self.node.handle_input(Input::Stalled) {
-            Ok(step) => self.absorb(step, &mut fx, seq)?,
-            Err(e) => tracing::error!(error = %e, "protocol rejected a stall report locally"),
-        }
-        Ok(Some(fx))
+        Ok(self.replica.stalled()?.map(|ready| self.effects(ready)))
     }
 
     /// Every message produced since the last checkpoint, for a gateway that reconnected.
     pub fn resend(&mut self) -> Effects {
-        let mut fx = Effects::default();
-        let messages = self.sent_since_checkpoint.clone();
-        let ready = self.queue.outgoing(messages);
-        self.encode_outbound(ready, &mut fx);
-        fx
+        let ready = self.replica.resend(None);
+        self.effects(ready)
     }
 
     /// Makes everything logged so far durable. Call before performing effects.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.store.flush()
+        self.replica.log().flush()
     }
 
     /// Flushes the store from another thread (the actor's pipelined group commit).
     pub fn flusher(&self) -> crate::store::Flusher {
-        self.store.flusher()
+        self.replica.log().flusher()
     }
 
-    fn encode_outbound(&self, ready: Vec<(NodeId, Message)>, fx: &mut Effects) {
+    /// Turns what the replica produced into this service's effects: payloads encoded once per
+    /// message (a broadcast repeats the same message to every peer), counters updated, and
+    /// events the core refused reported (they signal a bug, not a peer's fault).
+    fn effects(&mut self, ready: Ready) -> Effects {
+        let Ready {
+            messages,
+            requests,
+            committed,
+            faults,
+            malformed,
+            irrelevant,
+            refused,
+        } = ready;
+        for e in refused {
+            tracing::error!(error = %e, "protocol refused a logged event locally");
+        }
+        let mut outbound = Vec::with_capacity(messages.len());
         let mut last: Option<(Message, Bytes)> = None;
-        for (to, message) in ready {
+        for (to, message) in messages {
             let payload = match &last {
                 Some((m, p)) if *m == message => p.clone(),
                 _ => {
@@ -468,93 +343,36 @@ impl Component {
                     p
                 }
             };
-            fx.outbound.push((to, payload));
+            outbound.push((to, payload));
         }
-    }
-
-    /// Performs the storage part of a step and collects the rest as effects. `seq` is the WAL
-    /// position of the event that produced it.
-    fn absorb(&mut self, step: NodeStep, fx: &mut Effects, seq: u64) -> Result<(), StoreError> {
-        let mut pending = vec![(step, seq)];
-        while let Some((step, seq)) = pending.pop() {
-            for output in step.outputs {
-                match output {
-                    Output::Committed(batch) => {
-                        self.store.put_batch(&batch)?;
-                        self.committed_transactions += batch.transaction_count() as u64;
-                        // The certification step hashed it already.
-                        self.last_batch_digest = self.node.last_batch_digest();
-                        let batch = Arc::new(batch);
-                        self.uncertified.insert(batch.epoch, batch.clone());
-                        fx.committed.push(CommitEvent {
-                            batch,
-                            certificate: None,
-                        });
-                    }
-                    Output::Certified(certificate) => {
-                        self.store.put_certificate(&certificate)?;
-                        let epoch = certificate.statement.epoch;
-                        // Committed before the last checkpoint: read it back.
-                        let batch = match self.uncertified.remove(&epoch) {
-                            Some(b) => Some(b),
-                            None => self.store.batch(epoch)?.map(Arc::new),
-                        };
-                        if let Some(batch) = batch {
-                            fx.committed.push(CommitEvent {
-                                batch,
-                                certificate: Some(certificate),
-                            });
-                        }
-                    }
-                    Output::Stored {
-                        epoch, fragments, ..
-                    } => {
-                        self.store.put_fragments(epoch, &fragments)?;
-                    }
-                    // The core emits one every `checkpoint_every` epochs (set at open).
-                    Output::Checkpoint(checkpoint) => {
-                        self.store.save_checkpoint(&checkpoint, seq + 1)?;
-                        self.sent_since_checkpoint.clear();
-                    }
-                }
-            }
-            self.faults_observed += step.faults.len() as u64;
-            fx.faults.extend(step.faults);
-            for request in step.requests {
-                match request {
-                    // Served from storage right here: the reply is an event like any other.
-                    Request::ReadCommitted { peer, from, count } => {
-                        // Half the payload limit leaves room for the message's framing
-                        // and for the encodings differing between store and wire.
-                        let batches = self.store.batches_within(
-                            from,
-                            count as usize,
-                            self.limits.max_payload_bytes / 2,
-                        )?;
-                        let reply = Reply::Committed { peer, batches };
-                        let seq = self.store.append(&WalEvent::Reply(reply.clone()))?;
-                        match self.node.handle_reply(reply) {
-                            Ok(next) => pending.push((next, seq)),
-                            Err(e) => {
-                                tracing::error!(error = %e, "protocol rejected a reply locally")
-                            }
-                        }
-                    }
-                    other => fx.requests.push(other),
-                }
-            }
-            self.sent_since_checkpoint
-                .extend(step.messages.iter().cloned());
-            let ready = self.queue.outgoing(step.messages);
-            let mut more = Effects::default();
-            self.encode_outbound(ready, &mut more);
-            fx.extend(more);
+        let newly: Vec<&CommitEvent> = committed
+            .iter()
+            .filter(|c| c.certificate.is_none())
+            .collect();
+        if !newly.is_empty() {
+            self.committed_transactions += newly
+                .iter()
+                .map(|c| c.batch.transaction_count() as u64)
+                .sum::<u64>();
+            // The certification step hashed it already.
+            self.last_batch_digest = self.replica.node().last_batch_digest();
         }
-        Ok(())
+        self.faults_observed += faults.len() as u64;
+        Effects {
+            outbound,
+            requests,
+            committed,
+            faults,
+            malformed: malformed
+                .into_iter()
+                .map(|(from, e)| (from, e.to_string()))
+                .collect(),
+            irrelevant,
+        }
     }
 
     /// The replica's epoch.
     pub fn epoch(&self) -> Epoch {
-        self.node.epoch()
+        self.replica.epoch()
     }
 }

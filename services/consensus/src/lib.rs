@@ -31,7 +31,7 @@ pub mod metrics;
 pub mod segments;
 pub mod store;
 pub mod watch;
-pub mod wire;
+pub use beat_core::wire;
 
 use std::{
     sync::{Arc, atomic::AtomicBool},

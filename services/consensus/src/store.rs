@@ -29,24 +29,17 @@ use std::{
 };
 
 use beat_core::{
-    Batch, Checkpoint, CommitCertificate, CommittedBatch, Input, Message, ProposalSeed, Reply,
-    epoch::StoredFragments,
+    Batch, Checkpoint, CommitCertificate, CommittedBatch, ProposalSeed, epoch::StoredFragments,
+    replica::EventLog,
 };
 use beat_types::{Epoch, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::segments::{LogReader, LogSyncer, SegmentError, SegmentLog};
 
-/// A logged event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WalEvent {
-    /// A local input (client submission).
-    Input(Input),
-    /// A message from a peer.
-    Message(NodeId, Message),
-    /// A keystore or storage reply.
-    Reply(Reply),
-}
+/// A logged event: the replica host's [`beat_core::replica::Event`] (its serde layout is this
+/// store's WAL record).
+pub use beat_core::replica::Event as WalEvent;
 
 /// Storage errors. Every one of them stops the service: a replica must not continue on a store
 /// it cannot trust.
@@ -501,9 +494,61 @@ impl Flusher {
     }
 }
 
+/// The replica host's log is this store: events in the WAL segments, the checkpoint file,
+/// batches, certificates and fragments in their own segment logs.
+impl EventLog for Store {
+    type Error = StoreError;
+
+    fn append(&mut self, event: &WalEvent) -> Result<u64, StoreError> {
+        Store::append(self, event)
+    }
+
+    fn checkpoint(&self) -> Result<Option<(Checkpoint, u64)>, StoreError> {
+        Store::checkpoint(self)
+    }
+
+    fn save_checkpoint(&mut self, checkpoint: &Checkpoint, next: u64) -> Result<(), StoreError> {
+        Store::save_checkpoint(self, checkpoint, next)
+    }
+
+    fn events_from(&self, from: u64) -> Result<Vec<(u64, WalEvent)>, StoreError> {
+        self.wal_from(from)
+    }
+
+    fn put_batch(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        Store::put_batch(self, batch)
+    }
+
+    fn put_certificate(&mut self, certificate: &CommitCertificate) -> Result<(), StoreError> {
+        Store::put_certificate(self, certificate)
+    }
+
+    fn batch(&self, epoch: Epoch) -> Result<Option<Batch>, StoreError> {
+        Store::batch(self, epoch)
+    }
+
+    fn batches_within(
+        &self,
+        from: Epoch,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<CommittedBatch>, StoreError> {
+        Store::batches_within(self, from, count, max_bytes)
+    }
+
+    fn put_fragments(
+        &mut self,
+        epoch: Epoch,
+        fragments: &[StoredFragments],
+        _complete: bool,
+    ) -> Result<(), StoreError> {
+        Store::put_fragments(self, epoch, fragments)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use beat_core::{Content, Contribution};
+    use beat_core::{Content, Contribution, Message};
     use beat_types::Transaction;
 
     use super::*;

@@ -1,9 +1,9 @@
 //! The node-to-node payload encoding: a version byte followed by the postcard encoding of
-//! [`beat_core::Message`] (documented in `docs/wire.md`). The gateway carries it opaquely.
+//! [`crate::Message`] (documented in `docs/wire.md`). The gateway carries it opaquely.
 
 mod budget;
 
-use beat_core::Message;
+use crate::Message;
 use serde::Deserialize;
 
 pub use budget::{Budget, Budgeted};
@@ -16,7 +16,7 @@ pub const VERSION: u8 = 1;
 /// vectors would decode into about 24 times its size; with this bound the largest payload
 /// takes at most four times its size (64 MiB at the default 16 MiB limit), and a bigger claim
 /// is a malformed message. Small messages always fit, whatever their transactions, and
-/// honest catch-up answers are cut to half of the floor ([`crate::store::Store::batches_within`]).
+/// honest catch-up answers are cut to half of the floor (the replica host's `EventLog::batches_within`).
 pub const DECODE_INFLATION: usize = 4;
 
 /// The allocation budget of a payload of `len` bytes under the payload limit `max`.
@@ -126,7 +126,7 @@ mod tests {
     }
 
     fn catch_up(batches: usize, txs: usize, tx_len: usize) -> Message {
-        use beat_core::{Batch, Content, Contribution};
+        use crate::{Batch, Content, Contribution};
         use beat_types::{NodeId, Transaction};
         Message::CatchUpResponse(
             (0..batches)
