@@ -510,7 +510,7 @@ impl Checker {
         let honest: Vec<(NodeId, &BeatNode)> = self
             .next_epoch
             .keys()
-            .filter_map(|id| nodes.get(id).map(|s| (*id, &s.node)))
+            .filter_map(|id| nodes.get(id).map(|s| (*id, s.node())))
             .collect();
         let highest = honest
             .iter()
@@ -584,12 +584,12 @@ impl Checker {
         let epochs = self
             .next_epoch
             .keys()
-            .filter_map(|id| nodes.get(id).map(|s| s.node.epoch().0));
+            .filter_map(|id| nodes.get(id).map(|s| s.node().epoch().0));
         let (lo, hi) = epochs.fold((u64::MAX, 0), |(lo, hi), e| (lo.min(e), hi.max(e)));
         self.max_lag = self.max_lag.max(hi.saturating_sub(lo));
         for id in self.next_epoch.keys().copied().collect::<Vec<_>>() {
             if let Some(sim) = nodes.get(&id) {
-                let held = sim.node.future_epochs_queued();
+                let held = sim.node().future_epochs_queued();
                 self.max_epochs_in_memory = self.max_epochs_in_memory.max(held);
                 if held > bound {
                     self.violate(

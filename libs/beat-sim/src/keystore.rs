@@ -1,7 +1,7 @@
 //! The simulated keystore: serves a replica's secret-key requests synchronously.
 
 use beat_core::{
-    CommitCertificate, CommittedBatch, Reply, Request,
+    CommitCertificate, Reply, Request,
     signing::{PolicyError, SigningPolicy},
 };
 use beat_crypto::{bls, tdh2};
@@ -52,9 +52,10 @@ impl SimKeystore {
         }
     }
 
-    /// Serves `request`; committed history comes from `log`.
-    pub fn serve(&mut self, request: Request, log: &[CommittedBatch]) -> Reply {
-        match request {
+    /// Serves `request`. `None` for `ReadCommitted`, which the replica host serves from its
+    /// own log and never passes on.
+    pub fn serve(&mut self, request: Request) -> Option<Reply> {
+        Some(match request {
             Request::CoinShare(id) => {
                 self.coin_shares_served += 1;
                 Reply::CoinShare {
@@ -82,15 +83,7 @@ impl SimKeystore {
                 epoch: statement.epoch,
                 share: self.coin.sign(&statement.message()),
             },
-            Request::ReadCommitted { peer, from, count } => Reply::Committed {
-                peer,
-                batches: log
-                    .iter()
-                    .skip_while(|b| b.batch.epoch < from)
-                    .take(count as usize)
-                    .cloned()
-                    .collect(),
-            },
-        }
+            Request::ReadCommitted { .. } => return None,
+        })
     }
 }

@@ -25,6 +25,7 @@ pub mod adversaries;
 pub mod adversary;
 pub mod invariants;
 pub mod keystore;
+pub mod memlog;
 pub mod net;
 pub mod profile;
 pub mod scenario;

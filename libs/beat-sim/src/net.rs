@@ -8,10 +8,14 @@ use std::{
 };
 
 use beat_core::{
-    BeatNode, Checkpoint, CommittedBatch, Config, Input, Message, NodeStep, Outgoing, Output,
-    Params, ProposalSeed, PublicKeys, Reply, Request, Target, acs::SubsetMessage,
-    broadcast::BroadcastMessage, dispersal, epoch::EpochMessage, sender_queue::SenderQueue,
+    BeatNode, CommittedBatch, Config, Message, Params, ProposalSeed, PublicKeys, Reply,
+    acs::SubsetMessage,
+    broadcast::BroadcastMessage,
+    dispersal,
+    epoch::EpochMessage,
+    replica::{Ready, Replica, Settings},
     signing::SigningPolicy,
+    wire,
 };
 use beat_crypto::{avid_fp::Fpcc, bls, tdh2};
 use beat_types::{Committee, Epoch, NodeId, Transaction};
@@ -22,48 +26,53 @@ use crate::{
     adversary::{Adversary, Ctx, Envelope, PendingReply},
     invariants::Checker,
     keystore::SimKeystore,
+    memlog::MemoryLog,
 };
 
-/// An event a replica processes, as its service would log it before processing (write-ahead).
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// A local input.
-    Input(Input),
-    /// A message from a peer.
-    Message(NodeId, Message),
-    /// A keystore or storage reply.
-    Reply(Reply),
-}
+/// The largest payload a simulated replica accepts from a peer (the consensus service's
+/// default `max_payload_bytes`).
+pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;
 
-/// One simulated replica (honest or faulty).
+/// One simulated replica (honest or faulty): the shipped replica host over an in-memory log,
+/// and its keystore.
 pub struct SimNode {
-    /// The protocol core.
-    pub node: BeatNode,
+    /// The replica host, as the consensus service runs it.
+    pub replica: Replica<MemoryLog>,
     config: Config,
     seed: ProposalSeed,
+    settings: Settings,
     /// Its keystore.
     pub keystore: SimKeystore,
-    /// Everything it committed, in order.
-    pub log: Vec<CommittedBatch>,
-    /// Its sender-side queue.
-    pub queue: SenderQueue,
-    /// The last checkpoint and the events processed since.
-    checkpoint: Option<Checkpoint>,
-    /// The core's checkpoint interval, in epochs.
-    checkpoint_every: u64,
-    wal: Vec<Event>,
-    /// Messages emitted by the event that produced the last checkpoint and every event since.
-    sent_since_checkpoint: Vec<Outgoing<Message>>,
     /// Times this replica was restarted.
     pub restarts: u64,
     /// The epoch it recovered into at its last restart.
     recovered_into: Option<Epoch>,
-    /// Time spent in its protocol code and keystore (measured only when benchmarking).
+    /// Time spent in its replica host and keystore (measured only when benchmarking).
     pub busy: Duration,
-    /// Messages and bytes it sent.
+    /// Messages it sent.
     pub sent_messages: u64,
-    /// Bytes it sent (postcard encoding; counted only when benchmarking).
+    /// Bytes it sent (wire encoding; counted only when benchmarking).
     pub sent_bytes: u64,
+}
+
+impl SimNode {
+    /// The protocol core.
+    pub fn node(&self) -> &BeatNode {
+        self.replica.node()
+    }
+
+    /// Everything it committed, in order.
+    pub fn log(&self) -> &[CommittedBatch] {
+        self.replica.log().committed()
+    }
+}
+
+/// The simulator's logs cannot fail.
+fn infallible<T>(r: Result<T, std::convert::Infallible>) -> T {
+    match r {
+        Ok(t) => t,
+        Err(never) => match never {},
+    }
 }
 
 /// Network statistics.
@@ -226,18 +235,23 @@ impl Builder {
             // Replicas checkpoint every 1, 2 or 3 epochs, so crash-restart replays cover both
             // a checkpoint at the last epoch boundary and a WAL that spans several epochs.
             let checkpoint_every = 1 + u64::from(id.0) % 3;
-            let mut node = BeatNode::new(config.clone(), ProposalSeed(seed))?;
-            node.set_checkpoint_interval(checkpoint_every);
+            let settings = Settings {
+                max_payload_bytes: MAX_PAYLOAD_BYTES,
+                checkpoint_every,
+            };
+            let (replica, _) = Replica::open(
+                config.clone(),
+                ProposalSeed(seed),
+                MemoryLog::default(),
+                settings,
+            )?;
             nodes.insert(
                 id,
                 SimNode {
-                    node,
-                    checkpoint_every,
+                    replica,
                     config,
                     seed: ProposalSeed(seed),
-                    checkpoint: None,
-                    wal: Vec::new(),
-                    sent_since_checkpoint: Vec::new(),
+                    settings,
                     restarts: 0,
                     recovered_into: None,
                     keystore: SimKeystore {
@@ -247,8 +261,6 @@ impl Builder {
                         coin_shares_served: 0,
                         policy: SigningPolicy::for_params(&self.params, committee_digest),
                     },
-                    log: Vec::new(),
-                    queue: SenderQueue::for_params(id, committee, &self.params),
                     busy: Duration::ZERO,
                     sent_messages: 0,
                     sent_bytes: 0,
@@ -359,12 +371,9 @@ impl VirtualNet {
         let Some(sim) = self.nodes.get_mut(&id) else {
             return;
         };
-        if sim.node.peers_ahead() < self.committee.f_plus_one() && !sim.node.awaits_certificates() {
-            return;
-        }
-        match sim.apply(Event::Input(Input::Stalled), measure) {
-            Ok(step) => self.run_step(id, step),
-            Err(e) => self.checker.on_error(id, &e.to_string(), self.crank),
+        let SimNode { replica, busy, .. } = sim;
+        if let Some(ready) = timed(measure, busy, || infallible(replica.stalled())) {
+            self.perform(id, ready);
         }
     }
 
@@ -384,17 +393,8 @@ impl VirtualNet {
             let Some(sim) = self.nodes.get_mut(&peer) else {
                 continue;
             };
-            let again: Vec<Outgoing<Message>> = sim
-                .sent_since_checkpoint
-                .iter()
-                .filter(|o| matches!(o.target, Target::All) || o.target == Target::Node(id))
-                .map(|o| Outgoing {
-                    target: Target::Node(id),
-                    message: o.message.clone(),
-                })
-                .collect();
-            let ready = sim.queue.outgoing(again);
-            self.send_all(peer, ready);
+            let again = sim.replica.resend(Some(id));
+            self.send_all(peer, again.messages);
         }
     }
 
@@ -412,8 +412,12 @@ impl VirtualNet {
             .nodes
             .get_mut(&to)
             .ok_or_else(|| anyhow::anyhow!("no replica {to}"))?;
-        let step = sim.apply(Event::Input(Input::Submit(txs)), measure)?;
-        self.run_step(to, step);
+        let SimNode { replica, busy, .. } = sim;
+        let (_, ready) = timed(measure, busy, || {
+            let submission = replica.admit(txs, usize::MAX)?;
+            anyhow::Ok(infallible(replica.submit(submission)))
+        })?;
+        self.perform(to, ready);
         Ok(())
     }
 
@@ -428,24 +432,44 @@ impl VirtualNet {
         let Some(sim) = self.nodes.get_mut(&id) else {
             return;
         };
-        match sim.rebuild() {
-            Ok((replayed, unexpected)) => {
-                if unexpected > 0 {
-                    self.checker.on_restart_divergence(id, unexpected, crank);
-                }
-                let pending = sim.node.pending_requests();
-                let ready = sim.queue.outgoing(replayed);
-                self.send_all(id, ready);
-                let step = NodeStep {
-                    requests: pending,
-                    ..NodeStep::default()
-                };
-                self.run_step(id, step);
+        let sent_before = sim.replica.sent_since_checkpoint().to_vec();
+        let log = std::mem::take(sim.replica.log_mut());
+        let opened = Replica::open(sim.config.clone(), sim.seed.clone(), log, sim.settings);
+        let (replica, recovery) = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                self.checker
+                    .on_error(id, &format!("restart failed: {e}"), crank);
+                return;
             }
-            Err(e) => self
-                .checker
-                .on_error(id, &format!("restart failed: {e}"), crank),
+        };
+        sim.replica = replica;
+        // Fragments the replay stored again were reported the first time.
+        sim.replica.log_mut().take_stored();
+        sim.restarts += 1;
+        sim.recovered_into = Some(sim.replica.epoch());
+        // Every replayed message must be one of those sent before (as a multiset).
+        let mut before = sent_before;
+        let mut unexpected = 0;
+        for m in &recovery.replayed {
+            match before.iter().position(|b| b == m) {
+                Some(i) => {
+                    before.swap_remove(i);
+                }
+                None => unexpected += 1,
+            }
         }
+        if unexpected > 0 {
+            self.checker.on_restart_divergence(id, unexpected, crank);
+        }
+        if recovery.refused > 0 {
+            self.checker.on_error(
+                id,
+                &format!("{} logged events were refused on replay", recovery.refused),
+                crank,
+            );
+        }
+        self.perform(id, recovery.ready);
     }
 
     /// Whether the adversary lets faulty replicas receive client transactions.
@@ -455,7 +479,7 @@ impl VirtualNet {
 
     fn honest_epoch(&self) -> Epoch {
         self.honest()
-            .filter_map(|id| self.nodes.get(&id).map(|n| n.node.epoch()))
+            .filter_map(|id| self.nodes.get(&id).map(|n| n.replica.epoch()))
             .max()
             .unwrap_or_default()
     }
@@ -507,77 +531,64 @@ impl VirtualNet {
         self.queue.swap_remove(index)
     }
 
-    /// Sends what replica `id` produced: outputs and faults go to the checker, requests to its
-    /// keystore (whose replies are fed back as logged events), messages through its sender
-    /// queue — and, for a faulty replica, through the adversary.
-    fn run_step(&mut self, id: NodeId, step: NodeStep) {
-        let mut pending = vec![step];
-        while let Some(step) = pending.pop() {
+    /// Performs what replica `id`'s host returned: commits, stored fragments and faults go to
+    /// the checker, requests to its keystore (whose replies are fed back as logged events),
+    /// messages to the network — for a faulty replica, through the adversary.
+    fn perform(&mut self, id: NodeId, ready: Ready) {
+        let mut pending = vec![ready];
+        while let Some(ready) = pending.pop() {
             let measure = self.measure;
             let Some(sim) = self.nodes.get_mut(&id) else {
                 return;
             };
             let honest = !self.faulty.contains(&id);
-            for out in step.outputs {
-                match out {
-                    Output::Committed(batch) => {
-                        if honest {
-                            self.checker.on_commit(id, &batch, self.crank);
-                        }
-                        sim.log.push(batch.into());
-                    }
-                    Output::Certified(certificate) => {
-                        if honest {
-                            self.checker.on_certified(id, &certificate, self.crank);
-                        }
-                        // Storage keeps the certificate with its batch, as the service does.
-                        let epoch = certificate.statement.epoch;
-                        if let Ok(i) = sim.log.binary_search_by_key(&epoch, |b| b.batch.epoch) {
-                            sim.log[i].certificate = Some(certificate);
-                        }
-                    }
-                    Output::Stored {
-                        epoch,
-                        fragments,
-                        complete,
-                    } if honest => {
-                        self.checker.on_stored(id, epoch, &fragments, complete);
-                    }
-                    Output::Stored { .. } | Output::Checkpoint(_) => {}
+            // Fragments are stored before their epoch's batch is output (Output::Stored).
+            for (epoch, fragments, complete) in sim.replica.log_mut().take_stored() {
+                if honest {
+                    self.checker.on_stored(id, epoch, &fragments, complete);
                 }
             }
             if honest {
-                for fault in &step.faults {
+                for event in &ready.committed {
+                    match &event.certificate {
+                        None => self.checker.on_commit(id, &event.batch, self.crank),
+                        Some(c) => self.checker.on_certified(id, c, self.crank),
+                    }
+                }
+                for fault in &ready.faults {
                     self.checker.on_fault(id, fault, self.crank);
                 }
-                for out in &step.messages {
-                    if let Some((epoch, fpcc)) = own_dispersal(id, &out.message) {
+                for e in &ready.refused {
+                    self.checker.on_error(id, &e.to_string(), self.crank);
+                }
+                for (_, message) in &ready.messages {
+                    if let Some((epoch, fpcc)) = own_dispersal(id, message) {
                         self.checker.on_dispersed(id, epoch, fpcc);
                     }
                 }
             }
-            for request in step.requests {
-                let policy = sim.keystore.check(&request, sim.node.latest_certificate());
-                if !self.faulty.contains(&id) {
-                    self.checker.on_request(id, &sim.node, &request, self.crank);
+            for request in ready.requests {
+                let policy = sim
+                    .keystore
+                    .check(&request, sim.replica.node().latest_certificate());
+                if honest {
+                    self.checker
+                        .on_request(id, sim.replica.node(), &request, self.crank);
                     if let Err(refusal) = policy {
                         self.checker.on_refused(id, &refusal, self.crank);
                     }
                 }
                 let SimNode {
                     keystore,
-                    log,
+                    replica,
                     busy,
                     ..
                 } = &mut *sim;
-                let synchronous = matches!(request, Request::ReadCommitted { .. });
-                let reply: Reply = timed(measure, busy, || keystore.serve(request, log));
-                if synchronous || self.immediate_replies {
-                    // A storage read is served by the replica's own process, within the event.
-                    match sim.apply(Event::Reply(reply), measure) {
-                        Ok(next) => pending.push(next),
-                        Err(e) => self.checker.on_error(id, &e.to_string(), self.crank),
-                    }
+                let Some(reply) = timed(measure, busy, || keystore.serve(request)) else {
+                    continue;
+                };
+                if self.immediate_replies {
+                    pending.push(timed(measure, busy, || infallible(replica.reply(reply))));
                 } else {
                     self.replies.push(PendingReply {
                         node: id,
@@ -586,8 +597,7 @@ impl VirtualNet {
                     });
                 }
             }
-            let ready = sim.queue.outgoing(step.messages);
-            self.send_all(id, ready);
+            self.send_all(id, ready.messages);
         }
     }
 
@@ -604,7 +614,7 @@ impl VirtualNet {
                     && let Some(sim) = self.nodes.get_mut(&from)
                 {
                     sim.sent_messages += 1;
-                    sim.sent_bytes += postcard::to_allocvec(&message).map_or(0, |b| b.len() as u64);
+                    sim.sent_bytes += wire::encode(&message).len() as u64;
                 } else if let Some(sim) = self.nodes.get_mut(&from) {
                     sim.sent_messages += 1;
                 }
@@ -663,10 +673,10 @@ impl VirtualNet {
     fn adversary_acts(&mut self) {
         if let Some(id) = self.with_ctx(|adv, ctx| adv.restart(ctx))
             && !self.faulty.contains(&id)
-            && self
-                .nodes
-                .get(&id)
-                .is_some_and(|s| s.recovered_into.is_none_or(|epoch| s.node.epoch() > epoch))
+            && self.nodes.get(&id).is_some_and(|s| {
+                s.recovered_into
+                    .is_none_or(|epoch| s.replica.epoch() > epoch)
+            })
         {
             self.restart(id);
         }
@@ -698,7 +708,7 @@ impl VirtualNet {
         self.quiesce = true;
         let before: BTreeMap<NodeId, Epoch> = self
             .honest()
-            .filter_map(|id| self.nodes.get(&id).map(|s| (id, s.node.epoch())))
+            .filter_map(|id| self.nodes.get(&id).map(|s| (id, s.replica.epoch())))
             .collect();
         let limit = self.crank.saturating_add(budget);
         let mut quiet_stalls = 0;
@@ -723,7 +733,7 @@ impl VirtualNet {
         }
         let after: BTreeMap<NodeId, Epoch> = before
             .keys()
-            .filter_map(|id| self.nodes.get(id).map(|s| (*id, s.node.epoch())))
+            .filter_map(|id| self.nodes.get(id).map(|s| (*id, s.replica.epoch())))
             .collect();
         let highest = after.values().copied().max().unwrap_or_default();
         let stuck: Vec<String> = after
@@ -753,10 +763,9 @@ impl VirtualNet {
         let Some(sim) = self.nodes.get_mut(&node) else {
             return;
         };
-        match sim.apply(Event::Reply(reply), measure) {
-            Ok(step) => self.run_step(node, step),
-            Err(e) => self.checker.on_error(node, &e.to_string(), self.crank),
-        }
+        let SimNode { replica, busy, .. } = sim;
+        let ready = timed(measure, busy, || infallible(replica.reply(reply)));
+        self.perform(node, ready);
     }
 
     /// The oldest honest-to-honest message, if it exceeded the delay bound.
@@ -779,21 +788,25 @@ impl VirtualNet {
         None
     }
 
+    /// Delivers a message as bytes: the recipient's host decodes it, as the consensus service
+    /// does with what its gateway hands it.
     fn deliver(&mut self, envelope: Envelope) {
         let Envelope {
             from, to, message, ..
         } = envelope;
+        let payload = wire::encode(&message);
+        self.deliver_bytes(from, to, &payload);
+    }
+
+    /// Hands `payload` from `from` to replica `to`'s host.
+    fn deliver_bytes(&mut self, from: NodeId, to: NodeId, payload: &[u8]) {
         let measure = self.measure;
         let Some(sim) = self.nodes.get_mut(&to) else {
             return;
         };
-        let released = sim.queue.incoming(from, &message);
-        let result = sim.apply(Event::Message(from, message), measure);
-        self.send_all(to, released);
-        match result {
-            Ok(step) => self.run_step(to, step),
-            Err(e) => self.checker.on_error(to, &e.to_string(), self.crank),
-        }
+        let SimNode { replica, busy, .. } = sim;
+        let ready = timed(measure, busy, || infallible(replica.inbound(from, payload)));
+        self.perform(to, ready);
     }
 }
 
@@ -810,90 +823,6 @@ fn own_dispersal(proposer: NodeId, message: &Message) -> Option<(Epoch, &Fpcc)> 
                 }),
         } if *p == proposer => Some((*epoch, fpcc)),
         _ => None,
-    }
-}
-
-impl SimNode {
-    /// Logs `event` (write-ahead) and processes it. A peer message the core would ignore is
-    /// dropped unlogged, as the consensus service does ([`BeatNode::is_relevant`]): the sweeps
-    /// then check that dropping it changes nothing (a wrongly dropped message shows up as lost
-    /// liveness, a wrongly skipped log entry as a divergent replay in `RST-1`).
-    fn apply(&mut self, event: Event, measure: bool) -> Result<NodeStep, beat_core::Error> {
-        if let Event::Message(from, message) = &event
-            && !self.node.is_relevant(*from, message)
-        {
-            return Ok(NodeStep::default());
-        }
-        self.wal.push(event.clone());
-        let Self { node, busy, .. } = self;
-        let step = timed(measure, busy, || match event {
-            Event::Input(input) => node.handle_input(input),
-            Event::Message(from, message) => node.handle_message(from, message),
-            Event::Reply(reply) => node.handle_reply(reply),
-        })?;
-        self.note(&step);
-        Ok(step)
-    }
-
-    /// Keeps the last checkpoint and the messages sent since (for `RST-1`).
-    fn note(&mut self, step: &NodeStep) {
-        let checkpoint = step.outputs.iter().rev().find_map(|o| match o {
-            Output::Checkpoint(c) => Some(c),
-            Output::Committed(_) | Output::Stored { .. } | Output::Certified(_) => None,
-        });
-        if let Some(c) = checkpoint {
-            self.checkpoint = Some((**c).clone());
-            // Replay starts after the event that produced the checkpoint.
-            self.wal.clear();
-            self.sent_since_checkpoint.clear();
-        }
-        self.sent_since_checkpoint
-            .extend(step.messages.iter().cloned());
-    }
-
-    /// Rebuilds the core from the last checkpoint and the logged events. Returns the messages
-    /// the replay produced and how many of them had not been sent before.
-    fn rebuild(&mut self) -> Result<(Vec<Outgoing<Message>>, usize), beat_core::Error> {
-        let mut node = match &self.checkpoint {
-            Some(c) => {
-                BeatNode::from_checkpoint(self.config.clone(), self.seed.clone(), c.clone())?
-            }
-            None => BeatNode::new(self.config.clone(), self.seed.clone())?,
-        };
-        node.set_checkpoint_interval(self.checkpoint_every);
-        let mut replayed = Vec::new();
-        if self.checkpoint.is_some() {
-            replayed.extend(node.resume().messages);
-        }
-        for event in self.wal.clone() {
-            let step = match event {
-                Event::Input(input) => node.handle_input(input),
-                Event::Message(from, message) => node.handle_message(from, message),
-                Event::Reply(reply) => node.handle_reply(reply),
-            }?;
-            replayed.extend(step.messages);
-        }
-        // Every replayed message must be one of those sent before (as a multiset).
-        let mut before = self.sent_since_checkpoint.clone();
-        let mut unexpected = 0;
-        for m in &replayed {
-            match before.iter().position(|b| b == m) {
-                Some(i) => {
-                    before.swap_remove(i);
-                }
-                None => unexpected += 1,
-            }
-        }
-        self.node = node;
-        self.restarts += 1;
-        self.recovered_into = Some(self.node.epoch());
-        self.queue = SenderQueue::for_params(
-            self.config.our_id,
-            self.config.committee,
-            &self.config.params,
-        );
-        self.queue.assume_peers_at(self.node.epoch());
-        Ok((replayed, unexpected))
     }
 }
 
@@ -948,7 +877,8 @@ mod tests {
     fn a_restart_that_would_equivocate_is_detected() {
         let mut net = net();
         let sim = net.nodes.get_mut(&NodeId(2)).unwrap();
-        sim.checkpoint = None; // replay from genesis, where replica 2 proposed epoch 0
+        // Replay from genesis, where replica 2 proposed epoch 0.
+        sim.replica.log_mut().checkpoint = None;
         sim.seed = ProposalSeed([7; 32]);
         net.restart(NodeId(2));
         assert!(

@@ -292,7 +292,7 @@ impl Bench {
         let msgs: u64 = net.nodes.values().map(|s| s.sent_messages).sum();
         let bytes: u64 = net.nodes.values().map(|s| s.sent_bytes).sum();
         let committed = net.nodes.values().next().map_or(0, |s| {
-            s.log
+            s.log()
                 .iter()
                 .map(|b| b.batch.transaction_count() as u64)
                 .sum()
