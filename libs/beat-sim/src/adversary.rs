@@ -136,6 +136,13 @@ pub trait Adversary {
         Vec::new()
     }
 
+    /// Raw payloads faulty replicas hand to honest replicas' hosts before a delivery:
+    /// `(from, to, bytes)` with a faulty `from`, delivered at once through the recipient's
+    /// decoder ([`beat_core::wire::decode`]), as a gateway hands over what a peer sent.
+    fn inject_bytes(&mut self, _ctx: &mut Ctx<'_>) -> Vec<(NodeId, NodeId, Vec<u8>)> {
+        Vec::new()
+    }
+
     /// Restarts an honest replica before the next delivery, as a crash and recovery from its
     /// write-ahead log would (crash-recovery is not a Byzantine fault: a correctly recovered
     /// replica is indistinguishable from a slow one).

@@ -34,7 +34,7 @@ use beat_core::{
 use beat_crypto::{Digest, avid_fp::Fpcc};
 use beat_types::{Committee, Epoch, NodeId, Transaction, Variant};
 
-use crate::{net::SimNode, storage::StorageCheck};
+use crate::storage::StorageCheck;
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -506,11 +506,16 @@ impl Checker {
     }
 
     /// Checks that no honest replica is stranded once nothing is in flight (`TRM-1`).
-    pub fn check_quiescent(&mut self, nodes: &BTreeMap<NodeId, SimNode>, crank: u64) {
+    /// `node` looks up a replica's core.
+    pub fn check_quiescent<'a>(
+        &mut self,
+        node: impl Fn(NodeId) -> Option<&'a BeatNode>,
+        crank: u64,
+    ) {
         let honest: Vec<(NodeId, &BeatNode)> = self
             .next_epoch
             .keys()
-            .filter_map(|id| nodes.get(id).map(|s| (*id, s.node())))
+            .filter_map(|id| node(*id).map(|n| (*id, n)))
             .collect();
         let highest = honest
             .iter()
@@ -578,18 +583,22 @@ impl Checker {
         );
     }
 
-    /// Checks memory bounds after a delivery.
-    pub fn after_delivery(&mut self, nodes: &BTreeMap<NodeId, SimNode>, crank: u64) {
+    /// Checks memory bounds after a delivery; `node` looks up a replica's core.
+    pub fn after_delivery<'a>(
+        &mut self,
+        node: impl Fn(NodeId) -> Option<&'a BeatNode>,
+        crank: u64,
+    ) {
         let bound = self.params.max_future_epochs as usize;
         let epochs = self
             .next_epoch
             .keys()
-            .filter_map(|id| nodes.get(id).map(|s| s.node().epoch().0));
+            .filter_map(|id| node(*id).map(|n| n.epoch().0));
         let (lo, hi) = epochs.fold((u64::MAX, 0), |(lo, hi), e| (lo.min(e), hi.max(e)));
         self.max_lag = self.max_lag.max(hi.saturating_sub(lo));
         for id in self.next_epoch.keys().copied().collect::<Vec<_>>() {
-            if let Some(sim) = nodes.get(&id) {
-                let held = sim.node().future_epochs_queued();
+            if let Some(n) = node(id) {
+                let held = n.future_epochs_queued();
                 self.max_epochs_in_memory = self.max_epochs_in_memory.max(held);
                 if held > bound {
                     self.violate(

@@ -31,6 +31,11 @@ impl MemoryLog {
         &self.committed
     }
 
+    /// Events logged since the last checkpoint.
+    pub fn logged(&self) -> usize {
+        self.events.len()
+    }
+
     /// Takes the fragments stored since the last call (`Output::Stored`, in order).
     pub fn take_stored(&mut self) -> Vec<(Epoch, Vec<StoredFragments>, bool)> {
         std::mem::take(&mut self.stored)

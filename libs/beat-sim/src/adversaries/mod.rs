@@ -11,6 +11,7 @@
 //! | `silent` | faulty replicas send nothing |
 //! | `replay` | faulty replicas re-send messages they eavesdropped, as their own, to random replicas |
 //! | `garbage` | faulty replicas inject random well-typed messages with bogus contents |
+//! | `malformed-payloads` | faulty replicas hand honest replicas bytes that are no message: truncated, trailing bytes, unknown version, huge length claims, random, empty, over the limit |
 //! | `equivocating-proposer` | faulty proposers send different proposals to different replicas |
 //! | `bad-shards` | faulty replicas corrupt broadcast payloads (shards, proofs, echoes) sent to a subset |
 //! | `bad-ciphertext` | faulty proposers propose malformed, relabelled or otherwise invalid contributions |
@@ -58,7 +59,7 @@ pub use broadcast::{BadCiphertext, BadShards, EquivocatingProposer};
 pub use certificates::{SelectiveCommitShares, WrongCommitShares};
 pub use chaos::Chaos;
 pub use dispersal::DispersalAttack;
-pub use noise::{FutureEpochFlood, Garbage, Replay, Silent};
+pub use noise::{FutureEpochFlood, Garbage, MalformedPayloads, Replay, Silent};
 pub use schedule::{
     Benign, CrashRestart, ExcludeProposer, Fifo, FirstDelivery, Lagging, LaggingPastWindow,
     LinkReset, Partition,
@@ -81,6 +82,7 @@ pub const NAMES: &[&str] = &[
     "silent",
     "replay",
     "garbage",
+    "malformed-payloads",
     "equivocating-proposer",
     "bad-shards",
     "bad-ciphertext",
@@ -121,6 +123,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Adversary>> {
         "silent" => Box::new(Silent),
         "replay" => Box::new(Replay),
         "garbage" => Box::new(Garbage),
+        "malformed-payloads" => Box::new(MalformedPayloads),
         "equivocating-proposer" => Box::new(EquivocatingProposer::default()),
         "bad-shards" => Box::new(BadShards),
         "bad-ciphertext" => Box::new(BadCiphertext::default()),

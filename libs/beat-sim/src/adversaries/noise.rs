@@ -39,6 +39,67 @@ pub(crate) fn random_of<T: Copy>(items: &[T], rng: &mut impl Rng) -> Option<T> {
     (!items.is_empty()).then(|| items[(rng.next_u64() % items.len() as u64) as usize])
 }
 
+/// Faulty replicas send payloads that are not well-formed messages, through the replicas' byte
+/// boundary: a valid encoding cut short, with trailing bytes, with an unknown version byte or
+/// with a huge length claim spliced in; random bytes; an empty payload; now and then one byte
+/// over the payload limit. They behave honestly otherwise. Each must cost the recipient a
+/// `MalformedMessage` fault of the sender and nothing else (a mangled encoding that happens
+/// to decode is a well-typed message from a faulty replica, which the protocol handles).
+pub struct MalformedPayloads;
+
+impl MalformedPayloads {
+    fn mangle(valid: Vec<u8>, rng: &mut impl Rng) -> Vec<u8> {
+        let mut bytes = valid;
+        match rng.next_u32() % 50 {
+            0..=9 => {
+                let keep = (rng.next_u64() % bytes.len() as u64) as usize;
+                bytes.truncate(keep);
+            }
+            10..=17 => bytes.push(rng.next_u32() as u8),
+            18..=25 => bytes[0] = [0u8, 2, 0x7f, 0xff][(rng.next_u32() % 4) as usize],
+            26..=35 => {
+                // A postcard varint of u32::MAX: a sequence length nobody can allocate.
+                let at = 1 + (rng.next_u64() % bytes.len() as u64) as usize;
+                let at = at.min(bytes.len());
+                bytes.splice(at..at, [0xff, 0xff, 0xff, 0xff, 0x0f]);
+            }
+            36..=44 => {
+                let len = (rng.next_u32() % 256) as usize;
+                bytes = vec![0u8; len];
+                rng.fill_bytes(&mut bytes);
+            }
+            45..=48 => bytes.clear(),
+            _ => bytes = vec![beat_core::wire::VERSION; crate::net::MAX_PAYLOAD_BYTES + 1],
+        }
+        bytes
+    }
+}
+
+impl Adversary for MalformedPayloads {
+    fn name(&self) -> &'static str {
+        "malformed-payloads"
+    }
+
+    fn inject_bytes(&mut self, ctx: &mut Ctx<'_>) -> Vec<(NodeId, NodeId, Vec<u8>)> {
+        if ctx.in_flight.is_empty() || !ctx.rng.next_u32().is_multiple_of(4) {
+            return Vec::new();
+        }
+        let faulty: Vec<NodeId> = ctx.faulty.iter().copied().collect();
+        let honest = ctx.honest();
+        let i = (ctx.rng.next_u64() % ctx.in_flight.len() as u64) as usize;
+        let valid = beat_core::wire::encode(&ctx.in_flight[i].message);
+        let payload = Self::mangle(valid, ctx.rng);
+        match (random_of(&faulty, ctx.rng), random_of(&honest, ctx.rng)) {
+            (Some(from), Some(to)) => vec![(from, to, payload)],
+            _ => Vec::new(),
+        }
+    }
+
+    fn detectable(&self, _params: &beat_core::Params) -> bool {
+        true
+    }
+}
+
 /// Faulty replicas re-send eavesdropped messages, as their own, to random replicas (and keep
 /// behaving honestly otherwise).
 pub struct Replay;
