@@ -500,15 +500,15 @@ impl EventLog for Store {
     type Error = StoreError;
 
     fn append(&mut self, event: &WalEvent) -> Result<u64, StoreError> {
-        Store::append(self, event)
+        Self::append(self, event)
     }
 
     fn checkpoint(&self) -> Result<Option<(Checkpoint, u64)>, StoreError> {
-        Store::checkpoint(self)
+        Self::checkpoint(self)
     }
 
     fn save_checkpoint(&mut self, checkpoint: &Checkpoint, next: u64) -> Result<(), StoreError> {
-        Store::save_checkpoint(self, checkpoint, next)
+        Self::save_checkpoint(self, checkpoint, next)
     }
 
     fn events_from(&self, from: u64) -> Result<Vec<(u64, WalEvent)>, StoreError> {
@@ -516,15 +516,15 @@ impl EventLog for Store {
     }
 
     fn put_batch(&mut self, batch: &Batch) -> Result<(), StoreError> {
-        Store::put_batch(self, batch)
+        Self::put_batch(self, batch)
     }
 
     fn put_certificate(&mut self, certificate: &CommitCertificate) -> Result<(), StoreError> {
-        Store::put_certificate(self, certificate)
+        Self::put_certificate(self, certificate)
     }
 
     fn batch(&self, epoch: Epoch) -> Result<Option<Batch>, StoreError> {
-        Store::batch(self, epoch)
+        Self::batch(self, epoch)
     }
 
     fn batches_within(
@@ -533,7 +533,7 @@ impl EventLog for Store {
         count: usize,
         max_bytes: usize,
     ) -> Result<Vec<CommittedBatch>, StoreError> {
-        Store::batches_within(self, from, count, max_bytes)
+        Self::batches_within(self, from, count, max_bytes)
     }
 
     fn put_fragments(
@@ -542,7 +542,7 @@ impl EventLog for Store {
         fragments: &[StoredFragments],
         _complete: bool,
     ) -> Result<(), StoreError> {
-        Store::put_fragments(self, epoch, fragments)
+        Self::put_fragments(self, epoch, fragments)
     }
 }
 

@@ -125,6 +125,9 @@ pub enum Admission {
     Duplicate,
 }
 
+/// One receipt per submitted transaction, in order: its key and what became of it.
+pub type Receipts = Vec<(Digest, Admission)>;
+
 /// Why a submission was refused. Nothing of it was accepted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AdmissionError {
@@ -157,7 +160,7 @@ pub enum AdmissionError {
 /// replica (the check holds for the replica's state at the time).
 #[derive(Debug)]
 pub struct Submission {
-    receipts: Vec<(Digest, Admission)>,
+    receipts: Receipts,
     fresh: Vec<(Digest, Transaction)>,
 }
 
@@ -337,10 +340,7 @@ impl<L: EventLog> Replica<L> {
 
     /// Logs the new transactions of an admitted submission (as `Input::Submit`, whose replay
     /// verifies them again) and proposes them. Returns the receipts.
-    pub fn submit(
-        &mut self,
-        submission: Submission,
-    ) -> Result<(Vec<(Digest, Admission)>, Ready), L::Error> {
+    pub fn submit(&mut self, submission: Submission) -> Result<(Receipts, Ready), L::Error> {
         let Submission { receipts, fresh } = submission;
         let mut ready = Ready::default();
         if fresh.is_empty() {
