@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod ops;
 pub mod service;
 pub mod shutdown;
+pub mod watch;
 
 pub use ops::Health;

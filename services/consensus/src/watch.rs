@@ -54,7 +54,10 @@ use std::{
 
 use beat_core::{Batch, CommitCertificate, Content};
 use beat_proto::consensus::v1::WatchBatchesResponse;
-use beat_telemetry::api::Connections;
+use beat_telemetry::{
+    api::Connections,
+    watch::{Ended, Taken, Watcher, history_then_live},
+};
 use beat_types::Epoch;
 use futures::Stream;
 use parking_lot::Mutex;
@@ -318,9 +321,6 @@ struct Progress {
     waiting: bool,
 }
 
-/// The watcher ended (it went away, was cut off, or was told why).
-struct Ended;
-
 /// One watcher's task: the next epoch to send and, for a certified watcher, certified epochs
 /// that arrived before it.
 struct Producer {
@@ -358,30 +358,26 @@ fn stored_estimate(len: usize) -> usize {
 /// shared with the broadcast, not copies.
 const MAX_AHEAD: usize = 64;
 
+impl Watcher for Producer {
+    type Item = Arc<CommitEvent>;
+
+    async fn catch_up(&mut self) -> Result<(), Ended> {
+        self.send_stored().await
+    }
+
+    async fn take(&mut self, event: Arc<CommitEvent>) -> Result<Taken, Ended> {
+        self.on_event(event).await
+    }
+
+    async fn wait<T: Send>(&self, next: impl Future<Output = T> + Send) -> Result<T, Ended> {
+        self.guarded(next).await
+    }
+}
+
 impl Producer {
-    async fn run(&mut self, mut live: broadcast::Receiver<Arc<CommitEvent>>) {
-        // History first (the subscription already buffers what commits meanwhile).
-        if self.send_stored().await.is_err() {
-            return;
-        }
-        loop {
-            let Ok(received) = self.guarded(live.recv()).await else {
-                return;
-            };
-            let event = match received {
-                Ok(event) => event,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if self.send_stored().await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            if self.on_event(event).await.is_err() {
-                return;
-            }
-        }
+    /// History first (the subscription already buffers what commits meanwhile), then live.
+    async fn run(&mut self, live: broadcast::Receiver<Arc<CommitEvent>>) {
+        history_then_live(self, live).await;
     }
 
     fn slow(&self) -> Duration {
@@ -514,14 +510,15 @@ impl Producer {
     }
 
     /// A live commit or certification.
-    async fn on_event(&mut self, event: Arc<CommitEvent>) -> Result<(), Ended> {
+    async fn on_event(&mut self, event: Arc<CommitEvent>) -> Result<Taken, Ended> {
         let epoch = event.batch.epoch;
         if epoch < self.next || (self.certified && event.certificate.is_none()) {
-            return Ok(());
+            return Ok(Taken::Done);
         }
         if epoch == self.next {
             self.send(&event.batch, event.certificate.as_ref()).await?;
-            return self.drain_ahead().await;
+            self.drain_ahead().await?;
+            return Ok(Taken::Done);
         }
         // An epoch after the next one: the next one was missed, or (certified) is certified
         // later than this one. Keep this one and look in storage.
@@ -531,6 +528,6 @@ impl Producer {
             self.ahead
                 .insert(epoch, (event.batch.clone(), *certificate));
         }
-        self.send_stored().await
+        Ok(Taken::Gap)
     }
 }

@@ -12,7 +12,10 @@ use beat_proto::{
         WatchStateResponse, market_service_server::MarketService,
     },
 };
-use beat_telemetry::shutdown::Shutdown;
+use beat_telemetry::{
+    shutdown::Shutdown,
+    watch::{Ended, Taken, Watcher, history_then_live},
+};
 use bytes::Bytes;
 use tokio::{
     sync::{broadcast, mpsc},
@@ -303,15 +306,15 @@ impl MarketService for MarketGrpc {
         let watcher = StateWatcher {
             next: from_epoch,
             store: self.store.clone(),
-            live,
             sender,
             chunk: self.watch.buffered_reports,
             slow: self.watch.slow_watcher,
             connections: self.connections.clone(),
             peer,
+            shutdown: self.shutdown.clone(),
             _slot: slot,
         };
-        self.watchers.spawn(watcher.run(self.shutdown.clone()));
+        self.watchers.spawn(watcher.run(live));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
@@ -337,8 +340,9 @@ impl MarketService for MarketGrpc {
 struct StateWatcher {
     next: u64,
     store: Store,
-    live: broadcast::Receiver<Arc<EpochReport>>,
     sender: mpsc::Sender<Result<WatchStateResponse, Status>>,
+    /// Ends the watch when the service stops.
+    shutdown: Shutdown,
     /// Reports read from the store at a time.
     chunk: usize,
     /// How long a report may wait for the client.
@@ -348,41 +352,51 @@ struct StateWatcher {
     _slot: WatchSlot,
 }
 
-impl StateWatcher {
-    async fn run(mut self, shutdown: Shutdown) {
-        let mut behind = true;
-        loop {
-            if behind {
-                match self.catch_up().await {
-                    Ok(true) => behind = false,
-                    Ok(false) => return,
-                    Err(status) => {
-                        let _ = self.sender.send(Err(status)).await;
-                        return;
-                    }
-                }
-            }
-            let report = tokio::select! {
-                r = self.live.recv() => r,
-                _ = self.sender.closed() => return,
-                _ = shutdown.wait() => return,
-            };
-            match report {
-                Ok(report) if report.epoch < self.next => {}
-                Ok(report) if report.epoch == self.next => {
-                    if !self.send(&report).await {
-                        return;
-                    }
-                }
-                // Missed some (they are stored before they are broadcast): catch up.
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => behind = true,
-                Err(broadcast::error::RecvError::Closed) => return,
+impl Watcher for StateWatcher {
+    type Item = Arc<EpochReport>;
+
+    async fn catch_up(&mut self) -> Result<(), Ended> {
+        match self.send_stored().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Ended),
+            Err(status) => {
+                let _ = self.sender.send(Err(status)).await;
+                Err(Ended)
             }
         }
     }
 
+    async fn take(&mut self, report: Arc<EpochReport>) -> Result<Taken, Ended> {
+        if report.epoch < self.next {
+            Ok(Taken::Done)
+        } else if report.epoch > self.next {
+            // Missed some (they are stored before they are broadcast): catch up.
+            Ok(Taken::Gap)
+        } else if self.send(&report).await {
+            Ok(Taken::Done)
+        } else {
+            Err(Ended)
+        }
+    }
+
+    async fn wait<T: Send>(&self, next: impl Future<Output = T> + Send) -> Result<T, Ended> {
+        tokio::select! {
+            r = next => Ok(r),
+            _ = self.sender.closed() => Err(Ended),
+            _ = self.shutdown.wait() => Err(Ended),
+        }
+    }
+}
+
+impl StateWatcher {
+    /// Stored reports from `next` on, then live ones (subscribed before the first read); back
+    /// to the store whenever it falls behind.
+    async fn run(mut self, live: broadcast::Receiver<Arc<EpochReport>>) {
+        history_then_live(&mut self, live).await;
+    }
+
     /// Sends the stored reports from `next` on. Returns `false` if the client has gone.
-    async fn catch_up(&mut self) -> Result<bool, Status> {
+    async fn send_stored(&mut self) -> Result<bool, Status> {
         loop {
             let reports = self
                 .store
