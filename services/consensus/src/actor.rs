@@ -156,9 +156,9 @@ impl ConsensusActor {
     }
 
     fn perform(&mut self, fx: Effects, acks: Vec<u64>) {
-        if !fx.outbound.is_empty() {
-            self.metrics.sent.inc_by(fx.outbound.len() as u64);
-            let _ = self.link.send(LinkCommand::Outbound(fx.outbound));
+        if !fx.messages.is_empty() {
+            self.metrics.sent.inc_by(fx.messages.len() as u64);
+            let _ = self.link.send(LinkCommand::Outbound(fx.messages));
         }
         if !acks.is_empty() {
             let _ = self.link.send(LinkCommand::Ack(acks));
@@ -175,6 +175,9 @@ impl ConsensusActor {
                 .dropped
                 .with_label_values(&["irrelevant"])
                 .inc_by(fx.irrelevant);
+        }
+        for e in fx.refused {
+            tracing::error!(error = %e, "protocol refused a logged event locally");
         }
         for (peer, reason) in fx.malformed {
             self.metrics.dropped.with_label_values(&["malformed"]).inc();

@@ -6,7 +6,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use beat_core::{
-    BeatNode, Config, Fault, Message, Reply, Request,
+    BeatNode, Config, Message, Reply,
     replica::{AdmissionError, Ready, Replica, Settings},
 };
 use beat_crypto::Digest;
@@ -20,35 +20,9 @@ use crate::{
 
 pub use beat_core::replica::{Admission, CommitEvent};
 
-/// What processing produced, to perform after the store is flushed.
-#[derive(Debug, Default)]
-pub struct Effects {
-    /// Encoded payloads for the gateway: `(recipient, payload)`.
-    pub outbound: Vec<(NodeId, Bytes)>,
-    /// Secret-key operations for the keystore.
-    pub requests: Vec<Request>,
-    /// Newly committed and newly certified batches, in the order the core output them.
-    pub committed: Vec<CommitEvent>,
-    /// Faults observed.
-    pub faults: Vec<Fault>,
-    /// Payloads from peers that did not decode.
-    pub malformed: Vec<(NodeId, String)>,
-    /// Peer messages dropped unlogged because the core would ignore them
-    /// ([`BeatNode::is_relevant`]).
-    pub irrelevant: u64,
-}
-
-impl Effects {
-    /// Appends `other`.
-    pub fn extend(&mut self, other: Self) {
-        self.outbound.extend(other.outbound);
-        self.requests.extend(other.requests);
-        self.committed.extend(other.committed);
-        self.faults.extend(other.faults);
-        self.malformed.extend(other.malformed);
-        self.irrelevant += other.irrelevant;
-    }
-}
+/// What processing produced, to perform after the store is flushed: the replica host's
+/// [`Ready`] with every message encoded for the gateway (`(recipient, payload)`).
+pub type Effects = Ready<Bytes>;
 
 /// Why a submission was refused (nothing of it was accepted).
 #[derive(Debug, thiserror::Error)]
@@ -317,62 +291,41 @@ impl Component {
     }
 
     /// Turns what the replica produced into this service's effects: payloads encoded once per
-    /// message (a broadcast repeats the same message to every peer), counters updated, and
-    /// events the core refused reported (they signal a bug, not a peer's fault).
+    /// message (a broadcast repeats the same message to every peer) and counters updated.
     fn effects(&mut self, ready: Ready) -> Effects {
-        let Ready {
-            messages,
-            requests,
-            committed,
-            faults,
-            malformed,
-            irrelevant,
-            refused,
-        } = ready;
-        for e in refused {
-            tracing::error!(error = %e, "protocol refused a logged event locally");
+        let mut newly_committed = false;
+        for event in ready.committed.iter().filter(|c| c.certificate.is_none()) {
+            self.committed_transactions += event.batch.transaction_count() as u64;
+            newly_committed = true;
         }
-        let mut outbound = Vec::with_capacity(messages.len());
-        let mut last: Option<(Message, Bytes)> = None;
-        for (to, message) in messages {
-            let payload = match &last {
-                Some((m, p)) if *m == message => p.clone(),
-                _ => {
-                    let p = Bytes::from(wire::encode(&message));
-                    last = Some((message, p.clone()));
-                    p
-                }
-            };
-            outbound.push((to, payload));
-        }
-        let newly: Vec<&CommitEvent> = committed
-            .iter()
-            .filter(|c| c.certificate.is_none())
-            .collect();
-        if !newly.is_empty() {
-            self.committed_transactions += newly
-                .iter()
-                .map(|c| c.batch.transaction_count() as u64)
-                .sum::<u64>();
+        if newly_committed {
             // The certification step hashed it already.
             self.last_batch_digest = self.replica.node().last_batch_digest();
         }
-        self.faults_observed += faults.len() as u64;
-        Effects {
-            outbound,
-            requests,
-            committed,
-            faults,
-            malformed: malformed
-                .into_iter()
-                .map(|(from, e)| (from, e.to_string()))
-                .collect(),
-            irrelevant,
-        }
+        self.faults_observed += ready.faults.len() as u64;
+        ready.map_messages(encode)
     }
 
     /// The replica's epoch.
     pub fn epoch(&self) -> Epoch {
         self.replica.epoch()
     }
+}
+
+/// Encodes messages for the gateway, once per run of equal messages (a broadcast).
+fn encode(messages: Vec<(NodeId, Message)>) -> Vec<(NodeId, Bytes)> {
+    let mut out = Vec::with_capacity(messages.len());
+    let mut last: Option<(Message, Bytes)> = None;
+    for (to, message) in messages {
+        let payload = match &last {
+            Some((m, p)) if *m == message => p.clone(),
+            _ => {
+                let p = Bytes::from(wire::encode(&message));
+                last = Some((message, p.clone()));
+                p
+            }
+        };
+        out.push((to, payload));
+    }
+    out
 }

@@ -101,7 +101,7 @@ impl Cluster {
     fn effects(&mut self, id: NodeId, fx: Effects) {
         let node = self.nodes[id.index()].as_mut().unwrap();
         node.flush().unwrap();
-        for (to, payload) in fx.outbound {
+        for (to, payload) in fx.messages {
             self.sent[id.index()].push(payload.clone());
             self.queue.push_back((id, to, payload));
         }
@@ -335,10 +335,10 @@ fn crash_and_recover(checkpoint_every: u64, deliveries: usize) {
     .unwrap();
     assert_eq!(node.epoch(), epoch_before, "{name}");
     assert!(
-        !fx.outbound.is_empty(),
+        !fx.messages.is_empty(),
         "the replay re-sends the replica's recent messages"
     );
-    for (_, payload) in &fx.outbound {
+    for (_, payload) in &fx.messages {
         assert!(
             sent_before.contains(payload),
             "a recovered replica re-sends only what it sent before"
@@ -559,7 +559,7 @@ fn traffic_the_core_would_ignore_is_not_logged() {
         let fx = send(node, *sender, message);
         assert_eq!(fx.irrelevant, 1, "{message:?}");
         assert!(
-            fx.faults.is_empty() && fx.outbound.is_empty(),
+            fx.faults.is_empty() && fx.messages.is_empty(),
             "{message:?}"
         );
         assert_eq!(node.store().next_seq(), seq, "{message:?} was logged");

@@ -66,11 +66,13 @@ pub struct CommitEvent {
     pub certificate: Option<CommitCertificate>,
 }
 
-/// What one call produced, for the host to perform once the log is durable.
-#[derive(Debug, Default)]
-pub struct Ready {
+/// What one call produced, for the host to perform once the log is durable. `P` is how a
+/// message travels: typed as the core emitted it, or encoded by a host that hands bytes on
+/// ([`Ready::map_messages`]).
+#[derive(Debug)]
+pub struct Ready<P = Message> {
     /// Messages to send, per recipient, in order (after the sender queue).
-    pub messages: Vec<(NodeId, Message)>,
+    pub messages: Vec<(NodeId, P)>,
     /// Secret-key operations for the keystore; their replies come back through
     /// [`Replica::reply`].
     pub requests: Vec<Request>,
@@ -87,7 +89,21 @@ pub struct Ready {
     pub refused: Vec<Error>,
 }
 
-impl Ready {
+impl<P> Default for Ready<P> {
+    fn default() -> Self {
+        Self {
+            messages: Vec::new(),
+            requests: Vec::new(),
+            committed: Vec::new(),
+            faults: Vec::new(),
+            malformed: Vec::new(),
+            irrelevant: 0,
+            refused: Vec::new(),
+        }
+    }
+}
+
+impl<P> Ready<P> {
     /// Appends `other`.
     pub fn extend(&mut self, other: Self) {
         self.messages.extend(other.messages);
@@ -97,6 +113,23 @@ impl Ready {
         self.malformed.extend(other.malformed);
         self.irrelevant += other.irrelevant;
         self.refused.extend(other.refused);
+    }
+
+    /// The same, with the messages converted by `convert` (a host encoding them for its
+    /// transport).
+    pub fn map_messages<Q>(
+        self,
+        convert: impl FnOnce(Vec<(NodeId, P)>) -> Vec<(NodeId, Q)>,
+    ) -> Ready<Q> {
+        Ready {
+            messages: convert(self.messages),
+            requests: self.requests,
+            committed: self.committed,
+            faults: self.faults,
+            malformed: self.malformed,
+            irrelevant: self.irrelevant,
+            refused: self.refused,
+        }
     }
 }
 
@@ -165,11 +198,6 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// One receipt per submitted transaction, in order.
-    pub fn receipts(&self) -> &[(Digest, Admission)] {
-        &self.receipts
-    }
-
     /// The keys of the transactions that are new.
     pub fn fresh_keys(&self) -> impl Iterator<Item = Digest> + '_ {
         self.fresh.iter().map(|(k, _)| *k)
@@ -271,29 +299,15 @@ impl<L: EventLog> Replica<L> {
         &self.log
     }
 
-    /// The log, for a host that needs to act on it directly (durability, observation).
+    /// The log, for a host that needs to act on it directly (durability, observation; the
+    /// simulator takes it out to rebuild the replica over it after a crash).
     pub fn log_mut(&mut self) -> &mut L {
         &mut self.log
-    }
-
-    /// Gives up the replica and returns its log (a simulated crash keeps the log).
-    pub fn into_log(self) -> L {
-        self.log
-    }
-
-    /// The settings it runs with.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
     }
 
     /// The replica's epoch.
     pub fn epoch(&self) -> Epoch {
         self.node.epoch()
-    }
-
-    /// The sender queue (read-only).
-    pub fn queue(&self) -> &SenderQueue {
-        &self.queue
     }
 
     /// Messages produced since the last checkpoint, as the core emitted them.
