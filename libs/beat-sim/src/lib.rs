@@ -25,7 +25,6 @@ pub mod adversaries;
 pub mod adversary;
 pub mod invariants;
 pub mod keystore;
-pub mod memlog;
 pub mod net;
 pub mod profile;
 pub mod scenario;

@@ -13,7 +13,7 @@ use beat_core::{
     broadcast::BroadcastMessage,
     dispersal,
     epoch::EpochMessage,
-    replica::{Ready, Replica, Settings},
+    replica::{MemoryLog, Ready, Replica, Settings},
     signing::SigningPolicy,
     wire,
 };
@@ -26,7 +26,6 @@ use crate::{
     adversary::{Adversary, Ctx, Envelope, PendingReply},
     invariants::Checker,
     keystore::SimKeystore,
-    memlog::MemoryLog,
 };
 
 /// The largest payload a simulated replica accepts from a peer (the consensus service's
@@ -886,7 +885,7 @@ mod tests {
         let mut net = net();
         let sim = net.nodes.get_mut(&NodeId(2)).unwrap();
         // Replay from genesis, where replica 2 proposed epoch 0.
-        sim.replica.log_mut().checkpoint = None;
+        sim.replica.log_mut().forget_checkpoint();
         sim.seed = ProposalSeed([7; 32]);
         net.restart(NodeId(2));
         assert!(

@@ -32,13 +32,17 @@
 //! keystore, timers (the host calls [`Replica::stalled`]), per-client quotas and metrics.
 
 mod log;
+mod memory;
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use beat_crypto::Digest;
 use beat_types::{Epoch, NodeId, Transaction};
 
-pub use self::log::{Event, EventLog};
+pub use self::{
+    log::{Event, EventLog},
+    memory::MemoryLog,
+};
 use crate::{
     Batch, BeatNode, CommitCertificate, Config, Error, Fault, FaultKind, Input, Message, NodeStep,
     Outgoing, Output, ProposalSeed, Reply, Request, Target,
@@ -554,5 +558,361 @@ impl<L: EventLog> Replica<L> {
             .extend(step.messages.iter().cloned());
         recovery.replayed.extend(step.messages);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::{BTreeMap, VecDeque},
+        sync::Arc,
+    };
+
+    use beat_crypto::{bls, tdh2};
+    use beat_types::{Committee, Epoch, NodeId, Transaction, Variant};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::{Params, PublicKeys};
+
+    /// One honest replica with its keystore.
+    struct Peer {
+        replica: Replica<MemoryLog>,
+        config: Config,
+        seed: ProposalSeed,
+        coin: bls::SecretKeyShare,
+        decryption: tdh2::SecretKeyShare,
+    }
+
+    impl Peer {
+        /// Reopens the replica over a copy of its log, as after a crash.
+        fn reopen(&self) -> (Replica<MemoryLog>, Recovery) {
+            let log = self.replica.log().clone();
+            reopen(&self.config, &self.seed, log, self.replica.settings)
+        }
+
+        fn serve(&self, request: Request) -> Reply {
+            match request {
+                Request::CoinShare(id) => Reply::CoinShare {
+                    id,
+                    share: self.coin.sign(&id.message()),
+                },
+                Request::DecryptionShares { epoch, items } => Reply::DecryptionShares {
+                    epoch,
+                    shares: items
+                        .iter()
+                        .filter_map(|item| {
+                            self.decryption
+                                .decryption_share(
+                                    &self.config.keys.encryption,
+                                    &item.ciphertext,
+                                    &item.expected_label,
+                                )
+                                .ok()
+                                .map(|share| (item.slot, share))
+                        })
+                        .collect(),
+                },
+                Request::CommitShare(statement) => Reply::CommitShare {
+                    epoch: statement.epoch,
+                    share: self.coin.sign(&statement.message()),
+                },
+                Request::ReadCommitted { .. } => panic!("the replica host serves ReadCommitted"),
+            }
+        }
+    }
+
+    fn reopen(
+        config: &Config,
+        seed: &ProposalSeed,
+        log: MemoryLog,
+        settings: Settings,
+    ) -> (Replica<MemoryLog>, Recovery) {
+        Replica::open(config.clone(), seed.clone(), log, settings).unwrap()
+    }
+
+    /// n = 4 honest replicas over in-memory logs, keystores answering at once, payloads
+    /// delivered in FIFO order: deterministic for a seed.
+    struct Net {
+        peers: BTreeMap<NodeId, Peer>,
+        in_flight: VecDeque<(NodeId, NodeId, Vec<u8>)>,
+    }
+
+    const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+
+    impl Net {
+        fn new(seed: u64, checkpoint_every: u64) -> Self {
+            let n = 4;
+            let committee = Committee::new(n).unwrap();
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let (coin_pk, coin_sk) = bls::deal(n, committee.f(), &mut rng).unwrap();
+            let (enc_pk, enc_sk) = tdh2::deal(n, committee.f(), &mut rng).unwrap();
+            let keys = PublicKeys {
+                coin: Arc::new(coin_pk),
+                encryption: Arc::new(enc_pk),
+            };
+            let params = Params {
+                variant: Variant::Beat0,
+                batch_size: 4,
+                ..Params::default()
+            };
+            let settings = Settings {
+                max_payload_bytes: MAX_PAYLOAD_BYTES,
+                checkpoint_every,
+            };
+            let peers = coin_sk
+                .into_iter()
+                .zip(enc_sk)
+                .map(|(coin, decryption)| {
+                    let id = coin.holder();
+                    let config = Config {
+                        our_id: id,
+                        committee,
+                        committee_digest: Digest([7; 32]),
+                        keys: keys.clone(),
+                        params: params.clone(),
+                    };
+                    let mut bytes = [0u8; 32];
+                    bytes[..8].copy_from_slice(&(seed * 1000 + u64::from(id.0)).to_le_bytes());
+                    let seed = ProposalSeed(bytes);
+                    let (replica, _) = reopen(&config, &seed, MemoryLog::default(), settings);
+                    let peer = Peer {
+                        replica,
+                        config,
+                        seed,
+                        coin,
+                        decryption,
+                    };
+                    (id, peer)
+                })
+                .collect();
+            Self {
+                peers,
+                in_flight: VecDeque::new(),
+            }
+        }
+
+        fn peer(&mut self, id: NodeId) -> &mut Peer {
+            self.peers.get_mut(&id).unwrap()
+        }
+
+        /// Performs what replica `id` returned: sends its messages, answers its keystore
+        /// requests (and performs what the answers produce).
+        fn perform(&mut self, id: NodeId, ready: Ready) {
+            assert!(ready.faults.is_empty(), "replica {id}: {:?}", ready.faults);
+            assert!(
+                ready.refused.is_empty(),
+                "replica {id}: {:?}",
+                ready.refused
+            );
+            for (to, message) in ready.messages {
+                self.in_flight.push_back((id, to, wire::encode(&message)));
+            }
+            for request in ready.requests {
+                let reply = self.peers[&id].serve(request);
+                let next = self.peer(id).replica.reply(reply).unwrap();
+                self.perform(id, next);
+            }
+        }
+
+        /// Gives each replica its own `count` transactions.
+        fn submit_all(&mut self, count: usize) {
+            let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+            for id in ids {
+                let txs = (0..count)
+                    .map(|i| Transaction::new(format!("tx-{id}-{i:04}").into_bytes()))
+                    .collect();
+                let replica = &mut self.peer(id).replica;
+                let submission = replica.admit(txs, usize::MAX).unwrap();
+                let (_, ready) = replica.submit(submission).unwrap();
+                self.perform(id, ready);
+            }
+        }
+
+        /// Delivers the oldest payload in flight; `false` when there is none.
+        fn deliver(&mut self) -> bool {
+            let Some((from, to, payload)) = self.in_flight.pop_front() else {
+                return false;
+            };
+            let ready = self.peer(to).replica.inbound(from, &payload).unwrap();
+            self.perform(to, ready);
+            true
+        }
+
+        /// Delivers until `done` holds or nothing is in flight.
+        fn run_until(&mut self, mut done: impl FnMut(&Self) -> bool) {
+            for _ in 0..1_000_000 {
+                if done(self) || !self.deliver() {
+                    return;
+                }
+            }
+            panic!("no end after a million deliveries");
+        }
+    }
+
+    fn is_catch_up_response(message: &Message) -> bool {
+        matches!(message, Message::CatchUpResponse(_))
+    }
+
+    /// Guards against replay serving committed history again (the consensus component before
+    /// the replica host moved to beat-core): a `ReadCommitted` request found in a replayed step
+    /// was answered again, appending a second `Reply::Committed` to the log at every restart,
+    /// and the core then handled the request's reply twice (two catch-up answers re-sent). The
+    /// logged reply must be replayed in order and nothing appended while opening.
+    #[test]
+    fn replay_does_not_serve_committed_history_again() {
+        let mut net = Net::new(11, 3);
+        net.submit_all(3);
+        net.run_until(|_| false);
+        let server = NodeId(0);
+        let asker = NodeId(3);
+        let epoch = net.peers[&server].replica.epoch();
+        assert!(epoch >= Epoch(2), "committed too little to serve: {epoch}");
+
+        // A lagging peer asks for the first two epochs: the host reads them from its log and
+        // logs the answer after the request.
+        let before = net.peers[&server].replica.log().appended();
+        let request = Message::CatchUpRequest {
+            from: Epoch(0),
+            count: 2,
+        };
+        let ready = net
+            .peer(server)
+            .replica
+            .inbound(asker, &wire::encode(&request))
+            .unwrap();
+        let answers: Vec<&Message> = ready
+            .messages
+            .iter()
+            .filter(|(to, m)| *to == asker && is_catch_up_response(m))
+            .map(|(_, m)| m)
+            .collect();
+        assert!(
+            matches!(answers[..], [Message::CatchUpResponse(b)] if b.len() == 2),
+            "one answer with both epochs: {answers:?}"
+        );
+        let logged = net.peers[&server].replica.log().clone();
+        assert_eq!(logged.appended(), before + 2, "the request, then its reply");
+        assert!(matches!(
+            logged.events().last(),
+            Some((_, Event::Reply(Reply::Committed { peer, .. }))) if *peer == asker
+        ));
+
+        // Restart twice over the same log.
+        let peer = &net.peers[&server];
+        let (first, first_recovery) = reopen(
+            &peer.config,
+            &peer.seed,
+            logged.clone(),
+            peer.replica.settings,
+        );
+        let (second, second_recovery) = reopen(
+            &peer.config,
+            &peer.seed,
+            first.log().clone(),
+            peer.replica.settings,
+        );
+        for (replica, recovery) in [(&first, &first_recovery), (&second, &second_recovery)] {
+            assert_eq!(
+                replica.log().appended(),
+                logged.appended(),
+                "opening appended to the log"
+            );
+            assert_eq!(replica.log().events(), logged.events());
+            assert!(
+                !recovery
+                    .ready
+                    .requests
+                    .iter()
+                    .any(|r| matches!(r, Request::ReadCommitted { .. })),
+                "ReadCommitted asked again: {:?}",
+                recovery.ready.requests
+            );
+            let replayed_answers = recovery
+                .replayed
+                .iter()
+                .filter(|o| o.target == Target::Node(asker) && is_catch_up_response(&o.message))
+                .count();
+            assert_eq!(replayed_answers, 1, "the logged reply is handled once");
+            assert_eq!(replica.epoch(), epoch);
+            assert_eq!(
+                replica.node().chain_link(),
+                peer.replica.node().chain_link()
+            );
+            assert_eq!(recovery.refused, 0);
+        }
+        assert_eq!(first_recovery.events, second_recovery.events);
+        assert_eq!(first_recovery.replayed, second_recovery.replayed);
+    }
+
+    /// Guards against the replayed messages going through a sender queue that still assumes
+    /// every peer at epoch 0 (the consensus component before the replica host moved to
+    /// beat-core called `assume_peers_at` only after queueing them): every message for an
+    /// epoch beyond `max_future_epochs` was held back until the peer announced a later
+    /// epoch, which it might be waiting on this replica to reach. After a restart the
+    /// replica must re-send its current epoch's messages to every peer at once.
+    #[test]
+    fn replayed_messages_beyond_the_window_are_sent_after_a_restart() {
+        // A checkpoint every 5 epochs: the replica restarts from epoch 5, beyond the window
+        // (3) seen from epoch 0, and replays into epoch 7.
+        let mut net = Net::new(12, 5);
+        let window = net.peers[&NodeId(0)].config.params.max_future_epochs;
+        let target = Epoch(7);
+        net.submit_all(40);
+        let crashed = NodeId(0);
+        net.run_until(|net| net.peers[&crashed].replica.epoch() >= target);
+        let peer = &net.peers[&crashed];
+        assert_eq!(peer.replica.epoch(), target);
+        let (checkpoint, _) = peer.replica.log().checkpoint().unwrap().unwrap();
+        assert!(
+            checkpoint.epoch.0 > window,
+            "replay must start beyond the window"
+        );
+        let current = |m: &Message| m.epoch() == Some(target);
+        assert!(
+            peer.replica
+                .sent_since_checkpoint()
+                .iter()
+                .any(|o| o.target == Target::All && current(&o.message)),
+            "the replica broadcast in its current epoch before the crash"
+        );
+
+        let (replica, recovery) = peer.reopen();
+        assert_eq!(replica.epoch(), target);
+        assert_eq!(recovery.refused, 0);
+        assert_eq!(replica.queue.deferred_len(), 0, "messages held back");
+        // Every current-epoch message the replay produced goes out to each of its
+        // recipients, in order.
+        let others: Vec<NodeId> = peer
+            .config
+            .committee
+            .members()
+            .filter(|p| *p != crashed)
+            .collect();
+        let mut expected = Vec::new();
+        for out in recovery.replayed.iter().filter(|o| current(&o.message)) {
+            match out.target {
+                Target::All => expected.extend(others.iter().map(|p| (*p, out.message.clone()))),
+                Target::Node(p) => expected.push((p, out.message.clone())),
+            }
+        }
+        let sent: Vec<(NodeId, Message)> = recovery
+            .ready
+            .messages
+            .iter()
+            .filter(|(_, m)| current(m))
+            .cloned()
+            .collect();
+        assert_eq!(
+            sent, expected,
+            "the replay's epoch-{target} messages, to each recipient"
+        );
+        for p in &others {
+            assert!(
+                sent.iter().any(|(to, _)| to == p),
+                "nothing of epoch {target} re-sent to {p}"
+            );
+        }
     }
 }

@@ -1,24 +1,23 @@
-//! The simulator's [`EventLog`]: what a replica's disk holds, in memory. It survives a
-//! simulated crash (the network hands it to the rebuilt [`Replica`](beat_core::replica::Replica)),
-//! so a restart runs the shipped replay over exactly what was logged.
+//! An [`EventLog`] in memory (raft-rs's `MemStorage` plays the same part): what a replica's
+//! disk holds, for the simulator and for tests. It survives a simulated crash — hand it (or a
+//! clone) to a new [`Replica::open`](super::Replica::open) — so a restart runs the shipped replay
+//! over exactly what was logged.
 
 use std::convert::Infallible;
 
-use beat_core::{
-    Batch, Checkpoint, CommitCertificate, CommittedBatch,
-    epoch::StoredFragments,
-    replica::{Event, EventLog},
-};
 use beat_types::Epoch;
 
+use super::{Event, EventLog};
+use crate::{Batch, Checkpoint, CommitCertificate, CommittedBatch, epoch::StoredFragments};
+
 /// One replica's storage.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct MemoryLog {
     next_seq: u64,
     /// Events logged since the last checkpoint (earlier ones are dropped, as on disk).
     events: Vec<(u64, Event)>,
     /// The last checkpoint and where replay starts.
-    pub(crate) checkpoint: Option<(Checkpoint, u64)>,
+    checkpoint: Option<(Checkpoint, u64)>,
     /// Every committed batch, in epoch order, with its certificate once certified.
     committed: Vec<CommittedBatch>,
     /// Fragments stored since the network last collected them for the checker.
@@ -34,6 +33,22 @@ impl MemoryLog {
     /// Events logged since the last checkpoint.
     pub fn logged(&self) -> usize {
         self.events.len()
+    }
+
+    /// Events ever appended (the next sequence number).
+    pub fn appended(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The events logged since the last checkpoint, with their sequence numbers.
+    pub fn events(&self) -> &[(u64, Event)] {
+        &self.events
+    }
+
+    /// Forgets the checkpoint: the next open replays the events still held from a fresh node
+    /// (what a lost checkpoint file does to the consensus store).
+    pub fn forget_checkpoint(&mut self) {
+        self.checkpoint = None;
     }
 
     /// Takes the fragments stored since the last call (`Output::Stored`, in order).
