@@ -155,3 +155,36 @@ def stop_entries(entries: list[dict], grace: float) -> list[str]:
             report.append(f"{name}: pid {pid} stopped")
     reap()
     return report
+
+
+def stop_all(d: Path, grace: float, first=lambda entry: False) -> list[str]:
+    """Stops every process recorded in `d`'s pids.json (those `first` selects before the others:
+    a network's daemons before the helpers they depend on) and forgets them."""
+    entries = load_pids(d)
+    report = stop_entries([e for e in entries if first(e)], grace)
+    report += stop_entries([e for e in entries if not first(e)], grace)
+    forget_pids(d)
+    return report
+
+
+def down(d: Path, grace: float, log, stop=stop_all) -> int:
+    """The `down` command: `stop(d, grace)` reported line by line; nothing recorded is no error."""
+    if not (d / PIDS_FILE).exists():
+        log(f"nothing to stop in {d} (no {PIDS_FILE})")
+        return 0
+    for line in stop(d, grace):
+        log(line)
+    return 0
+
+
+def run(args, errors: tuple[type[BaseException], ...], log) -> int:
+    """Runs the parsed command `args.func(args)`: `errors` are reported as one `ERROR:` line and
+    exit status 1, an interrupt as status 130."""
+    try:
+        return args.func(args)
+    except errors as e:
+        log(f"ERROR: {e}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130

@@ -62,8 +62,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import netproc  # noqa: E402  (e2e/networks/netproc.py: process management shared with tornet.py)
 from netproc import (  # noqa: E402
-    PIDS_FILE,
-    forget_pids,
     load_pids,
     pid_alive,
     inner_pid,
@@ -445,13 +443,8 @@ def write_router_files(r: Router, a: argparse.Namespace) -> None:
 
 
 def stop_all(d: Path, grace: float) -> list[str]:
-    entries = load_pids(d)
     # Routers first, then the namespace owner/forwarder.
-    routers = [e for e in entries if e["kind"] == "i2pd"]
-    others = [e for e in entries if e["kind"] != "i2pd"]
-    report = stop_entries(routers, grace) + stop_entries(others, grace)
-    forget_pids(d)
-    return report
+    return netproc.stop_all(d, grace, first=lambda e: e["kind"] == "i2pd")
 
 
 def nsenter_prefix(ns: dict) -> list[str]:
@@ -1236,13 +1229,9 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 def cmd_down(a: argparse.Namespace) -> int:
     d = Path(a.dir).resolve()
-    if not (d / PIDS_FILE).exists():
-        log(f"nothing to stop in {d} (no {PIDS_FILE})")
-        return 0
-    for line in stop_all(d, a.grace):
-        log(line)
+    status = netproc.down(d, a.grace, log, stop_all)
     (d / NETNS_READY).unlink(missing_ok=True)
-    return 0
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1303,15 +1292,7 @@ def main(argv: list[str] | None = None) -> int:
     ns.add_argument("--routers", type=int, required=True)
     ns.set_defaults(func=cmd_netns)
 
-    a = p.parse_args(argv)
-    try:
-        return a.func(a)
-    except (NetError, SamError) as e:
-        log(f"ERROR: {e}")
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
+    return netproc.run(p.parse_args(argv), (NetError, SamError), log)
 
 
 if __name__ == "__main__":

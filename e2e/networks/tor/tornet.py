@@ -41,15 +41,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import netproc  # noqa: E402  (e2e/networks/netproc.py: process management shared with i2pdnet.py)
 from netproc import (  # noqa: E402
-    PIDS_FILE,
-    forget_pids,
     inner_pid,
     load_pids,
     ours,
     pid_alive,
     port_free,
     save_pids,
-    stop_entries,
+    stop_all,
     tail,
 )
 
@@ -527,12 +525,6 @@ def client_bootstrapped(node: Node) -> bool:
 # --------------------------------------------------------------------------- #
 
 
-def stop_all(d: Path, grace: float) -> list[str]:
-    report = stop_entries(load_pids(d), grace)
-    forget_pids(d)
-    return report
-
-
 def start_node(node: Node, lifetime: int) -> dict:
     torrc = node.datadir / "torrc"
     out = open(node.datadir / "tor.stdout", "ab")
@@ -917,13 +909,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_down(a: argparse.Namespace) -> int:
-    d = Path(a.dir).resolve()
-    if not (d / PIDS_FILE).exists():
-        log(f"nothing to stop in {d} (no {PIDS_FILE})")
-        return 0
-    for line in stop_all(d, a.grace):
-        log(line)
-    return 0
+    return netproc.down(Path(a.dir).resolve(), a.grace, log)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -974,15 +960,7 @@ def main(argv: list[str] | None = None) -> int:
     dn.add_argument("--grace", type=float, default=10.0)
     dn.set_defaults(func=cmd_down)
 
-    a = p.parse_args(argv)
-    try:
-        return a.func(a)
-    except TornetError as e:
-        log(f"ERROR: {e}")
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
+    return netproc.run(p.parse_args(argv), (TornetError,), log)
 
 
 if __name__ == "__main__":
