@@ -1,5 +1,5 @@
 //! End-to-end scenarios against a real BEAT cluster: replicas run as processes on loopback
-//! ([`beat_cli::cluster::Cluster`]), load goes through the public gRPC APIs only, and agreement
+//! ([`beat_testkit::cluster::Cluster`]), load goes through the public gRPC APIs only, and agreement
 //! is checked from the outside.
 //!
 //! The helpers here are what the scenarios in `tests/` share: market events as transactions,
@@ -9,6 +9,7 @@
 
 pub mod firewall;
 pub mod networks;
+pub mod ports;
 pub mod transports;
 
 use std::{
@@ -18,7 +19,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use beat_cli::monitor::{market_client, ordering_client};
+use beat_cli::api::{market_client, ordering_client};
 use beat_client::client::{Client, ClientConfig};
 pub use beat_client::verify::CommitteeInfo;
 use beat_proto::{
@@ -48,7 +49,7 @@ pub fn market_key() -> &'static beat_crypto::identity::IdentityKeypair {
 
 /// Registers [`MARKET_SOURCE`] in `spec`'s market, so its state services apply [`market_tx`]'s
 /// events (a cluster's market is never open).
-pub fn register_market_source(spec: &mut beat_cli::cluster::ClusterSpec) {
+pub fn register_market_source(spec: &mut beat_testkit::cluster::ClusterSpec) {
     spec.market_sources
         .insert(MARKET_SOURCE.to_owned(), market_key().public());
 }
@@ -162,7 +163,7 @@ pub async fn batches_until(
     let mut missing: HashSet<&[u8]> = wanted.iter().map(Vec::as_slice).collect();
     let mut out: Vec<Batch> = Vec::new();
     let mut config = ClientConfig::new(vec![endpoint.to_owned()]);
-    config.auth = beat_cli::monitor::client_auth();
+    config.auth = beat_cli::api::client_auth();
     // Reconnect quickly: a replica the scenario restarts is back within seconds.
     config.backoff_max = Duration::from_secs(1);
     let client = Client::new(config)?;
@@ -230,7 +231,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// What served history is verified against: `cluster`'s committee.
-pub fn committee_of(cluster: &beat_cli::cluster::Cluster) -> CommitteeInfo {
+pub fn committee_of(cluster: &beat_testkit::cluster::Cluster) -> CommitteeInfo {
     CommitteeInfo::from_file(cluster.committee())
 }
 

@@ -12,13 +12,13 @@ use std::{
 };
 
 use anyhow::Context as _;
-use beat_cli::{
-    bench::{LoadOptions, LoadReport, run_load},
+use beat_cli::bench::{LoadOptions, LoadReport, run_load};
+use beat_config::Endpoints;
+use beat_provision::layout::Service;
+use beat_testkit::{
     cluster::{Cluster, ClusterSpec, Configure, KdfParams, ReplicaConfigs},
-    layout::Service,
     monitor::AgreementTracker,
 };
-use beat_config::Endpoints;
 
 use crate::{
     batches_until, check_same_order, committee_of, market_tx,
@@ -247,7 +247,7 @@ pub async fn steady(
     let ordering: Vec<String> = (0..cluster.n())
         .map(|i| cluster.ordering_endpoint(i))
         .collect();
-    let tracker = AgreementTracker::start(ordering, Vec::new(), 0);
+    let tracker = AgreementTracker::start(ordering, Vec::new(), 0, cluster.client_auth());
     let report = measure(cluster, rate).await?;
     eprintln!("{name}: {}", describe(&report));
     anyhow::ensure!(

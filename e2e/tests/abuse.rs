@@ -10,16 +10,14 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use beat_cli::{
-    cluster::{Cluster, ClusterSpec},
-    layout::Service,
-};
 use beat_e2e::{committed_everywhere, committee_of, market_tx, scenario_dir, submit_spread};
 use beat_proto::consensus::v1::{self as cpb, ordering_service_client::OrderingServiceClient};
+use beat_provision::layout::Service;
+use beat_testkit::cluster::{Cluster, ClusterSpec};
 use bytes::Bytes;
 
 const N: usize = 4;
-const BASE_PORT: u16 = 41_000;
+const BASE_PORT: u16 = beat_e2e::ports::CLUSTER_A;
 /// How much the abuse may add to consensus's resident memory.
 const GROWTH_CEILING_KIB: u64 = 80 * 1024;
 
@@ -30,7 +28,7 @@ fn spec() -> (ClusterSpec, std::path::PathBuf) {
     spec.replicas = N;
     spec.base_port = BASE_PORT;
     spec.params.batch_size = 2000;
-    spec.kdf = beat_cli::cluster::KdfParams::insecure_fast_for_tests();
+    spec.kdf = beat_testkit::cluster::KdfParams::insecure_fast_for_tests();
     spec.log_filter = "info,sled=warn,h2=warn,tower=warn,hyper=warn,actix_server=warn".into();
     (spec, dir)
 }
@@ -183,10 +181,10 @@ async fn consensus_holds_under_connection_body_and_watch_abuse() -> anyhow::Resu
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = vm_kib(pid, "VmRSS:");
     let ops = cluster.ports(0).ops(Service::Consensus);
-    let text = beat_cli::cluster::ops_metrics(ops)
+    let text = beat_telemetry::probe::metrics(ops)
         .await
         .ok_or_else(|| anyhow::anyhow!("replica 0's consensus metrics"))?;
-    let metric = |series: &str| beat_cli::cluster::metric_value(&text, series).unwrap_or(0.0);
+    let metric = |series: &str| beat_telemetry::probe::metric_value(&text, series).unwrap_or(0.0);
     let open = metric("beat_api_connections_open");
     let over_cap = metric("beat_api_connections_refused_total{reason=\"max_connections\"}");
     let over_budget = metric("beat_api_requests_over_inflight_budget_total");
@@ -234,10 +232,10 @@ async fn consensus_holds_under_connection_body_and_watch_abuse() -> anyhow::Resu
     committed_everywhere(&all, &committee, next, &load, Duration::from_secs(120)).await?;
     let peak = vm_kib(pid, "VmHWM:");
     let refused_watchers = watchers.iter().filter(|w| w.is_finished()).count();
-    let text = beat_cli::cluster::ops_metrics(ops)
+    let text = beat_telemetry::probe::metrics(ops)
         .await
         .unwrap_or_default();
-    let metric = |series: &str| beat_cli::cluster::metric_value(&text, series).unwrap_or(0.0);
+    let metric = |series: &str| beat_telemetry::probe::metric_value(&text, series).unwrap_or(0.0);
     let buffered_after = metric("beat_watch_buffered_bytes");
     let (cut_slow, cut_budget, cut_admission) = (
         metric("beat_watch_cut_total{reason=\"slow\"}"),

@@ -30,7 +30,7 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::Context as _;
-use beat_cli::{bench::LoadReport, cluster::Cluster, monitor::AgreementTracker};
+use beat_cli::bench::LoadReport;
 use beat_e2e::{
     committed_everywhere, committee_of, epochs,
     firewall::Cut,
@@ -42,12 +42,13 @@ use beat_e2e::{
         transport_spec, wait_links, wait_links_down, with_cluster,
     },
 };
+use beat_testkit::{cluster::Cluster, monitor::AgreementTracker};
 
 const N: usize = 4;
-const TORNET_BASE_PORT: u16 = 31_000;
-const I2PDNET_BASE_PORT: u16 = 29_000;
-const TOR_ONLY_REPLICA_BASE: u16 = 35_000;
-const CENSORSHIP_BASE: u16 = 41_000;
+const TORNET_BASE_PORT: u16 = beat_e2e::ports::TOR_NET;
+const I2PDNET_BASE_PORT: u16 = beat_e2e::ports::I2PD_NET;
+const TOR_ONLY_REPLICA_BASE: u16 = beat_e2e::ports::CLUSTER_B;
+const CENSORSHIP_BASE: u16 = beat_e2e::ports::CLUSTER_A;
 /// Offered load in every phase: what I2P alone carries comfortably on this network (the
 /// issue's I2P target is 200 tx/s), so each phase can be compared with the others.
 const RATE: u64 = 300;
@@ -71,7 +72,7 @@ async fn cluster_spec(
     mixes: &[Mix],
     tor: &TorNet,
     i2p: &I2pdNet,
-) -> anyhow::Result<beat_cli::cluster::ClusterSpec> {
+) -> anyhow::Result<beat_testkit::cluster::ClusterSpec> {
     let beat = Path::new(env!("CARGO_BIN_EXE_beat-e2e"));
     let setup = I2pSetup {
         sam: &i2p.sam,
@@ -154,7 +155,7 @@ async fn censorship(
         );
     }
     let ordering: Vec<String> = (0..N).map(|i| cluster.ordering_endpoint(i)).collect();
-    let tracker = AgreementTracker::start(ordering.clone(), Vec::new(), 0);
+    let tracker = AgreementTracker::start(ordering.clone(), Vec::new(), 0, cluster.client_auth());
 
     let all_up = measure(cluster, RATE).await?;
     eprintln!("{name}: all transports up: {}", describe(&all_up));

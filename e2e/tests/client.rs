@@ -4,19 +4,17 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use beat_cli::{
-    cluster::{Cluster, ClusterSpec},
-    layout::Service,
-};
 use beat_client::{
     client::{Client, ClientConfig},
     verify::CommitteeInfo,
 };
 use beat_e2e::{market_tx, scenario_dir};
+use beat_provision::layout::Service;
+use beat_testkit::cluster::{Cluster, ClusterSpec};
 use futures::StreamExt as _;
 
 const N: usize = 4;
-const BASE_PORT: u16 = 28_000;
+const BASE_PORT: u16 = beat_e2e::ports::CLUSTER_A;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_idempotent_resubmission_and_a_watch_that_survives_its_replica()
@@ -26,7 +24,7 @@ async fn failover_idempotent_resubmission_and_a_watch_that_survives_its_replica(
     beat_e2e::register_market_source(&mut spec);
     spec.replicas = N;
     spec.base_port = BASE_PORT;
-    spec.kdf = beat_cli::cluster::KdfParams::insecure_fast_for_tests();
+    spec.kdf = beat_testkit::cluster::KdfParams::insecure_fast_for_tests();
     spec.services = vec![Service::Keystore, Service::Gateway, Service::Consensus];
     let mut cluster = Cluster::prepare(spec)?;
     cluster.start_all()?;

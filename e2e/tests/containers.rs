@@ -19,16 +19,15 @@
 use std::{collections::HashSet, path::Path, time::Duration};
 
 use anyhow::{Context, bail};
-use beat_cli::{
-    cluster::ops_ready,
-    monitor::{AgreementTracker, ordering_client},
-};
+use beat_cli::api::ordering_client;
 use beat_e2e::{
     batches_until, committed_everywhere,
     compose::{ComposeProject, compose_program, run_bounded},
     market_tx, same_market_state, submit_spread,
 };
 use beat_proto::consensus::v1 as cpb;
+use beat_telemetry::probe::ready as ops_ready;
+use beat_testkit::monitor::AgreementTracker;
 use bytes::Bytes;
 use tokio::time::Instant;
 
@@ -190,7 +189,7 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
     // The published APIs require the keygen's TLS material: every client below uses it.
     let credentials = std::env::temp_dir().join(format!("beat-compose-{}", project.project()));
     let auth = project.client_auth(&credentials)?;
-    beat_cli::monitor::use_client_auth(auth.clone());
+    beat_cli::api::use_client_auth(auth.clone());
     wait_ready(project, &all).await?;
     // Every batch below is verified against the committee file the keygen wrote.
     let committee = project.committee(&credentials)?;
@@ -221,7 +220,7 @@ async fn scenario(project: &mut ComposeProject, t0: Instant) -> anyhow::Result<(
         "[{:>5.1?}] up: 4 replicas × 4 services ready and healthy",
         t0.elapsed()
     );
-    let tracker = AgreementTracker::start(ordering.clone(), market.clone(), 0);
+    let tracker = AgreementTracker::start(ordering.clone(), market.clone(), 0, auth.clone());
 
     // Phase 1: load through every replica's published ordering API.
     let phase1 = txs("ctr", 0..2_000);

@@ -9,15 +9,16 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use beat_cli::{
-    cluster::{Cluster, ClusterSpec},
-    monitor::{AgreementTracker, market_client, ordering_client},
-};
+use beat_cli::api::{market_client, ordering_client};
 use beat_e2e::{
-    batches_until, committee_of, epochs, market_event_totals, market_tx, scenario_dir,
+    batches_until, committee_of, epochs, market_event_totals, market_tx, ports, scenario_dir,
     states_at_least, submit_all,
 };
 use beat_proto::{consensus::v1 as cpb, state::v1 as spb};
+use beat_testkit::{
+    cluster::{Cluster, ClusterSpec},
+    monitor::AgreementTracker,
+};
 use bytes::Bytes;
 
 const N: usize = 4;
@@ -37,8 +38,8 @@ fn spec(name: &str, base_port: u16) -> (ClusterSpec, std::path::PathBuf) {
 
 /// Keystores for tests: the cheapest Argon2 parameters (the production default costs 64 MiB
 /// and ~100 ms per replica start).
-fn beat_crypto_kdf_fast() -> beat_cli::cluster::KdfParams {
-    beat_cli::cluster::KdfParams::insecure_fast_for_tests()
+fn beat_crypto_kdf_fast() -> beat_testkit::cluster::KdfParams {
+    beat_testkit::cluster::KdfParams::insecure_fast_for_tests()
 }
 
 fn txs(source: &str, range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
@@ -138,14 +139,15 @@ async fn expect_events(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_replicas_agree_recover_and_stall_safely() -> anyhow::Result<()> {
-    let (spec, dir) = spec("cluster", 21_000);
+    let (spec, dir) = spec("cluster", ports::CLUSTER_A);
     let mut cluster = Cluster::prepare(spec)?;
     cluster.start_all()?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;
     let all: Vec<usize> = (0..N).collect();
     let ordering: Vec<String> = all.iter().map(|&i| cluster.ordering_endpoint(i)).collect();
     let market: Vec<String> = all.iter().map(|&i| cluster.market_endpoint(i)).collect();
-    let tracker = AgreementTracker::start(ordering.clone(), market.clone(), 0);
+    let tracker =
+        AgreementTracker::start(ordering.clone(), market.clone(), 0, cluster.client_auth());
 
     // Phase 1: 10,000 market events through the ordering API of all four replicas.
     let phase1 = txs("e2e", 0..10_000);
@@ -242,11 +244,14 @@ async fn four_replicas_agree_recover_and_stall_safely() -> anyhow::Result<()> {
     // request — across crashes of whole replicas, keystores included (a restarted keystore
     // starts at frontier 0 and learns from the next certificate presented).
     for i in all.iter().copied() {
-        let addr = cluster.ports(i).ops(beat_cli::layout::Service::Keystore);
-        let text = beat_cli::cluster::ops_metrics(addr)
+        let addr = cluster
+            .ports(i)
+            .ops(beat_provision::layout::Service::Keystore);
+        let text = beat_telemetry::probe::metrics(addr)
             .await
             .ok_or_else(|| anyhow::anyhow!("replica {i}'s keystore metrics"))?;
-        let value = |series: &str| beat_cli::cluster::metric_value(&text, series).unwrap_or(0.0);
+        let value =
+            |series: &str| beat_telemetry::probe::metric_value(&text, series).unwrap_or(0.0);
         let frontier = value("beat_keystore_signing_frontier");
         for reason in ["horizon", "equivocation", "certificate"] {
             let refused = value(&format!(
@@ -283,7 +288,7 @@ async fn four_replicas_agree_recover_and_stall_safely() -> anyhow::Result<()> {
     drop(cluster);
     // The stopped replicas' stores verify offline too.
     for i in [0, 3] {
-        let data = beat_cli::layout::replica_dir(&dir, i).join("consensus");
+        let data = beat_provision::layout::replica_dir(&dir, i).join("consensus");
         let report = beat_cli::verify::stored(&committee, &data, false)
             .map_err(|e| e.context(format!("replica {i}'s stored history")))?;
         anyhow::ensure!(
@@ -298,12 +303,12 @@ async fn four_replicas_agree_recover_and_stall_safely() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_documented_status_codes() -> anyhow::Result<()> {
-    let (mut spec, dir) = spec("bad-requests", 24_000);
+    let (mut spec, dir) = spec("bad-requests", ports::CLUSTER_B);
     spec.params.max_transaction_bytes = 1024;
     let mut cluster = Cluster::prepare(spec)?;
     cluster.start_all()?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;
-    outsiders_reach_no_internal_api(&dir, 24_000).await?;
+    outsiders_reach_no_internal_api(&dir, ports::CLUSTER_B).await?;
     let mut ordering = ordering_client(&cluster.ordering_endpoint(0))?;
     let mut market = market_client(&cluster.market_endpoint(0))?;
     let submit = |txs: Vec<Vec<u8>>| cpb::SubmitRequest {
@@ -463,7 +468,7 @@ async fn outsiders_reach_no_internal_api(dir: &std::path::Path, base: u16) -> an
                 "replica {i}: something listens on port {port}"
             );
         }
-        let sockets = beat_cli::layout::Sockets::of(dir, i);
+        let sockets = beat_provision::layout::Sockets::of(dir, i);
         let beat_telemetry::local::ListenAddr::Unix(path) = &sockets.gateway else {
             anyhow::bail!("the gateway API is not on a Unix socket");
         };

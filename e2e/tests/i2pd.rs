@@ -30,9 +30,9 @@ use beat_e2e::{
 
 const N: usize = 4;
 /// The cluster's ports (`base + 100·k + i`).
-const BASE_PORT: u16 = 44_000;
+const BASE_PORT: u16 = beat_e2e::ports::CLUSTER_A;
 /// The network's ports: SAM bridges at `+32 + i`, web consoles at `+64 + i` on 127.0.0.1.
-const I2PDNET_BASE_PORT: u16 = 29_000;
+const I2PDNET_BASE_PORT: u16 = beat_e2e::ports::I2PD_NET;
 /// Offered load; the target over I2P alone is 200 tx/s.
 const RATE: u64 = 300;
 

@@ -7,11 +7,11 @@
 
 use std::{process::Stdio, time::Duration};
 
-use beat_cli::cluster::{Cluster, ClusterSpec};
 use beat_e2e::scenario_dir;
+use beat_testkit::cluster::{Cluster, ClusterSpec};
 
 const N: usize = 4;
-const BASE_PORT: u16 = 43_000;
+const BASE_PORT: u16 = beat_e2e::ports::CLUSTER_A;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_submits_watches_and_verifies_certificates() -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ async fn python_client_submits_watches_and_verifies_certificates() -> anyhow::Re
     beat_e2e::register_market_source(&mut spec);
     spec.replicas = N;
     spec.base_port = BASE_PORT;
-    spec.kdf = beat_cli::cluster::KdfParams::insecure_fast_for_tests();
+    spec.kdf = beat_testkit::cluster::KdfParams::insecure_fast_for_tests();
     spec.log_filter = "info,sled=warn,h2=warn,tower=warn,hyper=warn,actix_server=warn".into();
     let mut cluster = Cluster::prepare(spec)?;
     cluster.start_all()?;

@@ -6,19 +6,17 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use beat_cli::{
-    cluster::{Cluster, ClusterSpec, FeedSpec},
-    monitor::use_client_auth,
-};
+use beat_cli::api::use_client_auth;
 use beat_client::connect::{ClientAuth, market, ordering};
 use beat_e2e::{
     batches_until, check_same_order, committee_of, market_tx, scenario_dir, states_at_least,
     submit_all,
 };
 use beat_proto::{consensus::v1 as cpb, state::v1 as spb};
+use beat_testkit::cluster::{Cluster, ClusterSpec, FeedSpec};
 
 const N: usize = 4;
-const BASE_PORT: u16 = 27_000;
+const BASE_PORT: u16 = beat_e2e::ports::CLUSTER_A;
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The status code an ordering and a market call as `auth` get (`None`: answered).
@@ -54,7 +52,7 @@ async fn only_clients_with_certificate_and_token_reach_a_tls_committee() -> anyh
     spec.replicas = N;
     spec.base_port = BASE_PORT;
     spec.tls = true;
-    spec.kdf = beat_cli::cluster::KdfParams::insecure_fast_for_tests();
+    spec.kdf = beat_testkit::cluster::KdfParams::insecure_fast_for_tests();
     spec.feed = Some(FeedSpec {
         events_per_second: 50,
         symbols: vec!["BTC-USD".to_owned()],

@@ -22,20 +22,20 @@
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use beat_cli::cluster::Configure;
 use beat_e2e::{
     networks::{TorNet, tor_installed},
     scenario_dir,
     transports::{Mix, steady, transport_spec, with_cluster},
 };
+use beat_testkit::cluster::Configure;
 
 const N: usize = 4;
-const TORNET_BASE_PORT: u16 = 31_000;
-const BASE_PORT: u16 = 32_000;
-const EXTERNAL_BASE_PORT: u16 = 26_000;
+const TORNET_BASE_PORT: u16 = beat_e2e::ports::TOR_NET;
+const BASE_PORT: u16 = beat_e2e::ports::CLUSTER_A;
+const EXTERNAL_BASE_PORT: u16 = beat_e2e::ports::CLUSTER_B;
 /// Where the C tor client forwards replica 3's onion service in scenario 2 (the gateway's
 /// `tor.listen`), outside both clusters' port ranges.
-const EXTERNAL_LISTEN_PORT: u16 = 28_900;
+const EXTERNAL_LISTEN_PORT: u16 = beat_e2e::ports::TOR_ONION_FORWARD;
 /// The virtual port of that onion service, as in the committee file.
 const EXTERNAL_ONION_PORT: u16 = 7000;
 /// Offered load; the target over Tor alone is 500 tx/s.

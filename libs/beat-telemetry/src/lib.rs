@@ -16,6 +16,7 @@ pub mod local;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
+pub mod probe;
 pub mod service;
 pub mod shutdown;
 pub mod watch;

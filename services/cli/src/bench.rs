@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::{sync::Semaphore, time::Instant};
 
-use crate::{client::TxPreparer, monitor::ordering_client};
+use crate::{api::ordering_client, client::TxPreparer};
 
 const MAGIC: &[u8; 8] = b"BEATBNCH";
 const HEADER: usize = 24;
@@ -357,7 +357,7 @@ mod tests {
 #[derive(Clone, Debug)]
 pub struct LocalBench {
     /// The cluster to start (its directory is deleted first and afterwards).
-    pub spec: crate::cluster::ClusterSpec,
+    pub spec: beat_testkit::cluster::ClusterSpec,
     /// The load (endpoints are filled in).
     pub load: LoadOptions,
     /// Keep the cluster directory (logs) afterwards.
@@ -383,12 +383,12 @@ pub struct LocalReport {
 
 /// Starts a fresh cluster, runs the load against it and stops it.
 pub async fn run_local(bench: LocalBench) -> anyhow::Result<LocalReport> {
-    use crate::cluster::Cluster;
+    use beat_testkit::cluster::Cluster;
     if bench.spec.dir.exists() {
         std::fs::remove_dir_all(&bench.spec.dir)?;
     }
     let mut cluster = Cluster::prepare(bench.spec.clone())?;
-    crate::monitor::use_client_auth(cluster.client_auth());
+    crate::api::use_client_auth(cluster.client_auth());
     cluster.start_all()?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;
     let n = cluster.n();

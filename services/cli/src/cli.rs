@@ -6,7 +6,9 @@ use beat_core::{Delivery, Params};
 use beat_types::Variant;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{commands, layout::Service};
+use beat_provision::layout::Service;
+
+use crate::commands;
 
 /// BEAT: asynchronous BFT ordering (BEAT0–BEAT4) as gRPC services.
 #[derive(Parser, Debug)]
@@ -140,7 +142,7 @@ impl ParamsArgs {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    crate::monitor::use_client_auth(cli.auth.auth());
+    crate::api::use_client_auth(cli.auth.auth());
     match cli.command {
         Command::Run(a) => commands::run::run(a),
         Command::Health(a) => commands::health::run(a),

@@ -20,7 +20,9 @@ use beat_types::Variant;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-use crate::monitor::{market_client, ordering_client, statuses};
+use beat_testkit::monitor::statuses;
+
+use crate::api::{client_auth, market_client, ordering_client};
 
 /// Prepares transactions for a committee ([`beat_client::client::Sealer`]): seals them for
 /// BEAT2 as a fresh client numbering its requests, passes them through otherwise.
@@ -89,7 +91,7 @@ pub async fn submit(
         .map(|t| prep.prepare(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut config = ClientConfig::new(endpoints);
-    config.auth = crate::monitor::client_auth();
+    config.auth = client_auth();
     let mut client = Client::new(config)?;
     let mut accepted = 0usize;
     for chunk in txs.chunks(10_000) {
@@ -192,7 +194,7 @@ pub async fn watch(
 
 /// `beat status`: a table of every given replica.
 pub async fn status(ordering: &[String], market: &[String]) -> anyhow::Result<bool> {
-    let st = statuses(ordering, market, Duration::from_secs(2)).await;
+    let st = statuses(ordering, market, &client_auth(), Duration::from_secs(2)).await;
     println!(
         "{:<8} {:<8} {:>8} {:>8} {:>12} {:>7} {:<9} {:<9} {:>8} {:<16}",
         "replica",
@@ -271,7 +273,7 @@ pub async fn links(gateways: &[String]) -> anyhow::Result<()> {
         "unacked"
     );
     for (i, endpoint) in gateways.iter().enumerate() {
-        let mut client = GatewayServiceClient::new(crate::monitor::channel(endpoint)?);
+        let mut client = GatewayServiceClient::new(crate::api::channel(endpoint)?);
         let call = tokio::time::timeout(Duration::from_secs(2), client.peers(PeersRequest {}));
         let peers = match call.await {
             Ok(Ok(r)) => r.into_inner().peers,

@@ -8,9 +8,9 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use crate::{
+use beat_provision::layout::Service;
+use beat_testkit::{
     cluster::{Cluster, ClusterSpec},
-    layout::Service,
     monitor::{AgreementTracker, statuses},
 };
 
@@ -92,7 +92,8 @@ pub async fn devnet(options: DevnetOptions) -> anyhow::Result<ExitCode> {
         std::fs::remove_dir_all(&options.spec.dir)?;
     }
     let mut cluster = Cluster::prepare(options.spec)?;
-    crate::monitor::use_client_auth(cluster.client_auth());
+    let auth = cluster.client_auth();
+    crate::api::use_client_auth(auth.clone());
     print_banner(&cluster);
     cluster.start_all()?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;
@@ -109,13 +110,14 @@ pub async fn devnet(options: DevnetOptions) -> anyhow::Result<ExitCode> {
         Vec::new()
     };
     // Compare from the epoch the cluster is at now (a resumed devnet has history).
-    let first = statuses(&ordering, &[], Duration::from_secs(2)).await;
+    let first = statuses(&ordering, &[], &auth, Duration::from_secs(2)).await;
     let from_epoch = first
         .iter()
         .filter_map(|s| s.consensus.as_ref().map(|c| c.epoch))
         .min()
         .unwrap_or(0);
-    let tracker = AgreementTracker::start(ordering.clone(), market.clone(), from_epoch);
+    let tracker =
+        AgreementTracker::start(ordering.clone(), market.clone(), from_epoch, auth.clone());
 
     let started = tokio::time::Instant::now();
     let shutdown = beat_telemetry::shutdown::signal();
@@ -159,7 +161,7 @@ pub async fn devnet(options: DevnetOptions) -> anyhow::Result<ExitCode> {
             tracker.probe(plain, target);
             let endpoint = ordering[target].clone();
             tokio::spawn(async move {
-                if let Ok(mut c) = crate::monitor::ordering_client(&endpoint) {
+                if let Ok(mut c) = crate::api::ordering_client(&endpoint) {
                     let _ = c
                         .submit(beat_proto::consensus::v1::SubmitRequest {
                             transactions: vec![bytes::Bytes::from(tx)],
@@ -168,7 +170,7 @@ pub async fn devnet(options: DevnetOptions) -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        let st = statuses(&ordering, &market, Duration::from_secs(1)).await;
+        let st = statuses(&ordering, &market, &auth, Duration::from_secs(1)).await;
         let report = tracker.report();
         let epochs: Vec<Option<u64>> = st
             .iter()

@@ -14,7 +14,8 @@ use std::{
 
 use anyhow::Context;
 
-use crate::{cluster::ops_ready, layout::Service};
+use beat_provision::layout::Service;
+use beat_telemetry::probe::ready as ops_ready;
 
 /// The ops address `service` listens on according to its configuration.
 pub fn ops_address(service: Service, config: Option<&Path>) -> anyhow::Result<SocketAddr> {

@@ -8,20 +8,17 @@
 //! - `beat verify` — checks a replica's history (live or stored) against the committee file;
 //! - `beat bench` — an open-loop load generator with latency histograms and memory figures.
 //!
-//! The library exists so tests can drive the same code: [`cluster::Cluster`] starts, kills and
-//! restarts replica processes; [`monitor::AgreementTracker`] checks agreement through the public
-//! APIs; [`main`] is the whole command line.
+//! The key ceremony and the certificates are `beat-provision`'s; the local cluster that
+//! `devnet` and `bench` run is `beat-testkit`'s. The library exists so tests can drive the same
+//! code: [`main`] is the whole command line, [`api`] its public-API clients, [`bench`] the load
+//! generator.
 
+pub mod api;
 pub mod bench;
 pub mod client;
-pub mod cluster;
 pub mod devnet;
 pub mod health;
-pub mod keygen;
-pub mod layout;
-pub mod monitor;
 pub mod run;
-pub mod tls;
 pub mod verify;
 
 mod cli;

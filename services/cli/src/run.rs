@@ -6,7 +6,7 @@
 
 use std::{path::Path, process::ExitCode};
 
-use crate::layout::Service;
+use beat_provision::layout::Service;
 
 /// Loads `service`'s configuration (file plus `BEAT_<SERVICE>__*` overrides) and runs it until
 /// SIGTERM or SIGINT. Exit code 2 means the configuration was refused, 1 a runtime failure.

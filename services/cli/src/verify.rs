@@ -14,7 +14,7 @@ use beat_client::verify::{ChainVerifier, CommitteeInfo, VerifyError};
 use beat_proto::consensus::v1 as cpb;
 use beat_types::Epoch;
 
-use crate::monitor::ordering_client;
+use crate::api::ordering_client;
 
 /// What a check covered.
 #[derive(Debug, Default)]

@@ -9,11 +9,10 @@ use beat_crypto::keystore_file::KdfParams;
 use beat_types::Variant;
 
 use super::{current_exe, runtime};
-use crate::{
-    bench::{LoadOptions, LocalBench, run_load, run_local},
-    cluster::ClusterSpec,
-    layout::Service,
-};
+use beat_provision::layout::Service;
+use beat_testkit::cluster::ClusterSpec;
+
+use crate::bench::{LoadOptions, LocalBench, run_load, run_local};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

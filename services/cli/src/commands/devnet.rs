@@ -2,12 +2,13 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
+use beat_provision::layout::Service;
+use beat_testkit::cluster::{ClusterSpec, FeedSpec};
+
 use super::{current_exe, runtime};
 use crate::{
     cli::ParamsArgs,
-    cluster::{ClusterSpec, FeedSpec},
     devnet::{DevnetOptions, default_dir, devnet},
-    layout::Service,
 };
 
 #[derive(clap::Args, Debug)]

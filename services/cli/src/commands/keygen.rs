@@ -6,10 +6,9 @@ use anyhow::Context;
 use beat_config::Endpoints;
 use beat_crypto::keystore_file::KdfParams;
 
-use crate::{
-    cli::ParamsArgs,
-    keygen::{KeygenOptions, keygen},
-};
+use beat_provision::keygen::{KeygenOptions, keygen};
+
+use crate::cli::ParamsArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -55,7 +54,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         endpoints,
         passphrase_file: a.passphrase_file,
         kdf: KdfParams::default(),
-        tls: a.tls.then(|| crate::tls::TlsOptions {
+        tls: a.tls.then(|| beat_provision::tls::TlsOptions {
             server_names: (0..endpoints_len)
                 .map(|i| {
                     a.tls_names

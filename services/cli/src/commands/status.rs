@@ -6,7 +6,9 @@ use anyhow::Context;
 use beat_config::CommitteeFile;
 
 use super::runtime;
-use crate::{client, layout::Ports};
+use beat_provision::layout::Ports;
+
+use crate::client;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -37,8 +39,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             };
             let state_running = (0..n).any(|i| dir.join(format!("replica-{i}/state.db")).exists());
             // A TLS devnet (`devnet --tls`): its own client credentials.
-            let scheme = if crate::tls::ca_file(dir).exists() {
-                crate::monitor::use_client_auth(crate::tls::client_auth(dir, "client"));
+            let scheme = if beat_provision::tls::ca_file(dir).exists() {
+                crate::api::use_client_auth(beat_provision::tls::client_auth(dir, "client"));
                 "https"
             } else {
                 "http"
@@ -55,7 +57,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     Vec::new()
                 },
                 (0..n)
-                    .map(|i| crate::layout::Sockets::of(dir, i).gateway.endpoint())
+                    .map(|i| {
+                        beat_provision::layout::Sockets::of(dir, i)
+                            .gateway
+                            .endpoint()
+                    })
                     .collect(),
             )
         }

@@ -39,6 +39,11 @@ impl Service {
 }
 
 /// Ports of replica `i` on loopback: `base + 100·k + i` for the k-th port kind.
+///
+/// A cluster of `n` replicas uses `base ..= base + span(n) - 1` ([`Ports::span`]). Lay it out
+/// below Linux's ephemeral range (32768–60999 by default, [`ephemeral_range`]): a port in that
+/// range may be taken by any outgoing connection on the machine, including the cluster's own,
+/// just before the service that should listen on it binds it.
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
     /// Base port.
@@ -48,6 +53,14 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// The highest port kind (the state service's ops port).
+    const LAST_KIND: u16 = 24;
+
+    /// How many consecutive ports from the base a cluster of `replicas` (at most 99) uses.
+    pub const fn span(replicas: u16) -> u32 {
+        100 * Self::LAST_KIND as u32 + replicas as u32
+    }
+
     fn port(&self, kind: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.base + 100 * kind + self.replica))
     }
@@ -75,8 +88,20 @@ impl Ports {
             Service::Consensus => 21,
             Service::Gateway => 22,
             Service::Keystore => 23,
-            Service::State => 24,
+            Service::State => Self::LAST_KIND,
         })
+    }
+}
+
+/// The machine's ephemeral port range, `(first, last)`, from which the kernel picks the local
+/// port of outgoing connections (Linux: `/proc/sys/net/ipv4/ip_local_port_range`); `None` where
+/// it cannot be read.
+pub fn ephemeral_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(first)), Some(Ok(last))) => Some((first, last)),
+        _ => None,
     }
 }
 

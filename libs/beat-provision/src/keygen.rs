@@ -1,4 +1,4 @@
-//! `beat keygen`: the trusted-dealer key ceremony, written to disk.
+//! The trusted-dealer key ceremony (`beat keygen`), written to disk.
 //!
 //! Writes `committee.json` (public) and, per replica, `replica-<i>/keystore.bin` (the replica's
 //! secrets, passphrase-encrypted) and `replica-<i>/passphrase` (mode 0600, generated unless a
@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use beat_config::{CommitteeFile, Endpoints, ReplicaEntry};
-use beat_core::Params;
 use beat_crypto::{
     dealer,
     keystore_file::{KdfParams, Passphrase},
 };
 use beat_keystore::file::{passphrase_from_file, seal_to_file};
-use beat_types::{Committee, NodeId};
+use beat_types::{Committee, NodeId, Params};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -46,7 +45,8 @@ fn random_passphrase() -> anyhow::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+/// Writes `contents` to `path`, readable by the owner only (mode `0600` on Unix).
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

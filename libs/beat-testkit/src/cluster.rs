@@ -27,19 +27,16 @@ use std::{
 
 use anyhow::{Context, bail};
 use beat_config::{CommitteeFile, Endpoints};
-use beat_core::Params;
 pub use beat_crypto::keystore_file::KdfParams;
-use nix::{sys::signal::Signal, unistd::Pid};
-use serde::Serialize;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    time::Instant,
-};
-
-use crate::{
+use beat_provision::{
     keygen::{KeygenOptions, keygen},
     layout::{Ports, Service, replica_dir},
+    tls,
 };
+use beat_types::Params;
+use nix::{sys::signal::Signal, unistd::Pid};
+use serde::Serialize;
+use tokio::time::Instant;
 
 /// The synthetic market feed each replica's state service runs.
 #[derive(Clone, Debug)]
@@ -109,7 +106,7 @@ pub struct ClusterSpec {
     pub market_sources:
         std::collections::BTreeMap<String, beat_crypto::identity::IdentityPublicKey>,
     /// Serve the public APIs over TLS with client certificates and bearer tokens
-    /// ([`crate::tls`]; issued into the directory when it has none), instead of plaintext on
+    /// ([`beat_provision::tls`]; issued into the directory when it has none), instead of plaintext on
     /// loopback.
     pub tls: bool,
 }
@@ -179,12 +176,30 @@ impl Cluster {
                 spec.replicas
             );
         }
-        let max_port = u32::from(spec.base_port) + 2400 + spec.replicas as u32;
-        if max_port > u32::from(u16::MAX) || spec.replicas > 99 {
+        if spec.replicas > 99 {
+            bail!(
+                "a local cluster has at most 99 replicas (got {})",
+                spec.replicas
+            );
+        }
+        let first = u32::from(spec.base_port);
+        let last = first + Ports::span(spec.replicas as u16) - 1;
+        if last > u32::from(u16::MAX) {
             bail!(
                 "base port {} leaves no room for {} replicas",
                 spec.base_port,
                 spec.replicas
+            );
+        }
+        if let Some((lo, hi)) = beat_provision::layout::ephemeral_range()
+            && first <= u32::from(hi)
+            && u32::from(lo) <= last
+        {
+            tracing::warn!(
+                "ports {first}-{last} overlap the ephemeral range {lo}-{hi}: an outgoing \
+                 connection may take a port before its service binds it; choose a base port \
+                 below {}",
+                u32::from(lo).saturating_sub(Ports::span(spec.replicas as u16))
             );
         }
         std::fs::create_dir_all(&spec.dir)
@@ -255,10 +270,10 @@ impl Cluster {
                 tls: None,
             })?
         };
-        if spec.tls && !crate::tls::ca_file(&dir).exists() {
-            crate::tls::issue(
+        if spec.tls && !tls::ca_file(&dir).exists() {
+            tls::issue(
                 &dir,
-                &crate::tls::TlsOptions {
+                &tls::TlsOptions {
                     server_names: vec![
                         vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
                         spec.replicas
@@ -360,7 +375,7 @@ impl Cluster {
     /// CA and the `client` certificate and token under TLS.
     pub fn client_auth(&self) -> beat_client::connect::ClientAuth {
         if self.spec.tls {
-            crate::tls::client_auth(&self.dir, "client")
+            tls::client_auth(&self.dir, "client")
         } else {
             beat_client::connect::ClientAuth::default()
         }
@@ -388,7 +403,7 @@ impl Cluster {
             filter: self.spec.log_filter.clone(),
             ..Default::default()
         };
-        let sockets = crate::layout::Sockets::of(&self.dir, replica as usize);
+        let sockets = beat_provision::layout::Sockets::of(&self.dir, replica as usize);
 
         let keystore = beat_keystore::config::Config {
             replica,
@@ -438,10 +453,10 @@ impl Cluster {
         state.consensus.endpoint = self.ordering_endpoint(i);
         if self.spec.tls {
             for api in [&mut consensus.api, &mut state.api] {
-                api.tls = Some(crate::tls::server_tls(&self.dir, i));
-                api.tokens_file = Some(crate::tls::tokens_file(&self.dir));
+                api.tls = Some(tls::server_tls(&self.dir, i));
+                api.tokens_file = Some(tls::tokens_file(&self.dir));
             }
-            state.consensus.auth = crate::tls::state_auth(&self.dir, i);
+            state.consensus.auth = tls::state_auth(&self.dir, i);
         }
         state.consensus.backoff_max = Duration::from_secs(1);
         state.store.path = rdir.join("state.db");
@@ -589,7 +604,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let addr = self.ports(i).ops(service);
         loop {
-            if ops_ready(addr).await {
+            if beat_telemetry::probe::ready(addr).await {
                 return Ok(());
             }
             if !self.is_running(i, service) {
@@ -679,58 +694,4 @@ fn read_vm_hwm(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// `GET /metrics` on an ops port: the Prometheus text, or `None` if it did not answer within
-/// five seconds.
-pub async fn ops_metrics(addr: SocketAddr) -> Option<String> {
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await
-            .ok()?;
-        let mut page = Vec::new();
-        s.read_to_end(&mut page).await.ok()?;
-        let page = String::from_utf8(page).ok()?;
-        let (head, body) = page.split_once("\r\n\r\n")?;
-        head.contains(" 200 ").then(|| body.to_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(5), attempt)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// The value of the sample whose name and labels are `series` exactly (e.g.
-/// `beat_keystore_refusals_total{operation="horizon"}`) in Prometheus text; `None` if absent.
-pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix(series))
-        .find_map(|rest| rest.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// `GET /readyz` on an ops port; `true` on HTTP 200.
-pub async fn ops_ready(addr: SocketAddr) -> bool {
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await
-            .ok()?;
-        let mut buf = [0u8; 32];
-        let mut got = 0;
-        while got < 12 {
-            let k = s.read(&mut buf[got..]).await.ok()?;
-            if k == 0 {
-                break;
-            }
-            got += k;
-        }
-        let line = std::str::from_utf8(&buf[..got]).ok()?;
-        Some(line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200"))
-    };
-    tokio::time::timeout(Duration::from_secs(1), attempt)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
 }

@@ -8,50 +8,10 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use beat_client::connect::{ApiChannel, ClientAuth};
+use beat_client::connect::{ClientAuth, market, ordering};
 use beat_proto::{consensus::v1 as cpb, state::v1 as spb};
-use cpb::ordering_service_client::OrderingServiceClient;
 use parking_lot::Mutex;
-use spb::market_service_client::MarketServiceClient;
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
-
-/// Largest gRPC message the tools accept (a batch can be large).
-pub const MAX_MESSAGE_BYTES: usize = beat_client::connect::MAX_MESSAGE_BYTES;
-
-/// A lazily connecting channel to `endpoint` (connects on first use, reconnects after failures).
-/// `unix:/path` reaches a replica's internal API on its Unix socket.
-pub fn channel(endpoint: &str) -> anyhow::Result<Channel> {
-    Ok(beat_telemetry::local::lazy_channel(
-        endpoint,
-        Duration::from_secs(2),
-        false,
-    )?)
-}
-
-/// The credentials every public-API client of this process uses (the command line's
-/// `--ca-file`, `--cert-file`, `--key-file`, `--token-file`, or a TLS devnet's own).
-static CLIENT_AUTH: parking_lot::RwLock<Option<ClientAuth>> = parking_lot::RwLock::new(None);
-
-/// Makes `auth` the credentials of every later [`ordering_client`] and [`market_client`].
-pub fn use_client_auth(auth: ClientAuth) {
-    *CLIENT_AUTH.write() = Some(auth);
-}
-
-/// This process's credentials for the public APIs ([`use_client_auth`]).
-pub fn client_auth() -> ClientAuth {
-    CLIENT_AUTH.read().clone().unwrap_or_default()
-}
-
-/// An ordering API client, with this process's credentials ([`use_client_auth`]).
-pub fn ordering_client(endpoint: &str) -> anyhow::Result<OrderingServiceClient<ApiChannel>> {
-    Ok(beat_client::connect::ordering(endpoint, &client_auth())?)
-}
-
-/// A market API client, with this process's credentials ([`use_client_auth`]).
-pub fn market_client(endpoint: &str) -> anyhow::Result<MarketServiceClient<ApiChannel>> {
-    Ok(beat_client::connect::market(endpoint, &client_auth())?)
-}
 
 /// One replica's status as its public APIs report it (`None`: unreachable).
 #[derive(Clone, Debug, Default)]
@@ -62,18 +22,21 @@ pub struct ReplicaStatus {
     pub state: Option<spb::StatusResponse>,
 }
 
-/// Asks every replica for its status (each call bounded by `timeout`).
+/// Asks every replica for its status with the credentials `auth` (each call bounded by
+/// `timeout`).
 pub async fn statuses(
-    ordering: &[String],
-    market: &[String],
+    ordering_endpoints: &[String],
+    market_endpoints: &[String],
+    auth: &ClientAuth,
     timeout: Duration,
 ) -> Vec<ReplicaStatus> {
     let mut set = JoinSet::new();
-    for (i, ep) in ordering.iter().enumerate() {
+    for (i, ep) in ordering_endpoints.iter().enumerate() {
         let ep = ep.clone();
+        let auth = auth.clone();
         set.spawn(async move {
             let r = async {
-                let mut c = ordering_client(&ep).ok()?;
+                let mut c = ordering(&ep, &auth).ok()?;
                 let r = tokio::time::timeout(timeout, c.status(cpb::StatusRequest {}))
                     .await
                     .ok()?;
@@ -83,11 +46,12 @@ pub async fn statuses(
             (i, r.map(Ok))
         });
     }
-    for (i, ep) in market.iter().enumerate() {
+    for (i, ep) in market_endpoints.iter().enumerate() {
         let ep = ep.clone();
+        let auth = auth.clone();
         set.spawn(async move {
             let r = async {
-                let mut c = market_client(&ep).ok()?;
+                let mut c = market(&ep, &auth).ok()?;
                 let r = tokio::time::timeout(timeout, c.status(spb::StatusRequest {}))
                     .await
                     .ok()?;
@@ -97,7 +61,8 @@ pub async fn statuses(
             (i, r.map(Err))
         });
     }
-    let mut out = vec![ReplicaStatus::default(); ordering.len().max(market.len())];
+    let mut out =
+        vec![ReplicaStatus::default(); ordering_endpoints.len().max(market_endpoints.len())];
     while let Some(Ok((i, r))) = set.join_next().await {
         match r {
             Some(Ok(c)) => out[i].consensus = Some(c),
@@ -238,8 +203,14 @@ pub struct AgreementTracker {
 }
 
 impl AgreementTracker {
-    /// Starts following `ordering` (and `market`, which may be empty) endpoints from `from_epoch`.
-    pub fn start(ordering: Vec<String>, market: Vec<String>, from_epoch: u64) -> Self {
+    /// Starts following `ordering` (and `market`, which may be empty) endpoints from
+    /// `from_epoch`, with the credentials `auth`.
+    pub fn start(
+        ordering: Vec<String>,
+        market: Vec<String>,
+        from_epoch: u64,
+        auth: ClientAuth,
+    ) -> Self {
         let n = ordering.len();
         let shared = Arc::new(Mutex::new(Shared {
             batches: Ledger::new(n),
@@ -250,10 +221,22 @@ impl AgreementTracker {
         }));
         let mut tasks = JoinSet::new();
         for (i, ep) in ordering.into_iter().enumerate() {
-            tasks.spawn(follow_batches(shared.clone(), i, ep, from_epoch));
+            tasks.spawn(follow_batches(
+                shared.clone(),
+                i,
+                ep,
+                auth.clone(),
+                from_epoch,
+            ));
         }
         for (i, ep) in market.into_iter().enumerate() {
-            tasks.spawn(follow_states(shared.clone(), i, ep, from_epoch));
+            tasks.spawn(follow_states(
+                shared.clone(),
+                i,
+                ep,
+                auth.clone(),
+                from_epoch,
+            ));
         }
         Self { shared, tasks }
     }
@@ -331,11 +314,17 @@ fn observe_probes(s: &mut Shared, replica: usize, batch: &beat_proto::common::v1
     }
 }
 
-async fn follow_batches(shared: Arc<Mutex<Shared>>, i: usize, endpoint: String, from: u64) {
+async fn follow_batches(
+    shared: Arc<Mutex<Shared>>,
+    i: usize,
+    endpoint: String,
+    auth: ClientAuth,
+    from: u64,
+) {
     let mut next = from;
     loop {
         let result = async {
-            let mut client = ordering_client(&endpoint)?;
+            let mut client = ordering(&endpoint, &auth)?;
             let mut stream = client
                 .watch_batches(cpb::WatchBatchesRequest {
                     from_epoch: next,
@@ -364,11 +353,17 @@ async fn follow_batches(shared: Arc<Mutex<Shared>>, i: usize, endpoint: String, 
     }
 }
 
-async fn follow_states(shared: Arc<Mutex<Shared>>, i: usize, endpoint: String, from: u64) {
+async fn follow_states(
+    shared: Arc<Mutex<Shared>>,
+    i: usize,
+    endpoint: String,
+    auth: ClientAuth,
+    from: u64,
+) {
     let mut next = from;
     loop {
         let result = async {
-            let mut client = market_client(&endpoint)?;
+            let mut client = market(&endpoint, &auth)?;
             let mut stream = client
                 .watch_state(spb::WatchStateRequest { from_epoch: next })
                 .await?
