@@ -30,35 +30,35 @@ pub async fn statuses(
     auth: &ClientAuth,
     timeout: Duration,
 ) -> Vec<ReplicaStatus> {
+    /// One status call, bounded by `timeout`; `None` if it failed or timed out.
+    async fn ask<T>(
+        timeout: Duration,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(response)) => Some(response.into_inner()),
+            _ => None,
+        }
+    }
     let mut set = JoinSet::new();
     for (i, ep) in ordering_endpoints.iter().enumerate() {
-        let ep = ep.clone();
-        let auth = auth.clone();
+        let client = ordering(ep, auth);
         set.spawn(async move {
-            let r = async {
-                let mut c = ordering(&ep, &auth).ok()?;
-                let r = tokio::time::timeout(timeout, c.status(cpb::StatusRequest {}))
-                    .await
-                    .ok()?;
-                r.ok().map(tonic::Response::into_inner)
-            }
-            .await;
-            (i, r.map(Ok))
+            let status = match client {
+                Ok(mut c) => ask(timeout, c.status(cpb::StatusRequest {})).await,
+                Err(_) => None,
+            };
+            (i, status.map(Ok))
         });
     }
     for (i, ep) in market_endpoints.iter().enumerate() {
-        let ep = ep.clone();
-        let auth = auth.clone();
+        let client = market(ep, auth);
         set.spawn(async move {
-            let r = async {
-                let mut c = market(&ep, &auth).ok()?;
-                let r = tokio::time::timeout(timeout, c.status(spb::StatusRequest {}))
-                    .await
-                    .ok()?;
-                r.ok().map(tonic::Response::into_inner)
-            }
-            .await;
-            (i, r.map(Err))
+            let status = match client {
+                Ok(mut c) => ask(timeout, c.status(spb::StatusRequest {})).await,
+                Err(_) => None,
+            };
+            (i, status.map(Err))
         });
     }
     let mut out =
