@@ -314,3 +314,33 @@ fn debug_never_shows_the_secret() {
         assert!(shown.contains(&kp.public().to_hex()), "{shown}");
     }
 }
+
+/// `from_bytes` remembers keys that passed its checks: a remembered key decodes to the same
+/// key, a torsioned key stays rejected however often it is asked for (nothing but validated
+/// keys is ever remembered), and a full table starts afresh rather than growing.
+#[test]
+fn remembered_keys_give_the_same_answers_as_the_checks() {
+    let good = keypair(41).public();
+    let bytes = good.to_bytes();
+    for _ in 0..3 {
+        assert_eq!(IdentityPublicKey::from_bytes(&bytes).unwrap(), good);
+        assert!(VALIDATED_KEYS.lock().contains_key(&bytes));
+    }
+
+    let point = CompressedEdwardsY(good.to_bytes()).decompress().unwrap();
+    let torsion = EIGHT_TORSION[1];
+    let torsioned = (point + torsion).compress().to_bytes();
+    for _ in 0..3 {
+        assert!(matches!(
+            IdentityPublicKey::from_bytes(&torsioned),
+            Err(IdentityError::TorsionedPublicKey)
+        ));
+        assert!(!VALIDATED_KEYS.lock().contains_key(&torsioned));
+    }
+
+    for seed in 0..VALIDATED_KEYS_CAPACITY as u64 + 8 {
+        IdentityPublicKey::from_bytes(&keypair(1_000 + seed).public().to_bytes()).unwrap();
+    }
+    assert!(VALIDATED_KEYS.lock().len() <= VALIDATED_KEYS_CAPACITY);
+    assert_eq!(IdentityPublicKey::from_bytes(&bytes).unwrap(), good);
+}
