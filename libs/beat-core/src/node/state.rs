@@ -752,7 +752,7 @@ impl BeatNode {
                         });
                     }
                 }
-                self.commit_batch(batch, certificate, true, step);
+                self.commit_batch(batch, None, certificate, true, step);
                 self.advance(step);
                 continue;
             }
@@ -774,16 +774,19 @@ impl BeatNode {
                     complete: true,
                 });
             }
-            let batch = self.assemble(outcome);
-            self.commit_batch(batch, None, false, step);
+            let (batch, keys) = self.assemble(outcome);
+            self.commit_batch(batch, Some(keys), None, false, step);
             self.advance(step);
         }
     }
 
     /// N4: builds the batch, suppressing duplicates within it and against recent epochs.
-    fn assemble(&self, outcome: EpochOutcome) -> Batch {
+    /// Returns the digests of the transactions it keeps, in batch order, so that committing
+    /// does not hash every transaction a second time (BEAT2 keys by label instead: empty).
+    fn assemble(&self, outcome: EpochOutcome) -> (Batch, Vec<Digest>) {
         let beat2 = self.config.params.variant == Variant::Beat2;
         let mut seen = std::collections::HashSet::new();
+        let mut kept = Vec::new();
         let contributions = outcome
             .contributions
             .into_iter()
@@ -791,22 +794,30 @@ impl BeatNode {
                 if !beat2 && let Content::Transactions(txs) = &mut c.content {
                     txs.retain(|tx| {
                         let key = transaction_digest(tx);
-                        !self.window.contains(&key) && seen.insert(key)
+                        let keep = !self.window.contains(&key) && seen.insert(key);
+                        if keep {
+                            kept.push(key);
+                        }
+                        keep
                     });
                 }
                 c
             })
             .collect();
-        Batch {
+        let batch = Batch {
             epoch: self.epoch,
             contributions,
             ordered_labels: outcome.ordered_labels,
-        }
+        };
+        (batch, kept)
     }
 
+    /// `digests`: the transactions' digests in batch order if the caller has them
+    /// ([`Self::assemble`]); an adopted batch's are computed here.
     fn commit_batch(
         &mut self,
         batch: Batch,
+        digests: Option<Vec<Digest>>,
         certificate: Option<CommitCertificate>,
         adopted: bool,
         step: &mut NodeStep,
@@ -814,7 +825,18 @@ impl BeatNode {
         let mut keys: Vec<Digest> = if self.config.params.variant == Variant::Beat2 {
             batch.ordered_labels.clone()
         } else {
-            batch.transactions().map(transaction_digest).collect()
+            match digests {
+                Some(digests) => {
+                    debug_assert!(
+                        batch
+                            .transactions()
+                            .map(transaction_digest)
+                            .eq(digests.iter().copied())
+                    );
+                    digests
+                }
+                None => batch.transactions().map(transaction_digest).collect(),
+            }
         };
         // N4, commitments-only delivery: the batch shows no transactions, but a replica knows
         // what its own stored contribution holds. Without this its buffer never drains: it
