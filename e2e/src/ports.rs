@@ -52,13 +52,17 @@ pub fn ranges() -> [(&'static str, u32, u32); 5] {
 mod tests {
     use super::*;
 
-    /// `beat devnet`'s default range, which a developer may be running.
-    const DEVNET: (u32, u32) = (17_000, 17_000 + 2_400 + 99 - 1);
     /// Linux's default ephemeral range starts here.
     const EPHEMERAL_FIRST: u32 = 32_768;
 
     #[test]
     fn ranges_are_disjoint_and_below_the_ephemeral_range() {
+        // `beat devnet`'s default range, which a developer may be running.
+        let devnet = beat_testkit::cluster::ClusterSpec::new("unused", "beat").base_port;
+        let devnet = (
+            u32::from(devnet),
+            u32::from(devnet) + beat_provision::layout::Ports::span(MAX_REPLICAS) - 1,
+        );
         let all = ranges();
         for (i, (name, first, last)) in all.iter().enumerate() {
             assert!(first <= last, "{name}");
@@ -67,7 +71,7 @@ mod tests {
                 "{name} ends at {last}, in the ephemeral range"
             );
             assert!(
-                *last < DEVNET.0 || *first > DEVNET.1,
+                *last < devnet.0 || *first > devnet.1,
                 "{name} overlaps beat devnet's default ports"
             );
             for (other, f, l) in &all[i + 1..] {

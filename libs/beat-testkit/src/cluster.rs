@@ -112,6 +112,24 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
+    /// Why this spec's ports are at risk on this machine, if they are: they overlap the
+    /// ephemeral range ([`beat_provision::layout::ephemeral_range`]), from which any outgoing
+    /// connection may take a port before the service that should listen on it binds it. For the
+    /// caller to show; the cluster still starts.
+    pub fn port_warning(&self) -> Option<String> {
+        let (lo, hi) = beat_provision::layout::ephemeral_range()?;
+        let first = u32::from(self.base_port);
+        let last = first + Ports::span(self.replicas.min(99) as u16) - 1;
+        (first <= u32::from(hi) && u32::from(lo) <= last).then(|| {
+            format!(
+                "ports {first}-{last} overlap this machine's ephemeral range {lo}-{hi}: an \
+                 outgoing connection may take a port before its service binds it; choose a base \
+                 port of at most {}",
+                u32::from(lo).saturating_sub(Ports::span(self.replicas.min(99) as u16))
+            )
+        })
+    }
+
     /// A 4-replica BEAT0 cluster with every service and no feed.
     pub fn new(dir: impl Into<PathBuf>, program: impl Into<PathBuf>) -> Self {
         Self {
@@ -189,17 +207,6 @@ impl Cluster {
                 "base port {} leaves no room for {} replicas",
                 spec.base_port,
                 spec.replicas
-            );
-        }
-        if let Some((lo, hi)) = beat_provision::layout::ephemeral_range()
-            && first <= u32::from(hi)
-            && u32::from(lo) <= last
-        {
-            tracing::warn!(
-                "ports {first}-{last} overlap the ephemeral range {lo}-{hi}: an outgoing \
-                 connection may take a port before its service binds it; choose a base port \
-                 below {}",
-                u32::from(lo).saturating_sub(Ports::span(spec.replicas as u16))
             );
         }
         std::fs::create_dir_all(&spec.dir)
@@ -694,4 +701,33 @@ fn read_vm_hwm(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spec is warned about exactly when its range reaches into the machine's ephemeral
+    /// range: one port below it is fine, the range's first port is not.
+    #[test]
+    fn port_warning_follows_the_ephemeral_range() {
+        let Some((lo, _)) = beat_provision::layout::ephemeral_range() else {
+            return;
+        };
+        let mut spec = ClusterSpec::new("unused", "beat");
+        let span = Ports::span(spec.replicas as u16);
+        let Ok(below) = u16::try_from(u32::from(lo).saturating_sub(span)) else {
+            return;
+        };
+        if u32::from(lo) < span || u32::from(lo) + span > u32::from(u16::MAX) {
+            return;
+        }
+        spec.base_port = below;
+        assert_eq!(spec.port_warning(), None);
+        spec.base_port = below + 1;
+        assert!(spec.port_warning().is_some());
+        spec.base_port = lo;
+        let warning = spec.port_warning().expect("inside the range");
+        assert!(warning.contains(&format!("at most {below}")), "{warning}");
+    }
 }

@@ -387,6 +387,9 @@ pub async fn run_local(bench: LocalBench) -> anyhow::Result<LocalReport> {
     if bench.spec.dir.exists() {
         std::fs::remove_dir_all(&bench.spec.dir)?;
     }
+    if let Some(warning) = bench.spec.port_warning() {
+        eprintln!("bench: warning: {warning}");
+    }
     let mut cluster = Cluster::prepare(bench.spec.clone())?;
     crate::api::use_client_auth(cluster.client_auth());
     cluster.start_all()?;

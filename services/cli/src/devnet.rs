@@ -91,6 +91,9 @@ pub async fn devnet(options: DevnetOptions) -> anyhow::Result<ExitCode> {
     if options.fresh && options.spec.dir.exists() {
         std::fs::remove_dir_all(&options.spec.dir)?;
     }
+    if let Some(warning) = options.spec.port_warning() {
+        eprintln!("devnet: warning: {warning}");
+    }
     let mut cluster = Cluster::prepare(options.spec)?;
     let auth = cluster.client_auth();
     crate::api::use_client_auth(auth.clone());
