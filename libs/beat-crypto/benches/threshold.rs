@@ -33,6 +33,23 @@ fn bls_benches(c: &mut Criterion) {
             g.bench_function("verify_share", |b| {
                 b.iter(|| pks.verify_share(NodeId(0), &msg, black_box(&shares[&NodeId(0)])))
             });
+            // Commit certificates checked one by one against in one batch (per batch of k).
+            for k in [1usize, 2, 4, 8] {
+                let batch: Vec<(bls::HashedMessage, bls::Signature)> = (0..k as u64)
+                    .map(|i| {
+                        let m = bls::coin_message(&i.to_le_bytes());
+                        let s: BTreeMap<NodeId, bls::SignatureShare> =
+                            sks.iter().take(t + 1).map(|sk| (sk.holder(), sk.sign(&m))).collect();
+                        (m, pks.combine_unchecked(&s).unwrap())
+                    })
+                    .collect();
+                g.bench_function(BenchmarkId::new("verify_each", k), |b| {
+                    b.iter(|| batch.iter().all(|(m, s)| pks.verify(m, black_box(s))))
+                });
+                g.bench_function(BenchmarkId::new("verify_batch", k), |b| {
+                    b.iter(|| pks.verify_batch(black_box(&batch)))
+                });
+            }
         }
         // The coin as the protocol runs it: combine f+1 shares, verify once, take the bit.
         g.bench_function(BenchmarkId::new("coin", &key), |b| {

@@ -56,3 +56,6 @@ pub const COMMIT_HASH_TO_G1: &[u8] = b"_BEAT_CRYPTO_COMMIT_BLS12381G1_XMD:SHA-25
 pub const COMMIT_STATEMENT: &[u8] = b"_BEAT_CRYPTO_COMMIT_STATEMENT";
 /// The chain link before epoch 0, derived from the committee digest.
 pub const COMMIT_GENESIS: &[u8] = b"_BEAT_CRYPTO_COMMIT_GENESIS";
+/// Batch verification of threshold BLS signatures: the transcript from which the random
+/// coefficients of the small-exponents test are derived (Fiat–Shamir).
+pub const BLS_BATCH_VERIFY: &[u8] = b"_BEAT_CRYPTO_BLS_BATCH_VERIFY";

@@ -35,6 +35,15 @@ impl Fr {
         Self(out)
     }
 
+    /// The integer `value` (below 2^128, so below r) as a field element.
+    pub(crate) fn from_u128(value: u128) -> Self {
+        let limbs = [value as u64, (value >> 64) as u64, 0, 0];
+        let mut out = blst_fr::default();
+        // SAFETY: as in `from_u64`: four valid limbs in, one field element out.
+        unsafe { blst_fr_from_uint64(&mut out, limbs.as_ptr()) };
+        Self(out)
+    }
+
     /// A uniformly random field element: 64 random bytes reduced modulo r (statistical distance
     /// from uniform below 2^-128).
     pub(crate) fn random(rng: &mut (impl CryptoRng + ?Sized)) -> Self {

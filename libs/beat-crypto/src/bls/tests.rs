@@ -216,3 +216,97 @@ fn encodings_round_trip_and_reject_tampering() {
     assert_eq!(secret_back, sks[1]);
     assert!(!format!("{:?}", sks[1]).contains(&secret_json[20..40]));
 }
+
+/// `k` messages and their combined signatures under one key set.
+fn signed_batch(
+    pk: &PublicKeySet,
+    secrets: &[SecretKeyShare],
+    t: usize,
+    k: usize,
+    tag: u64,
+) -> Vec<(HashedMessage, Signature)> {
+    (0..k as u64)
+        .map(|i| {
+            let m = msg(&[tag.to_le_bytes(), i.to_le_bytes()].concat());
+            let holders: Vec<usize> = (0..=t).collect();
+            let sig = pk
+                .combine_unchecked(&shares_of(secrets, &holders, &m))
+                .unwrap();
+            (m, sig)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// A batch of valid signatures passes; replacing any one of them by a signature on another
+    /// message, by a single share, or swapping two signatures fails it.
+    #[test]
+    fn batch_verification_accepts_valid_batches_only(
+        k in 1usize..6,
+        bad in 0usize..6,
+        tag: u64,
+        seed: u64,
+    ) {
+        let (pk, secrets) = keys(7, 2, seed);
+        let batch = signed_batch(&pk, &secrets, 2, k, tag);
+        prop_assert!(pk.verify_batch(&batch));
+        prop_assert!(batch.iter().all(|(m, s)| pk.verify(m, s)));
+        let bad = bad % k;
+
+        let mut foreign = batch.clone();
+        foreign[bad].1 = signed_batch(&pk, &secrets, 2, 1, tag.wrapping_add(1))[0].1;
+        prop_assert!(!pk.verify_batch(&foreign));
+
+        let mut share = batch.clone();
+        share[bad].1 = Signature(secrets[0].sign(&share[bad].0).0);
+        prop_assert!(!pk.verify_batch(&share));
+
+        if k > 1 {
+            let mut swapped = batch.clone();
+            let other = (bad + 1) % k;
+            let (a, b) = (swapped[bad].1, swapped[other].1);
+            swapped[bad].1 = b;
+            swapped[other].1 = a;
+            prop_assert!(!pk.verify_batch(&swapped));
+        }
+    }
+}
+
+#[test]
+fn batch_verification_is_not_fooled_by_errors_that_cancel() {
+    // σ₁ + Δ and σ₂ − Δ pass the naive check e(σ₁' + σ₂', g₂) = e(H₁ + H₂, pk); the random
+    // coefficients make the errors count with different weights.
+    let (pk, secrets) = keys(4, 1, 7);
+    let batch = signed_batch(&pk, &secrets, 1, 2, 99);
+    let delta = group::G1::hash_to(b"delta", b"DST");
+    let one = field::Fr::from_u64(1);
+    let minus_one = field::Fr::zero().sub(&one);
+    let mut forged = batch.clone();
+    forged[0].1 = Signature(group::G1::multi_mul(
+        &[batch[0].1.0, delta],
+        &[one.clone(), one.clone()],
+    ));
+    forged[1].1 = Signature(group::G1::multi_mul(
+        &[batch[1].1.0, delta],
+        &[one.clone(), minus_one],
+    ));
+    let naive_sig = group::G1::multi_mul(&[forged[0].1.0, forged[1].1.0], &[one.clone(), one.clone()]);
+    let naive_msg = group::G1::multi_mul(&[batch[0].0.0, batch[1].0.0], &[one.clone(), one]);
+    assert!(
+        group::pairing_check(&naive_sig, &naive_msg, pk.group_lines()),
+        "the forgery does fool an unweighted sum"
+    );
+    assert!(!pk.verify_batch(&forged));
+    assert!(pk.verify_batch(&batch));
+}
+
+#[test]
+fn batch_verification_of_nothing_and_of_the_identity() {
+    let (pk, secrets) = keys(4, 1, 3);
+    assert!(pk.verify_batch(&[]));
+    let mut batch = signed_batch(&pk, &secrets, 1, 3, 5);
+    batch[2].1 = Signature(group::G1::multi_mul(&[], &[]));
+    assert!(!pk.verify_batch(&batch));
+}
