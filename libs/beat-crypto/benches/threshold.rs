@@ -30,6 +30,12 @@ fn bls_benches(c: &mut Criterion) {
                 b.iter(|| bls::coin_message(black_box(b"epoch 7/instance 3/round 2")))
             });
             g.bench_function("sign_share", |b| b.iter(|| sks[0].sign(black_box(&msg))));
+            // What every received share costs before anything else: decompression and the
+            // subgroup check.
+            let encoded = shares[&NodeId(0)].to_bytes();
+            g.bench_function("share_from_bytes", |b| {
+                b.iter(|| bls::SignatureShare::from_bytes(black_box(&encoded)).unwrap())
+            });
             g.bench_function("verify_share", |b| {
                 b.iter(|| pks.verify_share(NodeId(0), &msg, black_box(&shares[&NodeId(0)])))
             });
@@ -38,8 +44,11 @@ fn bls_benches(c: &mut Criterion) {
                 let batch: Vec<(bls::HashedMessage, bls::Signature)> = (0..k as u64)
                     .map(|i| {
                         let m = bls::coin_message(&i.to_le_bytes());
-                        let s: BTreeMap<NodeId, bls::SignatureShare> =
-                            sks.iter().take(t + 1).map(|sk| (sk.holder(), sk.sign(&m))).collect();
+                        let s: BTreeMap<NodeId, bls::SignatureShare> = sks
+                            .iter()
+                            .take(t + 1)
+                            .map(|sk| (sk.holder(), sk.sign(&m)))
+                            .collect();
                         (m, pks.combine_unchecked(&s).unwrap())
                     })
                     .collect();
@@ -60,6 +69,16 @@ fn bls_benches(c: &mut Criterion) {
                     .unwrap();
                 bls::coin_bit(&sig)
             })
+        });
+        // The interpolation alone (a commit certificate's candidate, checked in batches).
+        g.bench_function(BenchmarkId::new("combine", &key), |b| {
+            b.iter(|| pks.combine_unchecked(black_box(&first)).unwrap())
+        });
+        // The same from shares as received (decompressed here, one subgroup check).
+        let encoded: BTreeMap<NodeId, bls::EncodedShare> =
+            first.iter().map(|(h, s)| (*h, (*s).into())).collect();
+        g.bench_function(BenchmarkId::new("combine_encoded", &key), |b| {
+            b.iter(|| pks.combine_encoded(black_box(&encoded)).unwrap())
         });
         // Worst case: one bad share among the first f+1 forces per-share verification.
         let mut with_bad = first.clone();

@@ -87,54 +87,42 @@ impl G1 {
     /// cost about half the doublings.
     pub(crate) fn multi_mul_bits(points: &[Self], scalars: &[Fr], bits: usize) -> Self {
         debug_assert_eq!(points.len(), scalars.len());
-        debug_assert!((1..=255).contains(&bits));
-        let bits = bits.clamp(1, 255);
-        let n = points.len().min(scalars.len());
-        if n == 0 {
-            // The empty sum; blst is not asked about zero points.
-            return Self::from_projective(&blst_p1::default());
-        }
-        if n == 1 {
-            let s = scalars[0].to_scalar();
-            let mut projective = blst_p1::default();
-            let mut out = blst_p1::default();
-            // SAFETY: valid points; the scalar buffer holds 32 little-endian bytes, of which
-            // the `bits ≤ 255` low bits passed are read.
-            unsafe {
-                blst_p1_from_affine(&mut projective, &points[0].0);
-                blst_p1_mult(&mut out, &projective, s.b.as_ptr(), bits);
+        let affines: Vec<blst_p1_affine> = points.iter().map(|p| p.0).collect();
+        Self::from_projective(&sum_of_products(&affines, scalars, bits))
+    }
+
+    /// Interpolates from compressed points that were only decompressed — on the curve, but not
+    /// checked to be in G1 (the check costs about half of a decoding): `Σ scalars[i] · P_i`,
+    /// returned only if the sum is a point of G1 other than the identity. `Err(Some(i))`:
+    /// encoding `i` is not a curve point; `Err(None)`: the sum is not in G1.
+    ///
+    /// Points outside G1 make the sum meaningless (blst's multiplication assumes the subgroup),
+    /// but never unsafe, and a sum that is checked afterwards — in G1, then against a pairing —
+    /// is the right one whatever its inputs were: this is how threshold shares that are
+    /// combined rather than verified one by one skip the per-share subgroup check.
+    pub(crate) fn interpolate_encoded(
+        encodings: &[[u8; Self::COMPRESSED_LEN]],
+        scalars: &[Fr],
+    ) -> Result<Self, Option<usize>> {
+        let mut affines = Vec::with_capacity(encodings.len());
+        for (i, bytes) in encodings.iter().enumerate() {
+            let mut affine = blst_p1_affine::default();
+            // SAFETY: `bytes` holds the 48 bytes blst_p1_uncompress reads.
+            if unsafe { blst_p1_uncompress(&mut affine, bytes.as_ptr()) }
+                != BLST_ERROR::BLST_SUCCESS
+            {
+                return Err(Some(i));
             }
-            return Self::from_projective(&out);
+            affines.push(affine);
         }
-        let affines: Vec<blst_p1_affine> = points[..n].iter().map(|p| p.0).collect();
-        // blst reads contiguous scalars at a stride of ⌈bits / 8⌉ bytes.
-        let stride = bits.div_ceil(8);
-        let mut bytes = Vec::with_capacity(stride * n);
-        for s in &scalars[..n] {
-            bytes.extend_from_slice(&s.to_scalar().b[..stride]);
+        let sum = Self::from_projective(&sum_of_products(&affines, scalars, 255));
+        // SAFETY: `sum.0` is a valid affine point.
+        let in_group = unsafe { blst_p1_affine_in_g1(&sum.0) };
+        if in_group && !sum.is_identity() {
+            Ok(sum)
+        } else {
+            Err(None)
         }
-        // SAFETY: scratch_sizeof returns the scratch size in bytes for `n` points.
-        let words = unsafe { blst_p1s_mult_pippenger_scratch_sizeof(n) }.div_ceil(8);
-        let mut scratch = vec![0u64; words];
-        let mut sum = blst_p1::default();
-        // The "array of pointers" form: one pointer to `n` contiguous elements, null-terminated.
-        let point_ptrs: [*const blst_p1_affine; 2] = [affines.as_ptr(), std::ptr::null()];
-        let scalar_ptrs: [*const u8; 2] = [bytes.as_ptr(), std::ptr::null()];
-        // SAFETY: `affines` holds `n` valid points and `bytes` `n` little-endian scalars of
-        // `stride` bytes each, of which the `bits ≤ 255` low bits are read; `scratch` has the
-        // size blst asked for.
-        unsafe {
-            blst_p1s_mult_pippenger(
-                &mut sum,
-                point_ptrs.as_ptr(),
-                n,
-                scalar_ptrs.as_ptr(),
-                bits,
-                scratch.as_mut_ptr(),
-            );
-        }
-        zeroize::Zeroize::zeroize(&mut bytes);
-        Self::from_projective(&sum)
     }
 
     /// Parses a compressed point, rejecting encodings off the curve, outside the prime-order
@@ -198,6 +186,58 @@ impl G2 {
         unsafe { blst_p2_affine_compress(out.as_mut_ptr(), &self.0) };
         out
     }
+}
+
+/// `Σ scalars[i] · points[i]` for affine points and scalars below `2^bits` (`bits ≤ 255`):
+/// blst's serial Pippenger, on the calling thread (see [`G1::multi_mul`]).
+fn sum_of_products(points: &[blst_p1_affine], scalars: &[Fr], bits: usize) -> blst_p1 {
+    debug_assert_eq!(points.len(), scalars.len());
+    debug_assert!((1..=255).contains(&bits));
+    let bits = bits.clamp(1, 255);
+    let n = points.len().min(scalars.len());
+    let mut out = blst_p1::default();
+    if n == 0 {
+        // The empty sum (the identity); blst is not asked about zero points.
+        return out;
+    }
+    if n == 1 {
+        let s = scalars[0].to_scalar();
+        let mut projective = blst_p1::default();
+        // SAFETY: valid point and outputs; the scalar buffer holds 32 little-endian bytes, of
+        // which the `bits ≤ 255` low bits passed are read.
+        unsafe {
+            blst_p1_from_affine(&mut projective, &points[0]);
+            blst_p1_mult(&mut out, &projective, s.b.as_ptr(), bits);
+        }
+        return out;
+    }
+    // blst reads contiguous scalars at a stride of ⌈bits / 8⌉ bytes.
+    let stride = bits.div_ceil(8);
+    let mut bytes = Vec::with_capacity(stride * n);
+    for s in &scalars[..n] {
+        bytes.extend_from_slice(&s.to_scalar().b[..stride]);
+    }
+    // SAFETY: scratch_sizeof returns the scratch size in bytes for `n` points.
+    let words = unsafe { blst_p1s_mult_pippenger_scratch_sizeof(n) }.div_ceil(8);
+    let mut scratch = vec![0u64; words];
+    // The "array of pointers" form: one pointer to `n` contiguous elements, null-terminated.
+    let point_ptrs: [*const blst_p1_affine; 2] = [points.as_ptr(), std::ptr::null()];
+    let scalar_ptrs: [*const u8; 2] = [bytes.as_ptr(), std::ptr::null()];
+    // SAFETY: `points` holds at least `n` valid points and `bytes` `n` little-endian scalars of
+    // `stride` bytes each, of which the `bits ≤ 255` low bits are read; `scratch` has the size
+    // blst asked for.
+    unsafe {
+        blst_p1s_mult_pippenger(
+            &mut out,
+            point_ptrs.as_ptr(),
+            n,
+            scalar_ptrs.as_ptr(),
+            bits,
+            scratch.as_mut_ptr(),
+        );
+    }
+    zeroize::Zeroize::zeroize(&mut bytes);
+    out
 }
 
 /// Number of line values blst precomputes for the Miller loop of BLS12-381 (its `Qlines[68]`).

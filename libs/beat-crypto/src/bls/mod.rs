@@ -43,7 +43,7 @@ mod signature;
 
 pub use coin::{coin_bit, coin_message};
 pub use keys::{PublicKey, PublicKeySet, SecretKeyShare, deal};
-pub use signature::{HashedMessage, Signature, SignatureShare};
+pub use signature::{EncodedShare, HashedMessage, Signature, SignatureShare};
 
 use beat_types::NodeId;
 
@@ -69,6 +69,9 @@ pub enum BlsError {
         /// Shares needed.
         need: usize,
     },
+    /// A received share's encoding is not a point of the curve.
+    #[error("the share of holder {0} is not a curve point")]
+    InvalidShareEncoding(NodeId),
     /// A share's holder is not in the key set.
     #[error("no key share for holder {0}")]
     UnknownHolder(NodeId),

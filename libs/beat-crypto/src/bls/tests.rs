@@ -264,7 +264,7 @@ proptest! {
         prop_assert!(!pk.verify_batch(&share));
 
         if k > 1 {
-            let mut swapped = batch.clone();
+            let mut swapped = batch;
             let other = (bad + 1) % k;
             let (a, b) = (swapped[bad].1, swapped[other].1);
             swapped[bad].1 = b;
@@ -292,7 +292,8 @@ fn batch_verification_is_not_fooled_by_errors_that_cancel() {
         &[batch[1].1.0, delta],
         &[one.clone(), minus_one],
     ));
-    let naive_sig = group::G1::multi_mul(&[forged[0].1.0, forged[1].1.0], &[one.clone(), one.clone()]);
+    let naive_sig =
+        group::G1::multi_mul(&[forged[0].1.0, forged[1].1.0], &[one.clone(), one.clone()]);
     let naive_msg = group::G1::multi_mul(&[batch[0].0.0, batch[1].0.0], &[one.clone(), one]);
     assert!(
         group::pairing_check(&naive_sig, &naive_msg, pk.group_lines()),
@@ -309,4 +310,74 @@ fn batch_verification_of_nothing_and_of_the_identity() {
     let mut batch = signed_batch(&pk, &secrets, 1, 3, 5);
     batch[2].1 = Signature(group::G1::multi_mul(&[], &[]));
     assert!(!pk.verify_batch(&batch));
+}
+
+/// A compressed curve point outside G1: the first x with a point on the curve (the cofactor is
+/// large, so such a point is in the prime-order subgroup with negligible probability).
+fn point_outside_g1() -> [u8; 48] {
+    for x in 1u8..=255 {
+        let mut bytes = [0u8; 48];
+        bytes[0] = 0x80; // compressed, not the identity, the smaller y
+        bytes[47] = x;
+        if SignatureShare::from_bytes(&bytes).is_err()
+            && group::G1::interpolate_encoded(&[bytes], &[field::Fr::from_u64(1)]) != Err(Some(0))
+        {
+            return bytes;
+        }
+    }
+    unreachable!("half of all x have a curve point");
+}
+
+#[test]
+fn encoded_shares_combine_like_decoded_ones_and_refuse_bad_points() {
+    let (pk, secrets) = keys(7, 2, 11);
+    let m = msg(b"statement");
+    let decoded = shares_of(&secrets, &[0, 2, 5], &m);
+    let encoded: BTreeMap<NodeId, EncodedShare> = decoded
+        .iter()
+        .map(|(h, s)| (*h, EncodedShare::from(*s)))
+        .collect();
+    let signature = pk.combine_encoded(&encoded).unwrap();
+    assert_eq!(signature, pk.combine_unchecked(&decoded).unwrap());
+    assert!(pk.verify(&m, &signature));
+
+    // Same wire encoding as a decoded share; decoding checks what combining skipped.
+    let share = decoded[&NodeId(2)];
+    assert_eq!(
+        postcard::to_allocvec(&share).unwrap(),
+        postcard::to_allocvec(&EncodedShare::from(share)).unwrap()
+    );
+    let back: EncodedShare = postcard::from_bytes(&postcard::to_allocvec(&share).unwrap()).unwrap();
+    assert_eq!(back.decode().unwrap(), share);
+
+    // A curve point outside G1 as a share: decoding refuses it; combining either refuses the
+    // result (not in G1) or returns one that does not verify (the Lagrange coefficient can be
+    // a multiple of the small-order part's order, which then vanishes) — never a signature.
+    let outside = EncodedShare::from_bytes(&point_outside_g1());
+    assert!(outside.decode().is_err());
+    for holder in [0, 2, 5] {
+        let mut bad = encoded.clone();
+        bad.insert(NodeId(holder), outside);
+        match pk.combine_encoded(&bad) {
+            Err(e) => assert_eq!(e, BlsError::InvalidEncoding("combined signature")),
+            Ok(s) => assert!(!pk.verify(&m, &s) && !pk.verify_batch(&[(m, s), (m, signature)])),
+        }
+    }
+    // A small scalar keeps the small-order part: the sum is not in G1.
+    assert_eq!(
+        group::G1::interpolate_encoded(&[outside.to_bytes()], &[field::Fr::from_u64(5)]),
+        Err(None)
+    );
+    // Not a point at all: the holder is named.
+    let mut garbage = encoded.clone();
+    garbage.insert(NodeId(5), EncodedShare::from_bytes(&[0xff; 48]));
+    assert_eq!(
+        pk.combine_encoded(&garbage),
+        Err(BlsError::InvalidShareEncoding(NodeId(5)))
+    );
+    // A valid share from another holder's key: combines, but does not verify.
+    let mut wrong = encoded;
+    wrong.insert(NodeId(0), EncodedShare::from(secrets[1].sign(&m)));
+    let combined = pk.combine_encoded(&wrong).unwrap();
+    assert!(!pk.verify(&m, &combined));
 }
