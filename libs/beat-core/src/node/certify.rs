@@ -10,9 +10,17 @@
 //!     by then (R2: a requested share is always released); `wants` is set if this replica may
 //!     have missed others' shares for e: it adopted an epoch through catch-up within the
 //!     catch-up horizon before e (C6)
-//! C3  shares are kept unverified, one per sender (a second, different one is a fault); with
-//!     f+1 of them, combine optimistically (one pairing check; only on failure verify each,
-//!     fault and drop the invalid ones and never take another from their senders for e)
+//! C3  shares are kept unverified and undecoded, one per sender (a second, different one is a
+//!     fault); an epoch with f+1 of them is ready: its candidate certificate combines f+1 of
+//!     them (this replica's own first, senders never caught with an invalid share next),
+//!     decoding only those and checking subgroup membership once, on the combination. Ready epochs are checked together, k
+//!     candidates against one pairing check (`bls::PublicKeySet::verify_batch`), when the
+//!     replica is not loaded (its next proposal would not be full: nobody waits on its
+//!     throughput), when a peer asked for a ready epoch's certificate (C4), under the watermark
+//!     (C7: before an epoch would be held) and when stalled; while loaded they wait, at most
+//!     until the watermark. If the batch fails, each candidate is checked alone, and for a
+//!     failed one the shares are verified one by one until f+1 valid ones combine: invalid
+//!     ones are faulted and dropped, and their senders' shares for e never taken again
 //! C4  on a certificate for e: send it to every peer whose share for e asked for it (`wants`),
 //!     once per peer, and remember the last `certify_window + catch_up_lag` certificates
 //! C5  a share asking for the certificate of a remembered certified epoch is answered with it,
@@ -30,8 +38,17 @@
 //! ```
 //!
 //! In the common case every replica combines its own certificate and no certificate travels:
-//! the cost is one share signature, one multicast of 48 bytes and one combination (a
-//! multi-scalar multiplication and one pairing check) per replica and epoch.
+//! the cost is one share signature, one multicast of 48 bytes, one combination (a multi-scalar
+//! multiplication) and `1/k` of a pairing check per replica and epoch, `k` the number of epochs
+//! checked together (up to `certify_window` under load, 1 when idle).
+//!
+//! Deferring the check under load changes no guarantee: a deferred epoch is committed and its
+//! share released (C1, C2) as before; only its certificate forms up to `certify_window − 1`
+//! epochs later. It cannot stall the replica: a loaded replica proposes in every epoch, so
+//! epochs keep committing until the watermark, which flushes every ready epoch before it
+//! would hold (and the stall timer flushes them too). A Byzantine sender of invalid shares
+//! fails one batch, is found by the per-candidate checks, and from then on its shares are
+//! combined last (a volatile hint, relearned after a restart).
 //!
 //! Liveness: every honest replica commits every epoch (agreement, catch-up) and releases its
 //! share for it (C1, C2); n − f ≥ f + 1 honest shares exist. A replica that committed e holds
@@ -59,7 +76,7 @@ use crate::{
 /// A peer's `CommitShare` message.
 pub(crate) struct IncomingShare {
     pub epoch: Epoch,
-    pub share: bls::SignatureShare,
+    pub share: bls::EncodedShare,
     pub wants: bool,
 }
 
@@ -67,9 +84,9 @@ pub(crate) struct IncomingShare {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Pending {
     statement: CommitStatement,
-    /// Unverified shares, one per sender (this replica's own among them once the keystore
-    /// answered).
-    shares: BTreeMap<NodeId, bls::SignatureShare>,
+    /// Unverified, undecoded shares, one per sender (this replica's own among them once the
+    /// keystore answered).
+    shares: BTreeMap<NodeId, bls::EncodedShare>,
     /// Whether the keystore answered the share request.
     own: bool,
     /// Senders caught with an invalid share for this epoch.
@@ -84,7 +101,7 @@ struct Pending {
 /// Shares and a certificate for an epoch not committed here yet (C6).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Early {
-    shares: BTreeMap<NodeId, bls::SignatureShare>,
+    shares: BTreeMap<NodeId, bls::EncodedShare>,
     /// A certificate whose signature verified.
     certificate: Option<CommitCertificate>,
     /// Peers whose certificate was checked (one each).
@@ -111,6 +128,30 @@ pub(crate) struct Certifier {
     caught_up_through: Option<Epoch>,
     /// The digest of the last committed batch.
     last_batch: Option<Digest>,
+    /// Senders caught with an invalid share since this replica started: their shares are
+    /// combined last (C3). A hint only — not part of the checkpoint, ignored by equality.
+    #[serde(skip)]
+    suspects: Hint<BTreeSet<NodeId>>,
+}
+
+/// State that only steers effort, never an outcome: equal to any other value of its type, and
+/// not persisted. (Which f+1 valid shares combine does not matter: BLS signatures are unique.)
+#[derive(Clone, Debug, Default)]
+struct Hint<T>(T);
+
+impl<T> PartialEq for Hint<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Hint<T> {}
+
+/// A ready epoch's candidate certificate (C3).
+struct Candidate {
+    epoch: Epoch,
+    message: bls::HashedMessage,
+    signature: Option<bls::Signature>,
 }
 
 impl Certifier {
@@ -122,6 +163,7 @@ impl Certifier {
             recent: BTreeMap::new(),
             caught_up_through: None,
             last_batch: None,
+            suspects: Hint::default(),
         }
     }
 
@@ -258,7 +300,6 @@ impl Certifier {
             },
         );
         step.request(Request::CommitShare(statement));
-        self.try_combine(config, epoch, step);
     }
 
     /// C2: the keystore's share for `epoch`.
@@ -273,6 +314,7 @@ impl Certifier {
         let wants = self
             .caught_up_through
             .is_some_and(|c| epoch.0 <= c.0.saturating_add(horizon));
+        let share = bls::EncodedShare::from(share);
         step.broadcast(Message::CommitShare {
             epoch,
             share,
@@ -281,7 +323,6 @@ impl Certifier {
         if let Some(p) = self.pending.get_mut(&epoch) {
             p.own = true;
             p.shares.insert(config.our_id, share);
-            self.try_combine(config, epoch, step);
         }
     }
 
@@ -316,7 +357,6 @@ impl Certifier {
                 Some(_) => {}
                 None => {
                     p.shares.insert(sender, share);
-                    self.try_combine(config, epoch, step);
                 }
             }
         } else if let Some(recent) = self.recent.get_mut(&epoch) {
@@ -392,30 +432,155 @@ impl Certifier {
         }
     }
 
-    /// C3: combines `epoch`'s shares once there are f+1.
-    fn try_combine(&mut self, config: &Config, epoch: Epoch, step: &mut NodeStep) {
-        let Some(p) = self.pending.get_mut(&epoch) else {
-            return;
-        };
-        if p.shares.len() < config.committee.f_plus_one() {
-            return;
-        }
-        let combined = config
-            .keys
-            .coin
-            .combine_optimistic(&p.statement.message(), &p.shares);
-        for node in combined.invalid_shares {
-            p.shares.remove(&node);
-            p.refused.insert(node);
-            if node != config.our_id {
-                step.fault(Fault {
-                    node,
-                    epoch: Some(epoch),
-                    kind: FaultKind::InvalidCommitShare,
-                });
+    /// C3: checks the ready epochs now unless the replica is `loaded` and no peer waits for
+    /// one of them (the node calls this after every event it processes).
+    pub fn settle(&mut self, config: &Config, loaded: bool, step: &mut NodeStep) {
+        let mut ready = 0;
+        let mut wanted = false;
+        for p in self.pending.values() {
+            if Self::is_ready(config, p) {
+                ready += 1;
+                wanted |= !p.wanting.is_empty();
             }
         }
-        if let Some(signature) = combined.value {
+        if ready > 0 && (!loaded || wanted || ready as u64 >= config.params.certify_window) {
+            self.flush(config, step);
+        }
+    }
+
+    /// C3, C7: checks every ready epoch now (the watermark is about to hold, or the replica is
+    /// stalled).
+    pub fn flush(&mut self, config: &Config, step: &mut NodeStep) {
+        let f1 = config.committee.f_plus_one();
+        let candidates: Vec<Candidate> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| Self::is_ready(config, p))
+            .map(|(epoch, p)| {
+                let chosen = self.preferred(config, p, f1);
+                Candidate {
+                    epoch: *epoch,
+                    message: p.statement.message(),
+                    signature: config.keys.coin.combine_encoded(&chosen).ok(),
+                }
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let batch: Vec<(bls::HashedMessage, bls::Signature)> = candidates
+            .iter()
+            .filter_map(|c| c.signature.map(|s| (c.message, s)))
+            .collect();
+        let all_combined = batch.len() == candidates.len();
+        let single = candidates.len() == 1;
+        if all_combined && config.keys.coin.verify_batch(&batch) {
+            for c in candidates {
+                if let Some(signature) = c.signature {
+                    self.certify_pending(config, c.epoch, signature, step);
+                }
+            }
+            return;
+        }
+        for c in candidates {
+            // A batch of one was that candidate's own check.
+            let valid = !single
+                && c.signature
+                    .is_some_and(|s| config.keys.coin.verify(&c.message, &s));
+            match c.signature {
+                Some(signature) if valid => self.certify_pending(config, c.epoch, signature, step),
+                _ => self.verify_shares(config, c.epoch, &c.message, step),
+            }
+        }
+    }
+
+    /// Whether `p` has f+1 shares not refused (C3).
+    fn is_ready(config: &Config, p: &Pending) -> bool {
+        p.shares.len() >= config.committee.f_plus_one()
+    }
+
+    /// `p`'s shares in the order they are combined: this replica's own first, then those of
+    /// senders never caught with an invalid share, each group in holder order.
+    fn ordered(&self, config: &Config, p: &Pending) -> Vec<(NodeId, bls::EncodedShare)> {
+        let mut order: Vec<(NodeId, bls::EncodedShare)> =
+            p.shares.iter().map(|(id, s)| (*id, *s)).collect();
+        order.sort_by_key(|(id, _)| (*id != config.our_id, self.suspects.0.contains(id)));
+        order
+    }
+
+    /// The first `count` shares of [`Self::ordered`].
+    fn preferred(
+        &self,
+        config: &Config,
+        p: &Pending,
+        count: usize,
+    ) -> BTreeMap<NodeId, bls::EncodedShare> {
+        self.ordered(config, p).into_iter().take(count).collect()
+    }
+
+    /// C3, slow path: verifies `epoch`'s shares one by one, in preference order, until f+1
+    /// valid ones combine; faults and drops every invalid one met.
+    fn verify_shares(
+        &mut self,
+        config: &Config,
+        epoch: Epoch,
+        message: &bls::HashedMessage,
+        step: &mut NodeStep,
+    ) {
+        let f1 = config.committee.f_plus_one();
+        let Some(p) = self.pending.get(&epoch) else {
+            return;
+        };
+        let mut valid = BTreeMap::new();
+        let mut invalid = Vec::new();
+        // The replica's own share came from its keystore; it is checked like any other (a
+        // misconfigured keystore must not yield a bad certificate), but not faulted.
+        for (holder, share) in self.ordered(config, p) {
+            if valid.len() == f1 {
+                break;
+            }
+            match share.decode() {
+                Ok(share) if config.keys.coin.verify_share(holder, message, &share) => {
+                    valid.insert(holder, share);
+                }
+                _ => invalid.push(holder),
+            }
+        }
+        if let Some(p) = self.pending.get_mut(&epoch) {
+            for node in invalid {
+                p.shares.remove(&node);
+                p.refused.insert(node);
+                if node != config.our_id {
+                    self.suspects.0.insert(node);
+                    step.fault(Fault {
+                        node,
+                        epoch: Some(epoch),
+                        kind: FaultKind::InvalidCommitShare,
+                    });
+                }
+            }
+        }
+        if valid.len() < f1 {
+            return;
+        }
+        // f+1 valid shares interpolate to the signature; checked once more all the same, so
+        // that inconsistent key material can never yield a certificate that does not verify.
+        if let Ok(signature) = config.keys.coin.combine_unchecked(&valid)
+            && config.keys.coin.verify(message, &signature)
+        {
+            self.certify_pending(config, epoch, signature, step);
+        }
+    }
+
+    /// C3: `signature` verified on pending `epoch`'s statement.
+    fn certify_pending(
+        &mut self,
+        config: &Config,
+        epoch: Epoch,
+        signature: bls::Signature,
+        step: &mut NodeStep,
+    ) {
+        if let Some(p) = self.pending.get(&epoch) {
             let statement = p.statement;
             self.certified(
                 config,
@@ -451,5 +616,206 @@ impl Certifier {
             self.recent.pop_first();
         }
         step.output(Output::Certified(certificate));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use beat_crypto::tdh2;
+    use beat_types::Committee;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::{Params, PublicKeys};
+
+    /// Replica 3's configuration in a committee of four, and everybody's key shares.
+    fn setup() -> (Config, Vec<bls::SecretKeyShare>) {
+        let committee = Committee::new(4).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let (coin, secrets) = bls::deal(4, committee.f(), &mut rng).unwrap();
+        let (encryption, _) = tdh2::deal(4, committee.f(), &mut rng).unwrap();
+        let config = Config {
+            our_id: NodeId(3),
+            committee,
+            committee_digest: Digest([5; 32]),
+            keys: PublicKeys {
+                coin: Arc::new(coin),
+                encryption: Arc::new(encryption),
+            },
+            params: Params::default(),
+        };
+        (config, secrets)
+    }
+
+    fn batch(epoch: u64) -> Batch {
+        Batch {
+            epoch: Epoch(epoch),
+            contributions: Vec::new(),
+            ordered_labels: Vec::new(),
+        }
+    }
+
+    /// Commits `epoch` and hands the certifier shares from `senders` (node 0's invalid when
+    /// `byzantine`); returns what that did.
+    fn commit_with_shares(
+        c: &mut Certifier,
+        config: &Config,
+        secrets: &[bls::SecretKeyShare],
+        epoch: u64,
+        byzantine: bool,
+    ) -> NodeStep {
+        let mut step = NodeStep::default();
+        c.committed(config, &batch(epoch), None, false, &mut step);
+        let statement = c.pending[&Epoch(epoch)].statement;
+        for sender in 0..3u32 {
+            let message = if byzantine && sender == 0 {
+                CommitStatement {
+                    epoch: Epoch(epoch + 100),
+                    ..statement
+                }
+                .message()
+            } else {
+                statement.message()
+            };
+            let share = IncomingShare {
+                epoch: Epoch(epoch),
+                share: secrets[sender as usize].sign(&message).into(),
+                wants: false,
+            };
+            c.on_share(config, NodeId(sender), share, Epoch(epoch + 1), &mut step);
+        }
+        step
+    }
+
+    fn certified(step: &NodeStep) -> Vec<Epoch> {
+        step.outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Certified(c) => Some(c.statement.epoch),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_loaded_replica_defers_ready_epochs_up_to_the_window_and_an_idle_one_does_not() {
+        let (config, secrets) = setup();
+        let window = config.params.certify_window;
+        let mut c = Certifier::new(config.committee_digest);
+        for e in 0..window - 1 {
+            let mut step = commit_with_shares(&mut c, &config, &secrets, e, false);
+            c.settle(&config, true, &mut step);
+            assert!(certified(&step).is_empty(), "epoch {e} deferred under load");
+        }
+        assert!(!c.holds(Epoch(window - 1), window));
+        // The window-th ready epoch: all of them are checked in one batch.
+        let mut step = commit_with_shares(&mut c, &config, &secrets, window - 1, false);
+        c.settle(&config, true, &mut step);
+        assert_eq!(certified(&step), (0..window).map(Epoch).collect::<Vec<_>>());
+        assert!(!c.has_pending());
+        // Idle: certified as soon as it is ready.
+        let mut step = commit_with_shares(&mut c, &config, &secrets, window, false);
+        c.settle(&config, false, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(window)]);
+        // Under load, a peer that asks for a ready epoch's certificate is answered at once.
+        let mut step = commit_with_shares(&mut c, &config, &secrets, window + 1, false);
+        c.settle(&config, true, &mut step);
+        assert!(certified(&step).is_empty());
+        let own = secrets[0].sign(&c.pending[&Epoch(window + 1)].statement.message());
+        let share = IncomingShare {
+            epoch: Epoch(window + 1),
+            share: own.into(),
+            wants: true,
+        };
+        let mut step = NodeStep::default();
+        c.on_share(&config, NodeId(0), share, Epoch(window + 2), &mut step);
+        c.settle(&config, true, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(window + 1)]);
+        assert!(
+            step.messages
+                .iter()
+                .any(|m| matches!(m.message, Message::Certificate(_))),
+            "the certificate goes to the peer that asked"
+        );
+    }
+
+    #[test]
+    fn an_invalid_share_fails_one_batch_and_is_combined_last_from_then_on() {
+        let (config, secrets) = setup();
+        let mut c = Certifier::new(config.committee_digest);
+        let mut faults = Vec::new();
+        let mut step = NodeStep::default();
+        for e in 0..3 {
+            let s = commit_with_shares(&mut c, &config, &secrets, e, true);
+            step.extend(s);
+        }
+        // Node 0's invalid share is among the first f+1 of every epoch: the batch fails, each
+        // candidate is checked alone and fails; epoch 0's shares are verified and node 0 is
+        // faulted, and the later epochs' share checks start with the honest senders, f+1 of
+        // which suffice without meeting node 0's share again.
+        c.flush(&config, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(0), Epoch(1), Epoch(2)]);
+        faults.append(&mut step.faults);
+        assert_eq!(faults.len(), 1);
+        assert_eq!(faults[0].epoch, Some(Epoch(0)));
+        assert!(
+            faults
+                .iter()
+                .all(|f| f.node == NodeId(0) && f.kind == FaultKind::InvalidCommitShare)
+        );
+        // The next epoch combines the honest shares first: certified, and no check of node 0's.
+        let mut step = commit_with_shares(&mut c, &config, &secrets, 3, true);
+        c.settle(&config, false, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(3)]);
+        assert!(step.faults.is_empty(), "{:?}", step.faults);
+        // The refused sender's later shares for a refused epoch are not relevant; the hint is
+        // not part of the state's equality or encoding.
+        let mut other = c.clone();
+        other.suspects.0.clear();
+        assert_eq!(c, other);
+    }
+
+    #[test]
+    fn undecodable_shares_are_refused_when_combined_and_cost_nothing_otherwise() {
+        let (config, secrets) = setup();
+        let mut c = Certifier::new(config.committee_digest);
+        let mut step = NodeStep::default();
+        c.committed(&config, &batch(0), None, false, &mut step);
+        let statement = c.pending[&Epoch(0)].statement;
+        // Node 0 sends bytes that are no curve point, then nodes 1 and 2 valid shares.
+        let shares = [
+            bls::EncodedShare::from_bytes(&[0xff; 48]),
+            secrets[1].sign(&statement.message()).into(),
+            secrets[2].sign(&statement.message()).into(),
+        ];
+        for (sender, share) in shares.into_iter().enumerate() {
+            let share = IncomingShare {
+                epoch: Epoch(0),
+                share,
+                wants: false,
+            };
+            c.on_share(&config, NodeId(sender as u32), share, Epoch(1), &mut step);
+        }
+        assert!(step.faults.is_empty(), "shares are not decoded on arrival");
+        c.flush(&config, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(0)]);
+        assert_eq!(step.faults.len(), 1);
+        assert_eq!(step.faults[0].node, NodeId(0));
+        assert_eq!(step.faults[0].kind, FaultKind::InvalidCommitShare);
+    }
+
+    #[test]
+    fn a_stall_flushes_deferred_epochs() {
+        let (config, secrets) = setup();
+        let mut c = Certifier::new(config.committee_digest);
+        let mut step = commit_with_shares(&mut c, &config, &secrets, 0, false);
+        c.settle(&config, true, &mut step);
+        assert!(certified(&step).is_empty());
+        let mut step = NodeStep::default();
+        c.flush(&config, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(0)]);
     }
 }

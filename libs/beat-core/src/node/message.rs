@@ -38,8 +38,9 @@ pub enum Message {
     CommitShare {
         /// The committed epoch.
         epoch: Epoch,
-        /// The threshold BLS share on the epoch's chain link.
-        share: bls::SignatureShare,
+        /// The threshold BLS share on the epoch's chain link, as encoded: decoded only if this
+        /// replica combines or verifies it (module `certify`, C3).
+        share: bls::EncodedShare,
         /// The sender may lack others' shares for this epoch: a replica that holds the
         /// certificate, or forms it, sends it (C4, C5).
         wants: bool,

@@ -446,7 +446,11 @@ impl BeatNode {
             }
             Input::Stalled => {
                 let mut step = Step::default();
+                let config = self.config.clone();
+                self.certifier.flush(&config, &mut step);
                 self.certifier.stalled(&self.config, &mut step);
+                // A flush may have lifted the watermark.
+                self.process(&mut step);
                 self.request_catch_up(&mut step, 1, true);
                 Ok(step)
             }
@@ -719,15 +723,27 @@ impl BeatNode {
         absorb_epoch(step, epoch, sub);
     }
 
-    /// N4/N5: commits every epoch that is ready, in order.
+    /// N4/N5: commits every epoch that is ready, in order; then C3: checks the certificates
+    /// that formed unless the replica is loaded — its next proposal full — and may defer them.
     fn process(&mut self, step: &mut NodeStep) {
+        self.commit_ready(step);
+        let config = self.config.clone();
+        let loaded = self.buffer.len() >= config.params.proposal_size(config.committee);
+        self.certifier.settle(&config, loaded, step);
+    }
+
+    /// N4/N5: commits every epoch that is ready, in order.
+    fn commit_ready(&mut self, step: &mut NodeStep) {
         loop {
-            // C7: the watermark of commit certificates.
-            if self
-                .certifier
-                .holds(self.epoch, self.config.params.certify_window)
-            {
-                return;
+            // C7: the watermark of commit certificates. Deferred checks (C3) are done before it
+            // holds anything.
+            let window = self.config.params.certify_window;
+            if self.certifier.holds(self.epoch, window) {
+                let config = self.config.clone();
+                self.certifier.flush(&config, step);
+                if self.certifier.holds(self.epoch, window) {
+                    return;
+                }
             }
             let f1 = self.config.committee.f_plus_one();
             let config = self.config.clone();

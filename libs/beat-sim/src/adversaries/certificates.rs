@@ -1,7 +1,7 @@
 //! Faulty replicas against commit certificates (module `beat_core::node::certify`).
 
 use beat_core::{CommitStatement, Message};
-use beat_crypto::Digest;
+use beat_crypto::{Digest, bls};
 use beat_types::NodeId;
 use rand_core::Rng;
 
@@ -60,7 +60,8 @@ impl Adversary for SelectiveCommitShares {
 }
 
 /// Faulty replicas sign, with their real key shares, a statement on another batch (a valid
-/// group element that fails verification for the agreed statement) and send it to half the
+/// group element that fails verification for the agreed statement) — or, for every third
+/// epoch, send 48 random bytes (shares are decoded only when combined, C3) — to half the
 /// honest replicas, nothing to the others; certificates they pass on are moved to another
 /// epoch (a real signature that no longer verifies). Honest replicas must certify anyway and
 /// blame the senders of what they combined or checked.
@@ -89,11 +90,16 @@ impl Adversary for WrongCommitShares {
                     batch: Digest([ctx.rng.next_u32() as u8; 32]),
                     previous: Digest::default(),
                 };
-                let share = ctx
-                    .coin_secrets
-                    .iter()
-                    .find(|(id, _)| *id == from)
-                    .map_or(share, |(_, sk)| sk.sign(&forged.message()));
+                let share = if epoch.0.is_multiple_of(3) {
+                    let mut bytes = [0u8; bls::EncodedShare::LEN];
+                    ctx.rng.fill_bytes(&mut bytes);
+                    bls::EncodedShare::from_bytes(&bytes)
+                } else {
+                    ctx.coin_secrets
+                        .iter()
+                        .find(|(id, _)| *id == from)
+                        .map_or(share, |(_, sk)| sk.sign(&forged.message()).into())
+                };
                 // Asking for the certificate makes honest replicas answer with it.
                 vec![(
                     to,

@@ -184,7 +184,7 @@ impl Chaos {
                     .coin_secrets
                     .iter()
                     .find(|(id, _)| *id == from)
-                    .map(|(_, sk)| sk.sign(&bls::coin_message(b"chaos")));
+                    .map(|(_, sk)| bls::EncodedShare::from(sk.sign(&bls::coin_message(b"chaos"))));
                 Message::CommitShare {
                     epoch,
                     share: bad.unwrap_or(share),
