@@ -468,29 +468,36 @@ impl Certifier {
         if candidates.is_empty() {
             return;
         }
-        let batch: Vec<(bls::HashedMessage, bls::Signature)> = candidates
+        // Candidates whose shares did not even combine (an encoding that is no curve point, or
+        // a combination outside G1) go straight to the per-share checks.
+        let (combined, uncombined): (Vec<Candidate>, Vec<Candidate>) =
+            candidates.into_iter().partition(|c| c.signature.is_some());
+        let batch: Vec<(bls::HashedMessage, bls::Signature)> = combined
             .iter()
             .filter_map(|c| c.signature.map(|s| (c.message, s)))
             .collect();
-        let all_combined = batch.len() == candidates.len();
-        let single = candidates.len() == 1;
-        if all_combined && config.keys.coin.verify_batch(&batch) {
-            for c in candidates {
+        if config.keys.coin.verify_batch(&batch) {
+            for c in combined {
                 if let Some(signature) = c.signature {
                     self.certify_pending(config, c.epoch, signature, step);
                 }
             }
-            return;
-        }
-        for c in candidates {
-            // A batch of one was that candidate's own check.
-            let valid = !single
-                && c.signature
-                    .is_some_and(|s| config.keys.coin.verify(&c.message, &s));
-            match c.signature {
-                Some(signature) if valid => self.certify_pending(config, c.epoch, signature, step),
-                _ => self.verify_shares(config, c.epoch, &c.message, step),
+        } else {
+            // A batch of one was that candidate's own check; in a larger one, find the bad.
+            let single = combined.len() == 1;
+            for c in combined {
+                match c.signature {
+                    Some(signature)
+                        if !single && config.keys.coin.verify(&c.message, &signature) =>
+                    {
+                        self.certify_pending(config, c.epoch, signature, step);
+                    }
+                    _ => self.verify_shares(config, c.epoch, &c.message, step),
+                }
             }
+        }
+        for c in uncombined {
+            self.verify_shares(config, c.epoch, &c.message, step);
         }
     }
 
