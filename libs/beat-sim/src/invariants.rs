@@ -227,6 +227,12 @@ impl Checker {
         self.remaining.values().all(|r| *r == 0)
     }
 
+    /// Distinct transactions of the workload committed so far — with commitments-only
+    /// delivery, stored in an agreed contribution.
+    pub fn stored_transactions(&self) -> usize {
+        self.first_committed_in.len()
+    }
+
     /// The lowest number of epochs committed by an honest replica.
     pub fn min_epochs(&self) -> u64 {
         self.next_epoch.values().map(|e| e.0).min().unwrap_or(0)

@@ -213,8 +213,9 @@ pub struct Report {
 /// Parameters of `beat-sim bench`.
 #[derive(Clone, Debug)]
 pub struct Bench {
-    /// Variant.
-    pub variant: Variant,
+    /// Variant and, for BEAT3/BEAT4, storage profile (full or commitments-only delivery,
+    /// encrypted or not).
+    pub profile: Profile,
     /// Committee size.
     pub n: usize,
     /// `B`.
@@ -255,12 +256,12 @@ impl Bench {
     /// replica given a disjoint `B/n` share of each epoch's transactions so that an epoch
     /// commits about `B` of them.
     pub fn run(&self) -> anyhow::Result<BenchReport> {
-        let params = Params {
-            variant: self.variant,
+        let mut params = Params {
             batch_size: self.batch,
             max_transaction_bytes: (self.tx_size + 512).max(1024),
             ..Params::default()
         };
+        self.profile.apply(&mut params);
         let mut net = VirtualNet::builder(self.n)
             .seed(self.seed)
             .params(params.clone())
@@ -270,7 +271,14 @@ impl Bench {
         let per_node = params.proposal_size(net.committee);
         let total = per_node * self.n * self.epochs as usize;
         let mut rng = ChaCha20Rng::seed_from_u64(self.seed);
-        let workload = workload(self.variant, &net, total, self.tx_size, self.seed, &mut rng)?;
+        let workload = workload(
+            self.profile.variant,
+            &net,
+            total,
+            self.tx_size,
+            self.seed,
+            &mut rng,
+        )?;
         let ids: Vec<NodeId> = net.committee.members().collect();
         let mut per_replica: Vec<Vec<Transaction>> = vec![Vec::new(); self.n];
         for (i, (submitted, committed)) in workload.iter().enumerate() {
@@ -295,14 +303,19 @@ impl Bench {
         let busy: Duration = net.nodes.values().map(|s| s.busy).sum();
         let msgs: u64 = net.nodes.values().map(|s| s.sent_messages).sum();
         let bytes: u64 = net.nodes.values().map(|s| s.sent_bytes).sum();
-        let committed = net.nodes.values().next().map_or(0, |s| {
-            s.log()
-                .iter()
-                .map(|b| b.batch.transaction_count() as u64)
-                .sum()
-        });
+        // Commitments-only batches carry no transactions: count what the checker saw stored.
+        let committed = if self.profile.is_commitments_only() {
+            net.checker.stored_transactions() as u64
+        } else {
+            net.nodes.values().next().map_or(0, |s| {
+                s.log()
+                    .iter()
+                    .map(|b| b.batch.transaction_count() as u64)
+                    .sum()
+            })
+        };
         Ok(BenchReport {
-            variant: self.variant.to_string(),
+            variant: self.profile.to_string(),
             n: self.n,
             batch: self.batch,
             tx_size: self.tx_size,

@@ -25,7 +25,6 @@ use beat_sim::{
     scenario::{Bench, Profile},
     sweep::Sweep,
 };
-use beat_types::Variant;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -78,9 +77,10 @@ enum Command {
     },
     /// Measure CPU, messages and bytes per replica and epoch with real cryptography.
     Bench {
-        /// Variant (beat0..beat4).
+        /// Variant (beat0..beat4) or storage profile (beat3-encrypted, beat3-commitments,
+        /// beat4-encrypted, beat4-commitments).
         #[arg(long, default_value = "beat0")]
-        variant: Variant,
+        variant: Profile,
         /// Committee size.
         #[arg(long, default_value_t = 4)]
         nodes: usize,
@@ -185,7 +185,7 @@ fn run() -> anyhow::Result<bool> {
             json,
         } => {
             let report = Bench {
-                variant,
+                profile: variant,
                 n: nodes,
                 batch,
                 tx_size,
