@@ -13,12 +13,12 @@
 //! C3  shares are kept unverified and undecoded, one per sender (a second, different one is a
 //!     fault); an epoch with f+1 of them is ready: its candidate certificate combines f+1 of
 //!     them (this replica's own first, senders never caught with an invalid share next),
-//!     decoding only those and checking subgroup membership once, on the combination. Ready epochs are checked together, k
-//!     candidates against one pairing check (`bls::PublicKeySet::verify_batch`), when the
-//!     replica is not loaded (its next proposal would not be full: nobody waits on its
-//!     throughput), when a peer asked for a ready epoch's certificate (C4), under the watermark
-//!     (C7: before an epoch would be held) and when stalled; while loaded they wait, at most
-//!     until the watermark. If the batch fails, each candidate is checked alone, and for a
+//!     decoding only those and checking subgroup membership once, on the combination. Ready
+//!     epochs are checked together, k candidates against one pairing check
+//!     (`bls::PublicKeySet::verify_batch`), when the replica is not loaded (its next proposal
+//!     would not be full: nobody waits on its throughput), when a peer asked for a ready
+//!     epoch's certificate (C4), under the watermark (C7: before an epoch would be held) and
+//!     when stalled; while loaded they wait, at most until the watermark. If the batch fails, each candidate is checked alone, and for a
 //!     failed one the shares are verified one by one until f+1 valid ones combine: invalid
 //!     ones are faulted and dropped, and their senders' shares for e never taken again
 //! C4  on a certificate for e: send it to every peer whose share for e asked for it (`wants`),
@@ -433,7 +433,8 @@ impl Certifier {
     }
 
     /// C3: checks the ready epochs now unless the replica is `loaded` and no peer waits for
-    /// one of them (the node calls this after every event it processes).
+    /// one of them (the node calls this at the end of every `process`, which follows nearly
+    /// every event).
     pub fn settle(&mut self, config: &Config, loaded: bool, step: &mut NodeStep) {
         let mut ready = 0;
         let mut wanted = false;
