@@ -18,9 +18,10 @@
 //!     (`bls::PublicKeySet::verify_batch`), when the replica is not loaded (its next proposal
 //!     would not be full: nobody waits on its throughput), when a peer asked for a ready
 //!     epoch's certificate (C4), under the watermark (C7: before an epoch would be held) and
-//!     when stalled; while loaded they wait, at most until the watermark. If the batch fails, each candidate is checked alone, and for a
-//!     failed one the shares are verified one by one until f+1 valid ones combine: invalid
-//!     ones are faulted and dropped, and their senders' shares for e never taken again
+//!     when stalled; while loaded they wait, at most until the watermark. If the batch
+//!     fails, each candidate is checked alone, and for a failed one the shares are verified
+//!     one by one until f+1 valid ones combine: invalid ones are faulted and dropped, and
+//!     their senders' shares for e never taken again
 //! C4  on a certificate for e: send it to every peer whose share for e asked for it (`wants`),
 //!     once per peer, and remember the last `certify_window + catch_up_lag` certificates
 //! C5  a share asking for the certificate of a remembered certified epoch is answered with it,
