@@ -59,16 +59,11 @@ impl G1 {
 
     /// Returns `self · scalar`.
     pub(crate) fn mul(&self, scalar: &Fr) -> Self {
-        let s = scalar.to_scalar();
-        let mut projective = blst_p1::default();
-        let mut out = blst_p1::default();
-        // SAFETY: valid points; the scalar buffer holds 32 little-endian bytes, of which the
-        // 255 bits passed are read.
-        unsafe {
-            blst_p1_from_affine(&mut projective, &self.0);
-            blst_p1_mult(&mut out, &projective, s.b.as_ptr(), 255);
-        }
-        Self::from_projective(&out)
+        Self::from_projective(&sum_of_products(
+            std::slice::from_ref(&self.0),
+            std::slice::from_ref(scalar),
+            255,
+        ))
     }
 
     /// Returns `Σ scalars[i] · points[i]` (Pippenger's algorithm in blst, on the calling

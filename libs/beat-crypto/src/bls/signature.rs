@@ -16,6 +16,10 @@ use crate::{
     threshold::Combined,
 };
 
+/// `threshold + 1` shares with their holders, and the Lagrange coefficients that interpolate
+/// them at zero.
+type Interpolation<'a, S> = (Vec<(NodeId, &'a S)>, Vec<Fr>);
+
 /// A message hashed to G1, computed once and reused for signing and every verification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashedMessage(pub(super) G1);
@@ -205,6 +209,17 @@ impl PublicKeySet {
         &self,
         shares: &BTreeMap<NodeId, SignatureShare>,
     ) -> Result<Signature, BlsError> {
+        let (chosen, lambdas) = self.interpolation(shares)?;
+        let points: Vec<G1> = chosen.iter().map(|(_, s)| s.0).collect();
+        Ok(Signature(G1::multi_mul(&points, &lambdas)))
+    }
+
+    /// The first `threshold + 1` of `shares` (in holder order) and their Lagrange coefficients
+    /// for interpolating at zero.
+    fn interpolation<'a, S>(
+        &self,
+        shares: &'a BTreeMap<NodeId, S>,
+    ) -> Result<Interpolation<'a, S>, BlsError> {
         let needed = self.threshold() + 1;
         if shares.len() < needed {
             return Err(BlsError::NotEnoughShares {
@@ -212,17 +227,17 @@ impl PublicKeySet {
                 need: needed,
             });
         }
-        let chosen: Vec<(&NodeId, &SignatureShare)> = shares.iter().take(needed).collect();
         let mut xs = Vec::with_capacity(needed);
-        for (holder, _) in &chosen {
+        let mut chosen = Vec::with_capacity(needed);
+        for (holder, share) in shares.iter().take(needed) {
             if holder.index() >= self.n() {
-                return Err(BlsError::UnknownHolder(**holder));
+                return Err(BlsError::UnknownHolder(*holder));
             }
             xs.push(holder.index() as u64 + 1);
+            chosen.push((*holder, share));
         }
-        let lambdas: Vec<Fr> = lagrange_at_zero(&xs).ok_or(BlsError::DegenerateKey)?;
-        let points: Vec<G1> = chosen.iter().map(|(_, s)| s.0).collect();
-        Ok(Signature(G1::multi_mul(&points, &lambdas)))
+        let lambdas = lagrange_at_zero(&xs).ok_or(BlsError::DegenerateKey)?;
+        Ok((chosen, lambdas))
     }
 
     /// Combines exactly `threshold + 1` shares as they arrived ([`EncodedShare`]; shares beyond
@@ -240,24 +255,8 @@ impl PublicKeySet {
         &self,
         shares: &BTreeMap<NodeId, EncodedShare>,
     ) -> Result<Signature, BlsError> {
-        let needed = self.threshold() + 1;
-        if shares.len() < needed {
-            return Err(BlsError::NotEnoughShares {
-                have: shares.len(),
-                need: needed,
-            });
-        }
-        let chosen: Vec<(NodeId, [u8; G1::COMPRESSED_LEN])> =
-            shares.iter().take(needed).map(|(h, s)| (*h, s.0)).collect();
-        let mut xs = Vec::with_capacity(needed);
-        for (holder, _) in &chosen {
-            if holder.index() >= self.n() {
-                return Err(BlsError::UnknownHolder(*holder));
-            }
-            xs.push(holder.index() as u64 + 1);
-        }
-        let lambdas: Vec<Fr> = lagrange_at_zero(&xs).ok_or(BlsError::DegenerateKey)?;
-        let encodings: Vec<[u8; G1::COMPRESSED_LEN]> = chosen.iter().map(|(_, e)| *e).collect();
+        let (chosen, lambdas) = self.interpolation(shares)?;
+        let encodings: Vec<[u8; G1::COMPRESSED_LEN]> = chosen.iter().map(|(_, e)| e.0).collect();
         match G1::interpolate_encoded(&encodings, &lambdas) {
             Ok(sum) => Ok(Signature(sum)),
             Err(Some(i)) => Err(BlsError::InvalidShareEncoding(chosen[i].0)),
