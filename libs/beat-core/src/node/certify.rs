@@ -148,13 +148,6 @@ impl<T> PartialEq for Hint<T> {
 
 impl<T> Eq for Hint<T> {}
 
-/// A ready epoch's candidate certificate (C3).
-struct Candidate {
-    epoch: Epoch,
-    message: bls::HashedMessage,
-    signature: Option<bls::Signature>,
-}
-
 impl Certifier {
     pub fn new(committee: Digest) -> Self {
         Self {
@@ -454,52 +447,38 @@ impl Certifier {
     /// stalled).
     pub fn flush(&mut self, config: &Config, step: &mut NodeStep) {
         let f1 = config.committee.f_plus_one();
-        let candidates: Vec<Candidate> = self
+        let mut combined = Vec::new();
+        let mut to_verify = Vec::new();
+        for (epoch, p) in self
             .pending
             .iter()
             .filter(|(_, p)| Self::is_ready(config, p))
-            .map(|(epoch, p)| {
-                let chosen = self.preferred(config, p, f1);
-                Candidate {
-                    epoch: *epoch,
-                    message: p.statement.message(),
-                    signature: config.keys.coin.combine_encoded(&chosen).ok(),
-                }
-            })
-            .collect();
-        if candidates.is_empty() {
-            return;
-        }
-        // Candidates whose shares did not even combine (an encoding that is no curve point, or
-        // a combination outside G1) go straight to the per-share checks.
-        let (combined, uncombined): (Vec<Candidate>, Vec<Candidate>) =
-            candidates.into_iter().partition(|c| c.signature.is_some());
-        let batch: Vec<(bls::HashedMessage, bls::Signature)> = combined
-            .iter()
-            .filter_map(|c| c.signature.map(|s| (c.message, s)))
-            .collect();
-        if config.keys.coin.verify_batch(&batch) {
-            for c in combined {
-                if let Some(signature) = c.signature {
-                    self.certify_pending(config, c.epoch, signature, step);
-                }
-            }
-        } else {
-            // A batch of one was that candidate's own check; in a larger one, find the bad.
-            let single = combined.len() == 1;
-            for c in combined {
-                match c.signature {
-                    Some(signature)
-                        if !single && config.keys.coin.verify(&c.message, &signature) =>
-                    {
-                        self.certify_pending(config, c.epoch, signature, step);
-                    }
-                    _ => self.verify_shares(config, c.epoch, &c.message, step),
-                }
+        {
+            let message = p.statement.message();
+            match config
+                .keys
+                .coin
+                .combine_encoded(&self.preferred(config, p, f1))
+            {
+                Ok(signature) => combined.push((*epoch, message, signature)),
+                // An encoding that is no curve point, or a combination outside G1.
+                Err(_) => to_verify.push((*epoch, message)),
             }
         }
-        for c in uncombined {
-            self.verify_shares(config, c.epoch, &c.message, step);
+        let batch: Vec<(bls::HashedMessage, bls::Signature)> =
+            combined.iter().map(|(_, m, s)| (*m, *s)).collect();
+        let all_valid = config.keys.coin.verify_batch(&batch);
+        // A batch of one was that candidate's own check; in a larger failed one, find the bad.
+        let single = combined.len() == 1;
+        for (epoch, message, signature) in combined {
+            if all_valid || (!single && config.keys.coin.verify(&message, &signature)) {
+                self.certify_pending(config, epoch, signature, step);
+            } else {
+                to_verify.push((epoch, message));
+            }
+        }
+        for (epoch, message) in to_verify {
+            self.verify_shares(config, epoch, &message, step);
         }
     }
 
