@@ -22,11 +22,16 @@
 //!     fails, each candidate is checked alone, and for a failed one the shares are verified
 //!     one by one until f+1 valid ones combine: invalid ones are faulted and dropped, and
 //!     their senders' shares for e never taken again
+//! C3' the epoch's combiner, replica e mod n, checks as soon as e is ready, loaded or not, and
+//!     multicasts the certificate (C4). A certificate from e's combiner, not yet checked, makes
+//!     e ready too: it is the candidate (no combination) and is checked with the next batch;
+//!     if it fails, its sender is faulted and the replica combines its own shares as above
 //! C4  on a certificate for e: send it to every peer whose share for e asked for it (`wants`),
-//!     once per peer, and remember the last `certify_window + catch_up_lag` certificates
+//!     once per peer — to every peer if this replica is e's combiner — and remember the last
+//!     `certify_window + catch_up_lag` certificates
 //! C5  a share asking for the certificate of a remembered certified epoch is answered with it,
 //!     once per peer; a certificate for an uncertified epoch (from C4, C5 or catch-up) is
-//!     checked (one pairing) and adopted
+//!     checked (one pairing) and adopted — unless it comes from e's combiner (C3')
 //! C6  shares and certificates for epochs not committed here yet, within the catch-up horizon,
 //!     wait until their epoch is committed; further ones are ignored (honest ones are only
 //!     that far ahead of a replica that f+1 replicas are far ahead of, so it will adopt epochs
@@ -38,10 +43,19 @@
 //!     whose answers carry stored certificates
 //! ```
 //!
-//! In the common case every replica combines its own certificate and no certificate travels:
-//! the cost is one share signature, one multicast of 48 bytes, one combination (a multi-scalar
-//! multiplication) and `1/k` of a pairing check per replica and epoch, `k` the number of epochs
-//! checked together (up to `certify_window` under load, 1 when idle).
+//! In the common case under load, a replica combines only the epochs it is the combiner of (one
+//! in n) and checks the others' certificates in its batches: the cost per replica and epoch is
+//! one share signature, one multicast of 48 bytes, `1/n` of a combination (a multi-scalar
+//! multiplication, the largest single cost), `1/k` of a pairing check, `k` the number of epochs
+//! checked together (up to `certify_window`), and one received certificate. An idle replica
+//! checks as soon as an epoch is ready, which is usually before the combiner's certificate
+//! arrives: it combines every epoch, as before C3', and nobody waits on its throughput.
+//!
+//! C3' is the rotating combiner of the ADR 0009 amendment. It adds one message per replica and
+//! epoch on average (the combiner's n − 1) and no waiting: a replica that has f+1 shares never
+//! waits for the combiner beyond the deferral it does anyway, and a combiner that is faulty,
+//! slow or silent costs the others exactly what C3 costs without C3'. Its candidate is not part
+//! of the checkpoint (a hint, like the suspects): after a restart the replica combines.
 //!
 //! Deferring the check under load changes no guarantee: a deferred epoch is committed and its
 //! share released (C1, C2) as before; only its certificate forms up to `certify_window − 1`
@@ -49,7 +63,9 @@
 //! epochs keep committing until the watermark, which flushes every ready epoch before it
 //! would hold (and the stall timer flushes them too). A Byzantine sender of invalid shares
 //! fails one batch, is found by the per-candidate checks, and from then on its shares are
-//! combined last (a volatile hint, relearned after a restart).
+//! combined last (a volatile hint, relearned after a restart). A faulty combiner's invalid
+//! certificate fails one batch the same way; it is faulted, and from then on its certificates
+//! are checked on arrival like any other peer's (C5), one pairing each at most once per epoch.
 //!
 //! Liveness: every honest replica commits every epoch (agreement, catch-up) and releases its
 //! share for it (C1, C2); n − f ≥ f + 1 honest shares exist. A replica that committed e holds
@@ -94,9 +110,13 @@ struct Pending {
     refused: BTreeSet<NodeId>,
     /// Peers whose share asked for the certificate (C4).
     wanting: BTreeSet<NodeId>,
-    /// Peers whose certificate for this epoch was checked (at most one each: an invalid one
-    /// costs a pairing check, and a peer gets one).
+    /// Peers whose certificate for this epoch was checked or taken as the candidate (at most
+    /// one each: an invalid one costs a pairing check, and a peer gets one).
     checked: BTreeSet<NodeId>,
+    /// The epoch's combiner's certificate signature on `statement`, not checked yet (C3'). A
+    /// hint: a replica that lost it combines its own shares.
+    #[serde(skip)]
+    candidate: Hint<Option<(NodeId, bls::Signature)>>,
 }
 
 /// Shares and a certificate for an epoch not committed here yet (C6).
@@ -105,8 +125,11 @@ struct Early {
     shares: BTreeMap<NodeId, bls::EncodedShare>,
     /// A certificate whose signature verified.
     certificate: Option<CommitCertificate>,
-    /// Peers whose certificate was checked (one each).
+    /// Peers whose certificate was checked or taken as the candidate (one each).
     checked: BTreeSet<NodeId>,
+    /// The epoch's combiner's certificate, not checked yet (C3'); a hint, as in [`Pending`].
+    #[serde(skip)]
+    candidate: Hint<Option<(NodeId, CommitCertificate)>>,
 }
 
 /// A certificate this replica holds, and the peers it was sent to (C4, C5).
@@ -279,9 +302,24 @@ impl Certifier {
             .or(early.certificate)
             .filter(|c| c.statement == statement);
         if let Some(certificate) = certificate {
-            self.certified(config, certificate, step);
+            self.certified(config, certificate, false, step);
             return;
         }
+        // C3': the combiner's early certificate, checked with the next batch. One on another
+        // statement cannot verify unless more than f replicas are faulty.
+        let candidate = match early.candidate.0 {
+            Some((sender, c)) if c.statement == statement => Some((sender, c.signature)),
+            Some((sender, _)) => {
+                self.suspects.0.insert(sender);
+                step.fault(Fault {
+                    node: sender,
+                    epoch: Some(epoch),
+                    kind: FaultKind::InvalidCertificate,
+                });
+                None
+            }
+            None => None,
+        };
         self.pending.insert(
             epoch,
             Pending {
@@ -291,6 +329,7 @@ impl Certifier {
                 refused: BTreeSet::new(),
                 wanting: BTreeSet::new(),
                 checked: early.checked,
+                candidate: Hint(candidate),
             },
         );
         step.request(Request::CommitShare(statement));
@@ -384,31 +423,47 @@ impl Certifier {
                 kind: FaultKind::InvalidCertificate,
             });
         };
+        // C3': the combiner's certificate waits for the next batch check, unless the combiner
+        // was caught with an invalid one before.
+        let candidate =
+            sender == Self::combiner(config, epoch) && !self.suspects.0.contains(&sender);
         if let Some(p) = self.pending.get_mut(&epoch) {
             if !p.checked.insert(sender) {
                 return;
             }
             // A certificate on another statement cannot verify unless more than f replicas are
             // faulty; either way it is not this history's.
-            if p.statement != certificate.statement
-                || !certificate.verify_signature(&config.keys.coin)
-            {
+            if p.statement != certificate.statement {
                 invalid(step);
                 return;
             }
-            self.certified(config, certificate, step);
+            if candidate {
+                p.candidate.0 = Some((sender, certificate.signature));
+                return;
+            }
+            if !certificate.verify_signature(&config.keys.coin) {
+                invalid(step);
+                return;
+            }
+            self.certified(config, certificate, false, step);
         } else if epoch >= next && epoch.distance_from(next) < Self::horizon(config) {
             let early = self.early.entry(epoch).or_default();
             if early.certificate.is_some() || !early.checked.insert(sender) {
                 return;
             }
-            if certificate.statement.committee != config.committee_digest
-                || !certificate.verify_signature(&config.keys.coin)
-            {
+            if certificate.statement.committee != config.committee_digest {
                 invalid(step);
                 return;
             }
-            self.early.entry(epoch).or_default().certificate = Some(certificate);
+            if candidate {
+                early.candidate.0 = Some((sender, certificate));
+                return;
+            }
+            if !certificate.verify_signature(&config.keys.coin) {
+                invalid(step);
+                return;
+            }
+            early.certificate = Some(certificate);
         }
     }
 
@@ -432,10 +487,11 @@ impl Certifier {
     pub fn settle(&mut self, config: &Config, loaded: bool, step: &mut NodeStep) {
         let mut ready = 0;
         let mut wanted = false;
-        for p in self.pending.values() {
+        for (epoch, p) in &self.pending {
             if Self::is_ready(config, p) {
                 ready += 1;
-                wanted |= !p.wanting.is_empty();
+                // C4, C3': a peer waits for this replica's certificate.
+                wanted |= !p.wanting.is_empty() || Self::combiner(config, *epoch) == config.our_id;
             }
         }
         if ready > 0 && (!loaded || wanted || ready as u64 >= config.params.certify_window) {
@@ -446,8 +502,7 @@ impl Certifier {
     /// C3, C7: checks every ready epoch now (the watermark is about to hold, or the replica is
     /// stalled).
     pub fn flush(&mut self, config: &Config, step: &mut NodeStep) {
-        let f1 = config.committee.f_plus_one();
-        let mut combined = Vec::new();
+        let mut candidates = Vec::new();
         let mut to_verify = Vec::new();
         for (epoch, p) in self
             .pending
@@ -455,26 +510,45 @@ impl Certifier {
             .filter(|(_, p)| Self::is_ready(config, p))
         {
             let message = p.statement.message();
-            match config
-                .keys
-                .coin
-                .combine_encoded(&self.preferred(config, p, f1))
-            {
-                Ok(signature) => combined.push((*epoch, message, signature)),
+            if let Some((sender, signature)) = p.candidate.0 {
+                candidates.push((*epoch, message, signature, Some(sender)));
+                continue;
+            }
+            match self.combine(config, p) {
+                Ok(signature) => candidates.push((*epoch, message, signature, None)),
                 // An encoding that is no curve point, or a combination outside G1.
                 Err(_) => to_verify.push((*epoch, message)),
             }
         }
         let batch: Vec<(bls::HashedMessage, bls::Signature)> =
-            combined.iter().map(|(_, m, s)| (*m, *s)).collect();
+            candidates.iter().map(|(_, m, s, _)| (*m, *s)).collect();
         let all_valid = config.keys.coin.verify_batch(&batch);
         // A batch of one was that candidate's own check; in a larger failed one, find the bad.
-        let single = combined.len() == 1;
-        for (epoch, message, signature) in combined {
+        let single = candidates.len() == 1;
+        let mut to_combine = Vec::new();
+        for (epoch, message, signature, from) in candidates {
             if all_valid || (!single && config.keys.coin.verify(&message, &signature)) {
                 self.certify_pending(config, epoch, signature, step);
+            } else if let Some(sender) = from {
+                self.refuse_candidate(epoch, sender, step);
+                to_combine.push((epoch, message));
             } else {
                 to_verify.push((epoch, message));
+            }
+        }
+        // C3': epochs whose combiner's certificate failed, combined here after all.
+        for (epoch, message) in to_combine {
+            let Some(p) = self.pending.get(&epoch) else {
+                continue;
+            };
+            if !Self::is_ready(config, p) {
+                continue;
+            }
+            match self.combine(config, p) {
+                Ok(signature) if config.keys.coin.verify(&message, &signature) => {
+                    self.certify_pending(config, epoch, signature, step);
+                }
+                _ => to_verify.push((epoch, message)),
             }
         }
         for (epoch, message) in to_verify {
@@ -482,9 +556,38 @@ impl Certifier {
         }
     }
 
-    /// Whether `p` has f+1 shares not refused (C3).
+    /// The combiner of `epoch` (C3'): the replicas take turns.
+    fn combiner(config: &Config, epoch: Epoch) -> NodeId {
+        let n = config.committee.n() as u64;
+        NodeId((epoch.0 % n) as u32)
+    }
+
+    /// Whether `p` has f+1 shares not refused (C3) or a candidate certificate (C3').
     fn is_ready(config: &Config, p: &Pending) -> bool {
-        p.shares.len() >= config.committee.f_plus_one()
+        p.shares.len() >= config.committee.f_plus_one() || p.candidate.0.is_some()
+    }
+
+    /// The candidate certificate of `p` combined from its preferred f+1 shares (C3), which it
+    /// must have.
+    fn combine(&self, config: &Config, p: &Pending) -> Result<bls::Signature, bls::BlsError> {
+        let f1 = config.committee.f_plus_one();
+        config
+            .keys
+            .coin
+            .combine_encoded(&self.preferred(config, p, f1))
+    }
+
+    /// C3': the certificate `sender`, `epoch`'s combiner, sent failed its check.
+    fn refuse_candidate(&mut self, epoch: Epoch, sender: NodeId, step: &mut NodeStep) {
+        if let Some(p) = self.pending.get_mut(&epoch) {
+            p.candidate.0 = None;
+        }
+        self.suspects.0.insert(sender);
+        step.fault(Fault {
+            node: sender,
+            epoch: Some(epoch),
+            kind: FaultKind::InvalidCertificate,
+        });
     }
 
     /// `p`'s shares in the order they are combined: this replica's own first, then those of
@@ -570,28 +673,47 @@ impl Certifier {
     ) {
         if let Some(p) = self.pending.get(&epoch) {
             let statement = p.statement;
+            let announce = Self::combiner(config, epoch) == config.our_id;
             self.certified(
                 config,
                 CommitCertificate {
                     statement,
                     signature,
                 },
+                announce,
                 step,
             );
         }
     }
 
-    /// C4: `epoch` is certified.
-    fn certified(&mut self, config: &Config, certificate: CommitCertificate, step: &mut NodeStep) {
+    /// C4: `epoch` is certified; `announce` if this replica is its combiner and checked the
+    /// certificate itself (C3').
+    fn certified(
+        &mut self,
+        config: &Config,
+        certificate: CommitCertificate,
+        announce: bool,
+        step: &mut NodeStep,
+    ) {
         let epoch = certificate.statement.epoch;
-        let answered = self
+        let wanting = self
             .pending
             .remove(&epoch)
             .map(|p| p.wanting)
             .unwrap_or_default();
-        for peer in &answered {
-            step.send(*peer, Message::Certificate(certificate));
-        }
+        let answered = if announce {
+            step.broadcast(Message::Certificate(certificate));
+            config
+                .committee
+                .members()
+                .filter(|m| *m != config.our_id)
+                .collect()
+        } else {
+            for peer in &wanting {
+                step.send(*peer, Message::Certificate(certificate));
+            }
+            wanting
+        };
         self.recent.insert(
             epoch,
             Recent {
@@ -793,6 +915,179 @@ mod tests {
         assert_eq!(step.faults.len(), 1);
         assert_eq!(step.faults[0].node, NodeId(0));
         assert_eq!(step.faults[0].kind, FaultKind::InvalidCommitShare);
+    }
+
+    /// The committee's signature on `statement`, from the first f+1 key shares.
+    fn group_signature(
+        config: &Config,
+        secrets: &[bls::SecretKeyShare],
+        statement: &CommitStatement,
+    ) -> bls::Signature {
+        let shares = (0..config.committee.f_plus_one())
+            .map(|i| (NodeId(i as u32), secrets[i].sign(&statement.message())))
+            .collect();
+        config.keys.coin.combine_unchecked(&shares).unwrap()
+    }
+
+    fn announced(step: &NodeStep) -> usize {
+        step.messages
+            .iter()
+            .filter(|m| {
+                matches!(m.target, crate::step::Target::All)
+                    && matches!(m.message, Message::Certificate(_))
+            })
+            .count()
+    }
+
+    #[test]
+    fn the_combiner_checks_at_once_under_load_and_announces_to_every_peer() {
+        let (config, secrets) = setup();
+        let mut c = Certifier::new(config.committee_digest);
+        // Replica 3 combines epochs 3, 7, …: epoch 2 waits under load, epoch 3 does not.
+        let mut step = commit_with_shares(&mut c, &config, &secrets, 0, false);
+        step.extend(commit_with_shares(&mut c, &config, &secrets, 1, false));
+        c.flush(&config, &mut step);
+        let mut step = commit_with_shares(&mut c, &config, &secrets, 2, false);
+        c.settle(&config, true, &mut step);
+        assert!(certified(&step).is_empty());
+        let mut step = commit_with_shares(&mut c, &config, &secrets, 3, false);
+        c.settle(&config, true, &mut step);
+        assert_eq!(
+            certified(&step),
+            vec![Epoch(2), Epoch(3)],
+            "every ready epoch goes in the batch"
+        );
+        assert_eq!(
+            announced(&step),
+            1,
+            "only epoch 3's certificate is multicast"
+        );
+        // Announced to all: a peer's later request is not answered a second time.
+        let share = IncomingShare {
+            epoch: Epoch(3),
+            share: secrets[0]
+                .sign(&c.recent[&Epoch(3)].certificate.statement.message())
+                .into(),
+            wants: true,
+        };
+        assert!(!c.is_relevant_share(&config, NodeId(0), &share, Epoch(4)));
+    }
+
+    #[test]
+    fn the_combiners_certificate_replaces_the_combination_and_waits_for_the_batch() {
+        let (config, secrets) = setup();
+        let mut c = Certifier::new(config.committee_digest);
+        let mut step = NodeStep::default();
+        // Epoch 1 (combiner: replica 1). Its certificate comes before f+1 shares do.
+        c.committed(&config, &batch(0), None, false, &mut step);
+        c.committed(&config, &batch(1), None, false, &mut step);
+        let statement = c.pending[&Epoch(1)].statement;
+        let certificate = CommitCertificate {
+            statement,
+            signature: group_signature(&config, &secrets, &statement),
+        };
+        // From another peer it is checked on arrival (C5) …
+        let mut other = c.clone();
+        other.on_certificate(&config, NodeId(2), certificate, Epoch(2), &mut step);
+        assert_eq!(certified(&step), vec![Epoch(1)]);
+        step = NodeStep::default();
+        // … from the combiner it is the candidate: ready, deferred under load, then certified
+        // with the batch although no share arrived.
+        c.on_certificate(&config, NodeId(1), certificate, Epoch(2), &mut step);
+        assert!(certified(&step).is_empty());
+        c.settle(&config, true, &mut step);
+        assert!(
+            certified(&step).is_empty(),
+            "one ready epoch waits under load"
+        );
+        c.flush(&config, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(1)]);
+        assert_eq!(announced(&step), 0);
+        assert!(step.faults.is_empty());
+        assert!(c.pending.contains_key(&Epoch(0)), "epoch 0 is not ready");
+        // The candidate is a hint: equality and the checkpoint ignore it.
+        let mut step = NodeStep::default();
+        let mut a = Certifier::new(config.committee_digest);
+        a.committed(&config, &batch(0), None, false, &mut step);
+        a.committed(&config, &batch(1), None, false, &mut step);
+        let b = a.clone();
+        a.on_certificate(&config, NodeId(1), certificate, Epoch(2), &mut step);
+        let mut b = b;
+        b.pending
+            .get_mut(&Epoch(1))
+            .unwrap()
+            .checked
+            .insert(NodeId(1));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn an_early_certificate_from_the_combiner_becomes_the_candidate_at_commit() {
+        let (config, secrets) = setup();
+        let mut c = Certifier::new(config.committee_digest);
+        let mut step = NodeStep::default();
+        c.committed(&config, &batch(0), None, false, &mut step);
+        // Epoch 1's statement as this replica will commit it.
+        let mut ahead = c.clone();
+        ahead.committed(&config, &batch(1), None, false, &mut step);
+        let statement = ahead.pending[&Epoch(1)].statement;
+        let certificate = CommitCertificate {
+            statement,
+            signature: group_signature(&config, &secrets, &statement),
+        };
+        c.on_certificate(&config, NodeId(1), certificate, Epoch(1), &mut step);
+        assert!(
+            c.early[&Epoch(1)].certificate.is_none(),
+            "not checked on arrival"
+        );
+        c.committed(&config, &batch(1), None, false, &mut step);
+        c.flush(&config, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(1)]);
+        assert!(step.faults.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_certificate_from_the_combiner_is_faulted_and_the_replica_combines() {
+        let (config, secrets) = setup();
+        let mut c = Certifier::new(config.committee_digest);
+        let mut step = NodeStep::default();
+        for e in 0..2 {
+            let s = commit_with_shares(&mut c, &config, &secrets, e, false);
+            step.extend(s);
+        }
+        // Replica 1, epoch 1's combiner, signs another statement: a valid point, wrong.
+        let statement = c.pending[&Epoch(1)].statement;
+        let forged = CommitStatement {
+            epoch: Epoch(7),
+            ..statement
+        };
+        let bad = CommitCertificate {
+            statement,
+            signature: group_signature(&config, &secrets, &forged),
+        };
+        c.on_certificate(&config, NodeId(1), bad, Epoch(2), &mut step);
+        assert!(
+            step.faults.is_empty(),
+            "checked with the batch, not on arrival"
+        );
+        c.flush(&config, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(0), Epoch(1)]);
+        assert_eq!(step.faults.len(), 1);
+        assert_eq!(step.faults[0].node, NodeId(1));
+        assert_eq!(step.faults[0].kind, FaultKind::InvalidCertificate);
+        // From then on replica 1's certificates are checked on arrival: epoch 5 (its turn).
+        let mut step = NodeStep::default();
+        for e in 2..6 {
+            c.committed(&config, &batch(e), None, false, &mut step);
+        }
+        let statement = c.pending[&Epoch(5)].statement;
+        let bad = CommitCertificate {
+            statement,
+            signature: group_signature(&config, &secrets, &forged),
+        };
+        c.on_certificate(&config, NodeId(1), bad, Epoch(6), &mut step);
+        assert_eq!(step.faults.len(), 1, "faulted on arrival");
+        assert!(c.pending[&Epoch(5)].candidate.0.is_none());
     }
 
     #[test]
