@@ -62,9 +62,11 @@ impl Adversary for SelectiveCommitShares {
 /// Faulty replicas sign, with their real key shares, a statement on another batch (a valid
 /// group element that fails verification for the agreed statement) — or, for every third
 /// epoch, send 48 random bytes (shares are decoded only when combined, C3) — to half the
-/// honest replicas, nothing to the others; certificates they pass on are moved to another
-/// epoch (a real signature that no longer verifies). Honest replicas must certify anyway and
-/// blame the senders of what they combined or checked.
+/// honest replicas, nothing to the others. Certificates they pass on (as an epoch's combiner,
+/// multicast to all, C3') keep their statement and carry the sender's own share in place of
+/// the signature for half the honest replicas — a valid point that fails the batch check —
+/// and are moved to another epoch (a real signature that no longer verifies) for the rest.
+/// Honest replicas must certify anyway and blame the senders of what they combined or checked.
 pub struct WrongCommitShares;
 
 impl Adversary for WrongCommitShares {
@@ -111,7 +113,16 @@ impl Adversary for WrongCommitShares {
                 )]
             }
             Message::Certificate(mut certificate) => {
-                certificate.statement.epoch = certificate.statement.epoch.next();
+                let own = ctx
+                    .coin_secrets
+                    .iter()
+                    .find(|(id, _)| *id == from)
+                    .map(|(_, sk)| sk.sign(&certificate.statement.message()))
+                    .and_then(|share| bls::Signature::from_bytes(&share.to_bytes()).ok());
+                match own {
+                    Some(signature) if to.0.is_multiple_of(2) => certificate.signature = signature,
+                    _ => certificate.statement.epoch = certificate.statement.epoch.next(),
+                }
                 vec![(to, Message::Certificate(certificate))]
             }
             other => vec![(to, other)],
