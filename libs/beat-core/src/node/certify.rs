@@ -701,19 +701,17 @@ impl Certifier {
             .remove(&epoch)
             .map(|p| p.wanting)
             .unwrap_or_default();
-        let answered = if announce {
+        // The multicast answers the peers that asked, too. A peer that did not ask stays
+        // unanswered: if its link lost the multicast, its own request (C2, C7) still gets the
+        // certificate once (C5).
+        if announce {
             step.broadcast(Message::Certificate(certificate));
-            config
-                .committee
-                .members()
-                .filter(|m| *m != config.our_id)
-                .collect()
         } else {
             for peer in &wanting {
                 step.send(*peer, Message::Certificate(certificate));
             }
-            wanting
-        };
+        }
+        let answered = wanting;
         self.recent.insert(
             epoch,
             Recent {
@@ -962,15 +960,18 @@ mod tests {
             1,
             "only epoch 3's certificate is multicast"
         );
-        // Announced to all: a peer's later request is not answered a second time.
-        let share = IncomingShare {
+        // A peer whose link lost the multicast asks: it is answered, once.
+        let message = c.recent[&Epoch(3)].certificate.statement.message();
+        let ask = || IncomingShare {
             epoch: Epoch(3),
-            share: secrets[0]
-                .sign(&c.recent[&Epoch(3)].certificate.statement.message())
-                .into(),
+            share: secrets[0].sign(&message).into(),
             wants: true,
         };
-        assert!(!c.is_relevant_share(&config, NodeId(0), &share, Epoch(4)));
+        assert!(c.is_relevant_share(&config, NodeId(0), &ask(), Epoch(4)));
+        let mut step = NodeStep::default();
+        c.on_share(&config, NodeId(0), ask(), Epoch(4), &mut step);
+        assert_eq!(step.messages.len(), 1);
+        assert!(!c.is_relevant_share(&config, NodeId(0), &ask(), Epoch(4)));
     }
 
     #[test]
