@@ -53,8 +53,9 @@
 //!
 //! C3' is the rotating combiner of the ADR 0009 amendment. It adds one message per replica and
 //! epoch on average (the combiner's n − 1) and no waiting: a replica that has f+1 shares never
-//! waits for the combiner beyond the deferral it does anyway, and a combiner that is faulty,
-//! slow or silent costs the others exactly what C3 costs without C3'. Its candidate is not part
+//! waits for the combiner beyond the deferral it does anyway. A slow or silent combiner costs
+//! the others what C3 costs without C3'; one that sends an invalid certificate, one failed
+//! batch (below) and from then on one pairing per epoch it combines. The candidate is not part
 //! of the checkpoint (a hint, like the suspects): after a restart the replica combines.
 //!
 //! Deferring the check under load changes no guarantee: a deferred epoch is committed and its
