@@ -4,8 +4,8 @@
 //! against replica 0's consensus at once, while an honest client submits through a connection
 //! it opened before. The honest transactions must commit at every replica, and the abuse may
 //! add at most [`GROWTH_CEILING_KIB`] to replica 0's consensus resident memory: the sum of the
-//! limits that bound it (16 MiB of watch responses, 16 MiB of request bodies in flight, 1,024
-//! connections) and the per-stream state of 1,000 watchers. The figures are printed
+//! limits that bound it (16 MiB of watch memory — responses and each open stream's 32 KiB
+//! reserve —, 16 MiB of request bodies in flight, 1,024 connections). The figures are printed
 //! (docs/benchmarks.md has them with the absolute sizes of a debug and a release build).
 
 use std::{net::SocketAddr, time::Duration};

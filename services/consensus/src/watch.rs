@@ -14,6 +14,13 @@
 //!   hold no decoded batch. (tonic packs small responses into one HTTP/2 chunk of up to
 //!   32 KiB, asking for several before hyper sees any: up to that much per watcher may be
 //!   released early.)
+//! - **Every open stream holds a reserve.** Besides its responses, an admitted watcher holds
+//!   [`STREAM_RESERVE`] (32 KiB) of the budget for as long as its stream is open: what the
+//!   responses' count cannot see — the chunk tonic encodes into before hyper asks (above), the
+//!   HTTP/2 stream and the watcher's task. Without it 1,000 watchers that stopped reading held
+//!   about 25 KiB each beyond the budget (e2e `abuse`, release build: consensus peaked at
+//!   99–101 MiB); with it `memory_bytes` bounds all of a watcher's memory, and 16 MiB admits at
+//!   most about 500 watchers however small their responses.
 //! - **Idle watchers keep their last response counted.** A watcher at the live edge has asked
 //!   for more; whether HTTP/2 has written its last response or holds it for a client that
 //!   advertised a zero window is invisible from here (hyper asks for the next response right
@@ -21,8 +28,8 @@
 //!   on a timer was tried: 1,000 watchers that stop reading then held 55 MiB the budget did
 //!   not see (e2e `abuse`). The price: `memory_bytes` must cover one response per watcher
 //!   that keeps up (16 MiB: about 80 watchers of 200 KB epochs). A new watcher is admitted
-//!   only while twice the largest response so far is free, so the watchers already served
-//!   can always take their next response; beyond that, and beyond `max_watchers`, a watcher
+//!   only while its reserve and twice the largest response so far are free, so the watchers
+//!   already served can always take their next response; beyond that, and beyond `max_watchers`, a watcher
 //!   is refused with `RESOURCE_EXHAUSTED` (watch another replica, or fan out behind one).
 //! - **Slow watchers are cut off.** A watcher whose stream hyper has not asked for a response
 //!   for `slow_watcher_ms` since it took the last one (hyper waits for flow-control capacity:
@@ -74,7 +81,8 @@ use crate::{component::CommitEvent, convert, store::BatchReader};
 pub struct WatchLimits {
     /// Most watchers at once.
     pub max_watchers: usize,
-    /// Encoded responses held for all watchers at once, in bytes.
+    /// Encoded responses held for all watchers at once, and each open stream's reserve of
+    /// [`STREAM_RESERVE`], in bytes.
     pub memory_bytes: usize,
     /// A watcher that takes no response (or gets no budget) for this long is cut off, in
     /// milliseconds.
@@ -115,6 +123,9 @@ struct WatchMetrics {
 /// Budget is counted in KiB (a semaphore's permits are a `u32`).
 const UNIT: usize = 1024;
 
+/// The budget an open stream holds besides its responses (module docs).
+pub const STREAM_RESERVE: usize = 32 * 1024;
+
 /// Serves `WatchBatches` (module docs).
 #[derive(Clone)]
 pub struct Watchers {
@@ -147,7 +158,8 @@ impl Watchers {
             watchers: IntGauge::new("beat_watch_watchers", "WatchBatches streams open")?,
             buffered: IntGauge::new(
                 "beat_watch_buffered_bytes",
-                "Encoded WatchBatches responses held for watchers (the memory budget in use)",
+                "Encoded WatchBatches responses held for watchers and the open streams' \
+                 reserves (the memory budget in use)",
             )?,
             cut: IntCounterVec::new(
                 Opts::new(
@@ -197,15 +209,25 @@ impl Watchers {
                 self.limits.max_watchers
             )));
         }
+        let reserve = STREAM_RESERVE / UNIT;
         let margin = self.largest.load(Ordering::Acquire).saturating_mul(2);
-        if self.memory.available_permits() < margin.min(self.units) {
+        let needed = margin.saturating_add(reserve).min(self.units);
+        let reserved = (self.memory.available_permits() >= needed)
+            .then(|| {
+                self.memory
+                    .clone()
+                    .try_acquire_many_owned(reserve as u32)
+                    .ok()
+            })
+            .flatten();
+        let Some(reserved) = reserved else {
             self.active.fetch_sub(1, Ordering::AcqRel);
             self.metrics.cut.with_label_values(&["admission"]).inc();
             return Err(Status::resource_exhausted(
                 "the watchers of this replica hold its watch memory; retry later or watch \
                  another replica",
             ));
-        }
+        };
         self.metrics.watchers.inc();
         let slot = WatcherSlot {
             active: self.active.clone(),
@@ -231,6 +253,7 @@ impl Watchers {
             rx,
             progress,
             held: VecDeque::new(),
+            reserved: Some(reserved),
             memory: self.memory.clone(),
             units: self.units,
             buffered: self.metrics.buffered.clone(),
@@ -263,6 +286,8 @@ struct Delivered {
     rx: mpsc::Receiver<Item>,
     progress: Arc<Mutex<Progress>>,
     held: VecDeque<OwnedSemaphorePermit>,
+    /// The stream's reserve ([`STREAM_RESERVE`]), given back when it is dropped.
+    reserved: Option<OwnedSemaphorePermit>,
     memory: Arc<Semaphore>,
     units: usize,
     buffered: IntGauge,
@@ -307,6 +332,7 @@ impl Stream for Delivered {
 impl Drop for Delivered {
     fn drop(&mut self) {
         self.held.clear();
+        self.reserved = None;
         self.report();
     }
 }
@@ -529,5 +555,66 @@ impl Producer {
                 .insert(epoch, (event.batch.clone(), *certificate));
         }
         Ok(Taken::Gap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// Watchers of an empty store within `memory_bytes`, and the store's directory.
+    async fn watchers(memory_bytes: usize) -> (Watchers, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("beat-watch-{}-{memory_bytes}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let registry = Registry::new();
+        let (_, connections) = beat_telemetry::api::limited_incoming(
+            listener,
+            &beat_telemetry::api::ApiLimits::default(),
+            &registry,
+        )
+        .unwrap();
+        let limits = WatchLimits {
+            memory_bytes,
+            ..WatchLimits::default()
+        };
+        let (committed, _) = broadcast::channel(4);
+        let watchers = Watchers::new(
+            store.batch_reader(),
+            committed,
+            connections,
+            limits,
+            &registry,
+        )
+        .unwrap();
+        (watchers, dir)
+    }
+
+    #[tokio::test]
+    async fn every_open_stream_holds_its_reserve_of_the_budget() {
+        let (watchers, dir) = watchers(1 << 20).await;
+        // 1 MiB holds 32 reserves of 32 KiB; a new watcher also needs twice the largest
+        // response (1 KiB so far) free, so the 32nd is refused.
+        let mut open = Vec::new();
+        let refused = loop {
+            match watchers.watch(Epoch(0), false, None) {
+                Ok(stream) => open.push(stream),
+                Err(status) => break status,
+            }
+            assert!(open.len() <= 32, "admitted past the budget");
+        };
+        assert_eq!(open.len(), 31);
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        // A closed stream gives its reserve back (and sets the gauge).
+        drop(open.pop());
+        assert_eq!(
+            watchers.metrics.buffered.get(),
+            (30 * STREAM_RESERVE) as i64
+        );
+        assert!(watchers.watch(Epoch(0), false, None).is_ok());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
