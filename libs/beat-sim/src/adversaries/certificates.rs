@@ -63,9 +63,9 @@ impl Adversary for SelectiveCommitShares {
 /// group element that fails verification for the agreed statement) — or, for every third
 /// epoch, send 48 random bytes (shares are decoded only when combined, C3) — to half the
 /// honest replicas, nothing to the others. Certificates they pass on (as an epoch's combiner,
-/// multicast to all, C3') keep their statement and carry the sender's own share in place of
-/// the signature for half the honest replicas — a valid point that fails the batch check —
-/// and are moved to another epoch (a real signature that no longer verifies) for the rest.
+/// multicast to all, C3') go out valid to a third of the replicas, with the sender's own share
+/// in place of the signature to another third — a valid point that fails the batch check —
+/// and moved to another epoch (a real signature that no longer verifies) to the rest.
 /// Honest replicas must certify anyway and blame the senders of what they combined or checked.
 pub struct WrongCommitShares;
 
@@ -119,8 +119,11 @@ impl Adversary for WrongCommitShares {
                     .find(|(id, _)| *id == from)
                     .map(|(_, sk)| sk.sign(&certificate.statement.message()))
                     .and_then(|share| bls::Signature::from_bytes(&share.to_bytes()).ok());
-                match own {
-                    Some(signature) if to.0.is_multiple_of(2) => certificate.signature = signature,
+                // Per receiver: the valid certificate, a valid point that is not the
+                // signature, or a real signature moved to another epoch.
+                match (to.0 % 3, own) {
+                    (0, _) => {}
+                    (1, Some(signature)) => certificate.signature = signature,
                     _ => certificate.statement.epoch = certificate.statement.epoch.next(),
                 }
                 vec![(to, Message::Certificate(certificate))]
