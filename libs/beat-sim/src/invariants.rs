@@ -273,6 +273,7 @@ impl Checker {
     /// AGR-1 and VAL-1 for a batch not seen before at its epoch; returns its transactions'
     /// digests.
     fn check_batch(&mut self, node: NodeId, batch: &Batch, crank: u64) -> Vec<Digest> {
+        let digests: Vec<Digest> = batch.transactions().map(transaction_digest).collect();
         let digest = batch.digest();
         match self.reference.get(&batch.epoch) {
             Some(d) if *d != digest => self.violate(
@@ -286,8 +287,8 @@ impl Checker {
             Some(_) => {}
             None => {
                 self.reference.insert(batch.epoch, digest);
-                let digests = batch.transactions().map(transaction_digest).collect();
-                self.unhashed.insert(batch.epoch, (batch.clone(), digests));
+                self.unhashed
+                    .insert(batch.epoch, (batch.clone(), digests.clone()));
                 let c = &mut self.certification;
                 let previous = match batch.epoch.0.checked_sub(1) {
                     Some(p) => c.links.get(&Epoch(p)).copied(),
@@ -337,10 +338,7 @@ impl Checker {
                 Content::Stored(_) => {}
             }
         }
-        match self.unhashed.get(&batch.epoch) {
-            Some((first, digests)) if first == batch => digests.clone(),
-            _ => batch.transactions().map(transaction_digest).collect(),
-        }
+        digests
     }
 
     /// DUP-1 and liveness bookkeeping for `node`'s commit of `batch` (`digests`: its
