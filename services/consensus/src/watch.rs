@@ -29,8 +29,9 @@
 //!   not see (e2e `abuse`). The price: `memory_bytes` must cover one response per watcher
 //!   that keeps up (16 MiB: about 80 watchers of 200 KB epochs). A new watcher is admitted
 //!   only while its reserve and twice the largest response so far are free, so the watchers
-//!   already served can always take their next response; beyond that, and beyond `max_watchers`, a watcher
-//!   is refused with `RESOURCE_EXHAUSTED` (watch another replica, or fan out behind one).
+//!   already served can always take their next response; beyond that, and beyond
+//!   `max_watchers`, a watcher is refused with `RESOURCE_EXHAUSTED` (watch another replica, or
+//!   fan out behind one).
 //! - **Slow watchers are cut off.** A watcher whose stream hyper has not asked for a response
 //!   for `slow_watcher_ms` since it took the last one (hyper waits for flow-control capacity:
 //!   the client stopped reading) would hold its share of the budget for ever. A watchdog in
@@ -212,14 +213,14 @@ impl Watchers {
         let reserve = STREAM_RESERVE / UNIT;
         let margin = self.largest.load(Ordering::Acquire).saturating_mul(2);
         let needed = margin.saturating_add(reserve).min(self.units);
-        let reserved = (self.memory.available_permits() >= needed)
-            .then(|| {
-                self.memory
-                    .clone()
-                    .try_acquire_many_owned(reserve as u32)
-                    .ok()
-            })
-            .flatten();
+        let reserved = if self.memory.available_permits() < needed {
+            None
+        } else {
+            self.memory
+                .clone()
+                .try_acquire_many_owned(reserve as u32)
+                .ok()
+        };
         let Some(reserved) = reserved else {
             self.active.fetch_sub(1, Ordering::AcqRel);
             self.metrics.cut.with_label_values(&["admission"]).inc();
