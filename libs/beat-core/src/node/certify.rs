@@ -1049,6 +1049,36 @@ mod tests {
     }
 
     #[test]
+    fn an_early_certificate_from_the_combiner_on_another_statement_is_faulted_at_commit() {
+        let (config, secrets) = setup();
+        let mut c = Certifier::new(config.committee_digest);
+        let mut step = NodeStep::default();
+        c.committed(&config, &batch(0), None, false, &mut step);
+        let mut ahead = c.clone();
+        ahead.committed(&config, &batch(1), None, false, &mut step);
+        // The combiner of epoch 1 signs (validly) a statement on another batch.
+        let other = CommitStatement {
+            batch: Digest([9; 32]),
+            ..ahead.pending[&Epoch(1)].statement
+        };
+        let certificate = CommitCertificate {
+            statement: other,
+            signature: group_signature(&config, &secrets, &other),
+        };
+        c.on_certificate(&config, NodeId(1), certificate, Epoch(1), &mut step);
+        assert!(step.faults.is_empty(), "not judged before commit");
+        let mut step = commit_with_shares(&mut c, &config, &secrets, 1, false);
+        assert_eq!(step.faults.len(), 1);
+        assert_eq!(step.faults[0].node, NodeId(1));
+        assert_eq!(step.faults[0].kind, FaultKind::InvalidCertificate);
+        assert!(c.pending[&Epoch(1)].candidate.0.is_none());
+        assert!(c.suspects.0.contains(&NodeId(1)));
+        // Epoch 1 certifies from its shares (epoch 0 has none).
+        c.flush(&config, &mut step);
+        assert_eq!(certified(&step), vec![Epoch(1)]);
+    }
+
+    #[test]
     fn an_invalid_certificate_from_the_combiner_is_faulted_and_the_replica_combines() {
         let (config, secrets) = setup();
         let mut c = Certifier::new(config.committee_digest);
