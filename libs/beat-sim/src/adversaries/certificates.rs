@@ -65,7 +65,7 @@ impl Adversary for SelectiveCommitShares {
 /// honest replicas, nothing to the others. Certificates they pass on (as an epoch's combiner,
 /// multicast to all, C3') go out valid to a third of the replicas, with the sender's own share
 /// in place of the signature to another third — a valid point that fails the batch check —
-/// and moved to another epoch (a real signature that no longer verifies) to the rest.
+/// and naming another batch (a real signature that no longer verifies) to the rest.
 /// Honest replicas must certify anyway and blame the senders of what they combined or checked.
 pub struct WrongCommitShares;
 
@@ -120,11 +120,13 @@ impl Adversary for WrongCommitShares {
                     .map(|(_, sk)| sk.sign(&certificate.statement.message()))
                     .and_then(|share| bls::Signature::from_bytes(&share.to_bytes()).ok());
                 // Per receiver: the valid certificate, a valid point that is not the
-                // signature, or a real signature moved to another epoch.
+                // signature, or a real signature on a statement naming another batch (refused
+                // on arrival at a replica that committed the epoch, at commit at one that had
+                // not: C3').
                 match (to.0 % 3, own) {
                     (0, _) => {}
                     (1, Some(signature)) => certificate.signature = signature,
-                    _ => certificate.statement.epoch = certificate.statement.epoch.next(),
+                    _ => certificate.statement.batch = Digest([ctx.rng.next_u32() as u8; 32]),
                 }
                 vec![(to, Message::Certificate(certificate))]
             }
