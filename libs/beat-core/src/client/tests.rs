@@ -1,6 +1,6 @@
 use std::sync::OnceLock;
 
-use beat_crypto::dealer::{CommitteeKeys, deal};
+use beat_crypto::dealer::{CommitteeKeys, ReplicaSecrets, deal};
 use beat_types::{Committee, Epoch, NodeId};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
@@ -9,16 +9,19 @@ use rand_core::SeedableRng;
 use super::*;
 use crate::codec::epoch_label;
 
-fn keys() -> &'static CommitteeKeys {
-    static KEYS: OnceLock<CommitteeKeys> = OnceLock::new();
+fn dealt() -> &'static (CommitteeKeys, Vec<ReplicaSecrets>) {
+    static KEYS: OnceLock<(CommitteeKeys, Vec<ReplicaSecrets>)> = OnceLock::new();
     KEYS.get_or_init(|| {
         deal(
             Committee::new(4).unwrap(),
             &mut ChaCha20Rng::seed_from_u64(1),
         )
         .unwrap()
-        .0
     })
+}
+
+fn keys() -> &'static CommitteeKeys {
+    &dealt().0
 }
 
 fn client(seed: u64) -> IdentityKeypair {
@@ -171,7 +174,7 @@ fn envelopes_are_parsed_strictly() {
     let alice = client(1);
     let tx = sealed(&alice, 5).0;
     let mut version = tx.clone();
-    version[0] = 2;
+    version[0] = 3;
     let mut trailing = tx.clone();
     trailing.push(0);
     let mut non_canonical_s = tx.clone();
@@ -188,7 +191,7 @@ fn envelopes_are_parsed_strictly() {
     );
     assert_eq!(
         check(&version),
-        Err(ClientTransactionError::UnsupportedVersion(2))
+        Err(ClientTransactionError::UnsupportedVersion(3))
     );
     assert!(matches!(
         check(&trailing),
@@ -219,8 +222,133 @@ fn envelopes_are_parsed_strictly() {
     );
 }
 
+fn bundle(client: &IdentityKeypair, request: u64, txs: &[&[u8]]) -> Transaction {
+    let mut rng = ChaCha20Rng::seed_from_u64(request);
+    seal_client_bundle(client, &keys().encryption, request, txs, &mut rng).unwrap()
+}
+
+fn decrypted(tx: &Transaction) -> Vec<u8> {
+    // The committee's own decryption, as the replicas' shares would combine it.
+    let parsed = ClientTransaction::from_bytes(tx.as_bytes()).unwrap();
+    let ct = parsed.ciphertext();
+    let shares = dealt()
+        .1
+        .iter()
+        .take(2)
+        .map(|s| {
+            let share = s
+                .decryption
+                .decryption_share(&keys().encryption, ct, ct.label())
+                .unwrap();
+            (s.node, share)
+        })
+        .collect();
+    keys()
+        .encryption
+        .combine_verified(ct, &shares)
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn a_sealed_bundle_verifies_and_opens_to_its_transactions_in_order() {
+    let alice = client(1);
+    let orders: [&[u8]; 3] = [b"buy 1", b"sell 2", b"buy 3"];
+    let tx = bundle(&alice, 11, &orders);
+    let parsed = ClientTransaction::from_bytes(tx.as_bytes()).unwrap();
+    assert_eq!(tx.as_bytes()[0], CLIENT_BUNDLE_VERSION);
+    assert_eq!(parsed.kind(), EnvelopeKind::Bundle);
+    assert_eq!(parsed.label().request, 11);
+    assert_eq!(parsed.verify(&keys().encryption), Ok(()));
+    let opened = EnvelopeKind::Bundle.open(&decrypted(&tx), 64).unwrap();
+    assert_eq!(
+        opened,
+        orders
+            .iter()
+            .map(|o| Transaction::new(o.to_vec()))
+            .collect::<Vec<_>>()
+    );
+    // A single transaction opens to itself, whatever its bytes look like.
+    let single = sealed(&alice, 12);
+    assert_eq!(
+        ClientTransaction::from_bytes(single.as_bytes())
+            .unwrap()
+            .kind(),
+        EnvelopeKind::Single
+    );
+    assert_eq!(
+        EnvelopeKind::Single.open(&decrypted(&single), 64),
+        Some(vec![Transaction::new(b"buy 1".to_vec())])
+    );
+}
+
+#[test]
+fn flipping_the_envelope_version_breaks_the_signature() {
+    // A proposer cannot make a single transaction's plaintext be read as a bundle, nor the
+    // reverse: the version selects the signing context.
+    let alice = client(1);
+    let mut single = sealed(&alice, 1).0;
+    single[0] = CLIENT_BUNDLE_VERSION;
+    assert_eq!(check(&single), Err(ClientTransactionError::BadSignature));
+    let mut bundled = bundle(&alice, 2, &[b"a", b"b"]).0;
+    bundled[0] = CLIENT_TRANSACTION_VERSION;
+    assert_eq!(check(&bundled), Err(ClientTransactionError::BadSignature));
+}
+
+#[test]
+fn bundles_are_bounded_and_malformed_plaintexts_commit_nothing() {
+    let alice = client(1);
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let seal = |txs: &[&[u8]], rng: &mut ChaCha20Rng| {
+        seal_client_bundle(&alice, &keys().encryption, 1, txs, rng)
+    };
+    assert_eq!(seal(&[], &mut rng), Err(BundleError::Count(0)));
+    let many = vec![&b"x"[..]; MAX_BUNDLE_TRANSACTIONS + 1];
+    assert_eq!(
+        seal(&many, &mut rng),
+        Err(BundleError::Count(MAX_BUNDLE_TRANSACTIONS + 1))
+    );
+    assert!(seal(&many[..MAX_BUNDLE_TRANSACTIONS], &mut rng).is_ok());
+    assert_eq!(
+        seal(&[b"a", b"", b"c"], &mut rng),
+        Err(BundleError::EmptyTransaction(1))
+    );
+    // What a client could have encrypted by hand under a bundle envelope: each commits nothing.
+    let encode = |txs: &[&[u8]]| {
+        crate::codec::encode_transactions(
+            &txs.iter()
+                .map(|t| Transaction::new(t.to_vec()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let too_many = encode(&vec![&b"x"[..]; MAX_BUNDLE_TRANSACTIONS + 1]);
+    let mut trailing = encode(&[b"a"]);
+    trailing.push(0);
+    for (what, plaintext) in [
+        ("empty bundle", encode(&[])),
+        ("empty transaction", encode(&[b"a", b""])),
+        ("oversized transaction", encode(&[&[7u8; 65][..]])),
+        ("too many", too_many),
+        ("trailing bytes", trailing),
+        ("not an encoding", b"buy 1".to_vec()),
+        ("nothing", Vec::new()),
+    ] {
+        assert_eq!(EnvelopeKind::Bundle.open(&plaintext, 64), None, "{what}");
+    }
+    assert_eq!(EnvelopeKind::Single.open(&[], 64), None);
+    assert_eq!(EnvelopeKind::Single.open(&[1; 65], 64), None);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn arbitrary_plaintexts_never_panic_a_bundle(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        if let Some(txs) = EnvelopeKind::Bundle.open(&bytes, 64) {
+            prop_assert!(!txs.is_empty() && txs.len() <= MAX_BUNDLE_TRANSACTIONS);
+            prop_assert!(txs.iter().all(|t| !t.is_empty() && t.len() <= 64));
+        }
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {

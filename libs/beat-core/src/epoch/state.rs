@@ -21,7 +21,7 @@ use crate::{
     acs::{Subset, SubsetOutput},
     batch::{Content, Contribution, StoredCommitment},
     broadcast::{BroadcastConfig, Delivered},
-    client::{ClientTransaction, ClientTransactionError},
+    client::{ClientTransaction, ClientTransactionError, EnvelopeKind},
     codec::{decode_transactions, epoch_label},
     config::Config,
     decrypt::Decryption,
@@ -73,8 +73,8 @@ enum Plan {
     Done(Content),
     /// BEAT0/1: one ciphertext, slot (j, 0).
     Encrypted,
-    /// BEAT2: client ciphertexts at these slots.
-    ClientTransactions(Vec<CiphertextSlot>),
+    /// BEAT2: client ciphertexts at these slots, each one transaction or a bundle.
+    ClientTransactions(Vec<(CiphertextSlot, EnvelopeKind)>),
 }
 
 #[derive(Debug)]
@@ -514,7 +514,7 @@ impl EpochState {
                         // E3 (BEAT2): the same check as admission. An honest proposer proposes
                         // only admitted transactions, so a failure is the proposer's fault; the
                         // transaction is dropped without spending its label.
-                        let Ok(ct) = verified_client_transaction(&config, tx) else {
+                        let Ok((ct, kind)) = verified_client_transaction(&config, tx) else {
                             malformed = true;
                             continue;
                         };
@@ -529,7 +529,7 @@ impl EpochState {
                         };
                         let label = ct.label().to_vec();
                         slots.push((slot, Arc::new(ct), label));
-                        mine.push(slot);
+                        mine.push((slot, kind));
                     }
                     if malformed {
                         step.fault(Fault::new(proposer, FaultKind::MalformedContribution));
@@ -635,16 +635,15 @@ impl EpochState {
                 Plan::ClientTransactions(slots) => Content::Transactions(
                     slots
                         .iter()
-                        .filter_map(|s| match decryption.result(s) {
-                            // A client ciphertext that does not decrypt was ordered (its label
-                            // is spent) but commits nothing; the client, not the proposer, erred.
-                            Some(Ok(plaintext))
-                                if !plaintext.is_empty()
-                                    && plaintext.len() <= params.max_transaction_bytes =>
-                            {
-                                Some(Transaction::new(plaintext.clone()))
-                            }
-                            _ => None,
+                        .flat_map(|(s, kind)| match decryption.result(s) {
+                            // A client ciphertext that does not decrypt, or whose plaintext is
+                            // not what its envelope's kind says, was ordered (its label is
+                            // spent) but commits nothing; the client, not the proposer, erred.
+                            // A bundle commits its transactions in its own order.
+                            Some(Ok(plaintext)) => kind
+                                .open(plaintext, params.max_transaction_bytes)
+                                .unwrap_or_default(),
+                            _ => Vec::new(),
                         })
                         .collect(),
                 ),
@@ -662,11 +661,13 @@ impl EpochState {
 /// Parses and verifies a BEAT2 client transaction (module [`crate::client`]): a TDH2
 /// ciphertext under a client label, signed by that client, valid under the committee key.
 /// Admission and E3 both call this one function, so they accept exactly the same transactions.
+/// Returns the ciphertext and whether its plaintext is one transaction or a bundle.
 pub(crate) fn verified_client_transaction(
     config: &Config,
     tx: &Transaction,
-) -> Result<tdh2::Ciphertext, ClientTransactionError> {
+) -> Result<(tdh2::Ciphertext, EnvelopeKind), ClientTransactionError> {
     let parsed = ClientTransaction::from_bytes(tx.as_bytes())?;
     parsed.verify(&config.keys.encryption)?;
-    Ok(parsed.into_ciphertext())
+    let kind = parsed.kind();
+    Ok((parsed.into_ciphertext(), kind))
 }

@@ -13,7 +13,8 @@ use crate::{
     broadcast::BroadcastMessage,
     buffer::TransactionError,
     client::{
-        ClientTransactionError, client_label, seal_client_transaction, sign_client_ciphertext,
+        ClientTransactionError, EnvelopeKind, client_label, seal_client_bundle,
+        seal_client_transaction, sign_client_ciphertext, sign_envelope,
     },
     codec::encode_transactions,
     epoch::EpochMessage,
@@ -539,6 +540,76 @@ fn beat2_orders_client_ciphertexts_and_decrypts_them() {
     for r in net.nodes.values() {
         assert_eq!(sorted_plaintexts(r), plaintexts);
         assert_eq!(r.node.buffer_len(), 0);
+    }
+}
+
+/// A client seals several transactions as bundles (module `client`): each bundle is ordered as
+/// one request and commits its transactions in bundle order; one re-sent under the same request
+/// id, even with other contents, is ordered once; a bundle whose plaintext is malformed commits
+/// nothing but spends its label, and blames no replica.
+#[test]
+fn beat2_bundles_commit_their_transactions_once_in_order() {
+    let n = 4;
+    let (reps, keys) = replicas(n, params(Variant::Beat2, 8), 9);
+    let mut net = TestNet::new(reps.into_iter().map(|r| (r.node.our_id(), r)), 9);
+    let mut rng = ChaCha20Rng::seed_from_u64(90);
+    let alice = IdentityKeypair::generate(&mut rng);
+    let mut expected = Vec::new();
+    let mut txs = Vec::new();
+    for request in 0..5u64 {
+        let orders: Vec<Vec<u8>> = (0..=request)
+            .map(|i| format!("bundle {request} order {i}").into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = orders.iter().map(Vec::as_slice).collect();
+        txs.push(seal_client_bundle(&alice, &keys.encryption, request, &refs, &mut rng).unwrap());
+        expected.extend(orders);
+    }
+    // The same request id with other contents: a duplicate of request 0, never ordered twice.
+    let resent: [&[u8]; 1] = [b"a different order under request 0"];
+    let duplicate = seal_client_bundle(&alice, &keys.encryption, 0, &resent, &mut rng).unwrap();
+    // A bundle envelope around bytes that are not a bundle: ordered, spent, commits nothing.
+    let label = client_label(&alice.public(), 99);
+    let ct = keys
+        .encryption
+        .encrypt(&label, b"not a bundle", &mut rng)
+        .unwrap();
+    let malformed = sign_envelope(&alice, EnvelopeKind::Bundle, &ct);
+    for id in Committee::new(n).unwrap().members() {
+        let mut mine = txs.clone();
+        mine.push(malformed.clone());
+        submit(&mut net, id, mine);
+    }
+    net.run(5_000_000);
+    submit(&mut net, NodeId(1), vec![duplicate]);
+    net.run(5_000_000);
+    assert_agreement(&net);
+    for r in net.nodes.values() {
+        let got: Vec<Vec<u8>> = committed(r).into_iter().map(|t| t.0).collect();
+        // Each bundle's transactions are contiguous and in bundle order.
+        for request in 0..5u64 {
+            let start = got
+                .iter()
+                .position(|t| t.starts_with(format!("bundle {request} ").as_bytes()))
+                .unwrap();
+            for i in 0..=request as usize {
+                assert_eq!(
+                    got[start + i],
+                    format!("bundle {request} order {i}").into_bytes()
+                );
+            }
+        }
+        let mut sorted = got.clone();
+        sorted.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(sorted, want, "every bundled transaction exactly once");
+    }
+    for id in Committee::new(n).unwrap().members() {
+        assert_eq!(
+            net.faults_against(id),
+            0,
+            "a client's malformed bundle blames no replica"
+        );
     }
 }
 
