@@ -43,7 +43,7 @@
 use std::{sync::Arc, time::Duration};
 
 use beat_config::CommitteeFile;
-use beat_core::client::seal_client_transaction;
+use beat_core::client::{MAX_BUNDLE_TRANSACTIONS, seal_client_bundle, seal_client_transaction};
 use beat_crypto::{identity::IdentityKeypair, tdh2};
 use beat_proto::consensus::v1::{self as pb, ordering_service_client::OrderingServiceClient};
 use beat_types::{Epoch, Variant, backoff::Backoff};
@@ -469,6 +469,28 @@ impl Sealer {
                     .map_err(|e| ClientError::Seal(e.to_string()))
             }
         }
+    }
+
+    /// BEAT2 only: `plains` (1 to [`MAX_BUNDLE_TRANSACTIONS`] non-empty transactions) sealed
+    /// as one bundle, request `request` of this client: one ciphertext, label and signature for
+    /// all of them, which the committee orders once and commits in this order. Each replica
+    /// spends about as much on a bundle as on one transaction, so a client with many
+    /// transactions to send should bundle them. Other variants have no bundles: there is
+    /// nothing to amortise.
+    pub fn seal_bundle(
+        &self,
+        request: u64,
+        plains: &[&[u8]],
+        rng: &mut (impl rand_core::CryptoRng + ?Sized),
+    ) -> Result<Vec<u8>, ClientError> {
+        let Some((encryption, identity)) = &self.mode else {
+            return Err(ClientError::Seal(
+                "bundles exist only in BEAT2 committees".to_owned(),
+            ));
+        };
+        seal_client_bundle(identity, encryption, request, plains, rng)
+            .map(|tx| tx.0)
+            .map_err(|e| ClientError::Seal(e.to_string()))
     }
 }
 

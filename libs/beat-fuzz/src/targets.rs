@@ -31,7 +31,7 @@ use beat_gateway::{
 use beat_sim::{
     adversary::{Adversary, Ctx, random_pick},
     net::VirtualNet,
-    scenario::workload,
+    scenario::{SCENARIO_BUNDLES, workload},
 };
 use beat_types::{Epoch, NodeId, Transaction, Variant};
 use bytes::Bytes;
@@ -118,8 +118,9 @@ pub fn recorded_messages() -> Vec<Message> {
             .build()
             .expect("a simulated network");
         let mut rng = ChaCha20Rng::seed_from_u64(11);
-        let load = workload(variant, &net, 8, 32, 11, &mut rng).expect("a workload");
-        for (_, committed) in &load {
+        let load =
+            workload(variant, &net, 8, 32, 11, SCENARIO_BUNDLES, &mut rng).expect("a workload");
+        for committed in load.iter().flat_map(|(_, committed)| committed) {
             net.checker.expect(committed, Epoch::ZERO);
         }
         let txs: Vec<Transaction> = load.into_iter().map(|(s, _)| s).collect();

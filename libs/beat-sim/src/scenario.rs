@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use beat_core::{Params, client::seal_client_transaction};
+use beat_core::{
+    Params,
+    client::{MAX_BUNDLE_TRANSACTIONS, seal_client_bundle, seal_client_transaction},
+};
 use beat_crypto::identity::IdentityKeypair;
 use beat_types::{Epoch, NodeId, Transaction, Variant};
 use rand_chacha::ChaCha20Rng;
@@ -88,6 +91,7 @@ impl Scenario {
             transactions,
             self.tx_size,
             self.seed,
+            SCENARIO_BUNDLES,
             &mut rng,
         )?;
         let recipients: Vec<NodeId> = net
@@ -95,9 +99,8 @@ impl Scenario {
             .members()
             .filter(|id| !net.faulty.contains(id) || net.faulty_get_inputs())
             .collect();
-        for (submitted, committed) in &workload {
+        for committed in workload.iter().flat_map(|(_, committed)| committed) {
             net.checker.expect(committed, Epoch::ZERO);
-            let _ = submitted;
         }
         let submitted: Vec<Transaction> = workload.iter().map(|(s, _)| s.clone()).collect();
         for id in recipients {
@@ -151,37 +154,68 @@ impl Scenario {
     }
 }
 
-/// The workload: `(what is submitted, what gets committed)` per transaction. In BEAT2 one
-/// client, with a key drawn from `rng`, seals request `i` (its `i`-th transaction: predictable
-/// labels, as most clients' are) and the replicas commit the plaintexts.
+/// How a BEAT2 workload packs its transactions into envelopes: the `i`-th envelope holds
+/// `sizes[i % sizes.len()]` of them — one as a single transaction, more as a bundle
+/// ([`beat_core::client`]). Ignored by the other variants.
+pub const SCENARIO_BUNDLES: &[usize] = &[1, 2, 1, 3];
+
+/// The workload: `(what is submitted, what gets committed)` per envelope. In BEAT2 one client,
+/// with a key drawn from `rng`, seals its `i`-th envelope as request `i` (predictable labels, as
+/// most clients' are), `bundles` transactions at a time (see [`SCENARIO_BUNDLES`]), and the
+/// replicas commit the plaintexts; elsewhere each transaction is its own envelope. `count`
+/// counts transactions, not envelopes.
 pub fn workload(
     variant: Variant,
     net: &VirtualNet,
     count: usize,
     size: usize,
     seed: u64,
+    bundles: &[usize],
     rng: &mut ChaCha20Rng,
-) -> anyhow::Result<Vec<(Transaction, Transaction)>> {
-    let client = (variant == Variant::Beat2).then(|| IdentityKeypair::generate(rng));
-    (0..count)
+) -> anyhow::Result<Vec<(Transaction, Vec<Transaction>)>> {
+    let plain: Vec<Transaction> = (0..count)
         .map(|i| {
             let mut bytes = format!("tx/{seed}/{i}/").into_bytes();
             bytes.resize(size.max(bytes.len()), b'.');
-            let plain = Transaction::new(bytes);
-            if let Some(client) = &client {
-                let tx = seal_client_transaction(
-                    client,
-                    &net.keys.encryption,
-                    i as u64,
-                    plain.as_bytes(),
-                    rng,
-                )?;
-                Ok((tx, plain))
-            } else {
-                Ok((plain.clone(), plain))
-            }
+            Transaction::new(bytes)
         })
-        .collect()
+        .collect();
+    if variant != Variant::Beat2 {
+        return Ok(plain.into_iter().map(|t| (t.clone(), vec![t])).collect());
+    }
+    anyhow::ensure!(
+        !bundles.is_empty()
+            && bundles
+                .iter()
+                .all(|&k| (1..=MAX_BUNDLE_TRANSACTIONS).contains(&k)),
+        "bundle sizes must be in 1..={MAX_BUNDLE_TRANSACTIONS}"
+    );
+    let client = IdentityKeypair::generate(rng);
+    let mut out = Vec::new();
+    let mut rest = plain.as_slice();
+    for (request, &k) in bundles.iter().cycle().enumerate() {
+        if rest.is_empty() {
+            break;
+        }
+        let (group, tail) = rest.split_at(k.min(rest.len()));
+        rest = tail;
+        let request = request as u64;
+        let tx = match group {
+            [one] => seal_client_transaction(
+                &client,
+                &net.keys.encryption,
+                request,
+                one.as_bytes(),
+                rng,
+            )?,
+            _ => {
+                let refs: Vec<&[u8]> = group.iter().map(Transaction::as_bytes).collect();
+                seal_client_bundle(&client, &net.keys.encryption, request, &refs, rng)?
+            }
+        };
+        out.push((tx, group.to_vec()));
+    }
+    Ok(out)
 }
 
 /// What a run found.
@@ -222,6 +256,9 @@ pub struct Bench {
     pub batch: usize,
     /// Transaction size.
     pub tx_size: usize,
+    /// BEAT2: transactions per client envelope (1: each sealed alone; more: bundles, module
+    /// [`beat_core::client`]). `batch` still counts envelopes, as the protocol's `B` does.
+    pub bundle: usize,
     /// Epochs to run.
     pub epochs: u64,
     /// Seed.
@@ -239,12 +276,17 @@ pub struct BenchReport {
     pub batch: usize,
     /// Transaction size.
     pub tx_size: usize,
+    /// BEAT2: transactions per client envelope.
+    pub bundle: usize,
     /// Epochs committed.
     pub epochs: u64,
     /// Transactions committed (per replica).
     pub txs_committed: u64,
     /// CPU time per replica per epoch, in milliseconds (protocol code and keystore).
     pub cpu_ms_per_node_epoch: f64,
+    /// CPU time per replica per committed transaction, in microseconds: the figure that
+    /// compares runs whose epochs hold different numbers of transactions (bundles).
+    pub cpu_us_per_transaction: f64,
     /// Messages sent per replica per epoch.
     pub msgs_per_node_epoch: f64,
     /// Bytes sent per replica per epoch (postcard encoding).
@@ -256,9 +298,16 @@ impl Bench {
     /// replica given a disjoint `B/n` share of each epoch's transactions so that an epoch
     /// commits about `B` of them.
     pub fn run(&self) -> anyhow::Result<BenchReport> {
+        let bundle = if self.profile.variant == Variant::Beat2 {
+            self.bundle.max(1)
+        } else {
+            1
+        };
+        // An envelope holds `bundle` transactions with their length prefixes, and the
+        // ciphertext's own overhead.
         let mut params = Params {
             batch_size: self.batch,
-            max_transaction_bytes: (self.tx_size + 512).max(1024),
+            max_transaction_bytes: ((self.tx_size + 8) * bundle + 512).max(1024),
             ..Params::default()
         };
         self.profile.apply(&mut params);
@@ -269,7 +318,7 @@ impl Bench {
             .measure(true)
             .build()?;
         let per_node = params.proposal_size(net.committee);
-        let total = per_node * self.n * self.epochs as usize;
+        let total = per_node * self.n * self.epochs as usize * bundle;
         let mut rng = ChaCha20Rng::seed_from_u64(self.seed);
         let workload = workload(
             self.profile.variant,
@@ -277,12 +326,15 @@ impl Bench {
             total,
             self.tx_size,
             self.seed,
+            &[bundle],
             &mut rng,
         )?;
         let ids: Vec<NodeId> = net.committee.members().collect();
         let mut per_replica: Vec<Vec<Transaction>> = vec![Vec::new(); self.n];
         for (i, (submitted, committed)) in workload.iter().enumerate() {
-            net.checker.expect(committed, Epoch::ZERO);
+            for tx in committed {
+                net.checker.expect(tx, Epoch::ZERO);
+            }
             per_replica[i % self.n].push(submitted.clone());
         }
         for (id, txs) in ids.iter().zip(per_replica) {
@@ -319,9 +371,12 @@ impl Bench {
             n: self.n,
             batch: self.batch,
             tx_size: self.tx_size,
+            bundle,
             epochs,
             txs_committed: committed,
             cpu_ms_per_node_epoch: busy.as_secs_f64() * 1000.0 / node_epochs,
+            cpu_us_per_transaction: busy.as_secs_f64() * 1e6
+                / (self.n as f64 * committed.max(1) as f64),
             msgs_per_node_epoch: msgs as f64 / node_epochs,
             bytes_per_node_epoch: bytes as f64 / node_epochs,
         })

@@ -61,6 +61,32 @@ impl TxPreparer {
         self.sealer.as_ref().map(|(_, public)| *public)
     }
 
+    /// The transactions to submit for `plains`: in BEAT2, bundles of up to `bundle` of them
+    /// (one request each; `bundle` = 1 seals each alone); as is otherwise, where `bundle` must
+    /// be 1.
+    pub fn prepare_all(
+        &mut self,
+        plains: &[Vec<u8>],
+        bundle: usize,
+    ) -> anyhow::Result<Vec<Vec<u8>>> {
+        if bundle <= 1 {
+            return plains.iter().map(|p| self.prepare(p)).collect();
+        }
+        let Some((sealer, _)) = &self.sealer else {
+            anyhow::bail!(
+                "--bundle needs a BEAT2 committee (--committee): other variants have no bundles"
+            );
+        };
+        let mut out = Vec::with_capacity(plains.len().div_ceil(bundle));
+        for group in plains.chunks(bundle) {
+            let request = self.next_request;
+            self.next_request += 1;
+            let refs: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
+            out.push(sealer.seal_bundle(request, &refs, &mut self.rng)?);
+        }
+        Ok(out)
+    }
+
     /// The transaction to submit for `plain`.
     pub fn prepare(&mut self, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
         match &self.sealer {
@@ -80,16 +106,14 @@ pub async fn submit(
     endpoints: Vec<String>,
     committee: Option<&Path>,
     transactions: Vec<Vec<u8>>,
+    bundle: usize,
 ) -> anyhow::Result<()> {
     let committee = committee.map(CommitteeFile::load).transpose()?;
     let mut prep = TxPreparer::new(committee.as_ref())?;
     if let Some(client) = prep.client() {
         eprintln!("BEAT2 client {client}");
     }
-    let txs = transactions
-        .iter()
-        .map(|t| prep.prepare(t))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let txs = prep.prepare_all(&transactions, bundle)?;
     let mut config = ClientConfig::new(endpoints);
     config.auth = client_auth();
     let mut client = Client::new(config)?;
@@ -390,7 +414,10 @@ pub async fn market_book(endpoint: &str, symbol: &str, depth: u32) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use beat_config::{Endpoints, ReplicaEntry};
-    use beat_core::{Params, client::ClientTransaction};
+    use beat_core::{
+        Params,
+        client::{ClientTransaction, EnvelopeKind},
+    };
     use beat_crypto::dealer::deal;
     use beat_types::{Committee, NodeId};
 
@@ -433,6 +460,33 @@ mod tests {
         }
         let other = TxPreparer::new(Some(&file)).unwrap().client().unwrap();
         assert_ne!(other, client, "each preparer is a new client");
+    }
+
+    #[test]
+    fn beat2_bundles_take_one_request_per_group_and_other_variants_refuse_them() {
+        let file = committee(Variant::Beat2);
+        let mut prep = TxPreparer::new(Some(&file)).unwrap();
+        let plains: Vec<Vec<u8>> = (0..7).map(|i| format!("tx {i}").into_bytes()).collect();
+        let sealed = prep.prepare_all(&plains, 3).unwrap();
+        assert_eq!(sealed.len(), 3, "groups of 3, 3 and 1");
+        for (request, tx) in sealed.iter().enumerate() {
+            let parsed = ClientTransaction::from_bytes(tx).unwrap();
+            assert_eq!(parsed.kind(), EnvelopeKind::Bundle);
+            assert_eq!(parsed.label().request, request as u64);
+            parsed.verify(&file.keys.encryption).unwrap();
+        }
+        // Requests go on from where the bundles left them.
+        let next = prep.prepare(b"after").unwrap();
+        assert_eq!(
+            ClientTransaction::from_bytes(&next)
+                .unwrap()
+                .label()
+                .request,
+            3
+        );
+        let mut plain = TxPreparer::new(Some(&committee(Variant::Beat0))).unwrap();
+        assert!(plain.prepare_all(&plains, 3).is_err());
+        assert_eq!(plain.prepare_all(&plains, 1).unwrap(), plains);
     }
 
     #[test]

@@ -90,6 +90,10 @@ enum Command {
         /// Transaction size in bytes.
         #[arg(long, default_value_t = 250)]
         tx_size: usize,
+        /// BEAT2: transactions per client envelope (1 = each sealed alone, up to 64 = one
+        /// bundle). B still counts envelopes.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        bundle: u16,
         /// Epochs to run.
         #[arg(long, default_value_t = 10)]
         epochs: u64,
@@ -180,6 +184,7 @@ fn run() -> anyhow::Result<bool> {
             nodes,
             batch,
             tx_size,
+            bundle,
             epochs,
             seed,
             json,
@@ -189,6 +194,7 @@ fn run() -> anyhow::Result<bool> {
                 n: nodes,
                 batch,
                 tx_size,
+                bundle: bundle.into(),
                 epochs,
                 seed,
             }
@@ -197,12 +203,14 @@ fn run() -> anyhow::Result<bool> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
-                    "{} n={} B={} tx={}B: {:.2} ms CPU, {:.0} messages, {:.0} bytes per replica per epoch ({} epochs, {} transactions)",
+                    "{} n={} B={} tx={}B bundle={}: {:.2} ms CPU ({:.1} µs per transaction), {:.0} messages, {:.0} bytes per replica per epoch ({} epochs, {} transactions)",
                     report.variant,
                     report.n,
                     report.batch,
                     report.tx_size,
+                    report.bundle,
                     report.cpu_ms_per_node_epoch,
+                    report.cpu_us_per_transaction,
                     report.msgs_per_node_epoch,
                     report.bytes_per_node_epoch,
                     report.epochs,

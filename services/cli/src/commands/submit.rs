@@ -19,6 +19,11 @@ pub struct Args {
     /// Read transactions from a file, one per line.
     #[arg(long)]
     file: Option<PathBuf>,
+    /// BEAT2: seal up to this many transactions as one bundle — one ciphertext, signature and
+    /// receipt for all of them, committed together in order. Each replica spends about as much
+    /// on a bundle as on one transaction.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    bundle: u16,
     /// Transactions (UTF-8 text).
     transactions: Vec<String>,
 }
@@ -36,6 +41,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
     }
     anyhow::ensure!(!txs.is_empty(), "no transactions given");
-    runtime()?.block_on(client::submit(a.endpoint, a.committee.as_deref(), txs))?;
+    runtime()?.block_on(client::submit(
+        a.endpoint,
+        a.committee.as_deref(),
+        txs,
+        a.bundle.into(),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
