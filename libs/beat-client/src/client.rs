@@ -43,7 +43,7 @@
 use std::{sync::Arc, time::Duration};
 
 use beat_config::CommitteeFile;
-use beat_core::client::{MAX_BUNDLE_TRANSACTIONS, seal_client_bundle, seal_client_transaction};
+use beat_core::client::{seal_client_bundle, seal_client_transaction};
 use beat_crypto::{identity::IdentityKeypair, tdh2};
 use beat_proto::consensus::v1::{self as pb, ordering_service_client::OrderingServiceClient};
 use beat_types::{Epoch, Variant, backoff::Backoff};
@@ -465,13 +465,13 @@ impl Sealer {
             None => Ok(plain.to_vec()),
             Some((encryption, identity)) => {
                 seal_client_transaction(identity, encryption, request, plain, rng)
-                    .map(|tx| tx.0)
+                    .map(beat_types::Transaction::into_vec)
                     .map_err(|e| ClientError::Seal(e.to_string()))
             }
         }
     }
 
-    /// BEAT2 only: `plains` (1 to [`MAX_BUNDLE_TRANSACTIONS`] non-empty transactions) sealed
+    /// BEAT2 only: `plains` (1 to [`MAX_BUNDLE_TRANSACTIONS`](beat_core::client::MAX_BUNDLE_TRANSACTIONS) non-empty transactions) sealed
     /// as one bundle, request `request` of this client: one ciphertext, label and signature for
     /// all of them, which the committee orders once and commits in this order. Each replica
     /// spends about as much on a bundle as on one transaction, so a client with many
@@ -489,7 +489,7 @@ impl Sealer {
             ));
         };
         seal_client_bundle(identity, encryption, request, plains, rng)
-            .map(|tx| tx.0)
+            .map(beat_types::Transaction::into_vec)
             .map_err(|e| ClientError::Seal(e.to_string()))
     }
 }

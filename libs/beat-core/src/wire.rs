@@ -137,7 +137,7 @@ mod tests {
                             proposer: NodeId(p),
                             content: Content::Transactions(
                                 (0..txs)
-                                    .map(|i| Transaction(vec![(i % 251) as u8; tx_len]))
+                                    .map(|i| Transaction::new(vec![(i % 251) as u8; tx_len]))
                                     .collect(),
                             ),
                         })
@@ -162,7 +162,10 @@ mod tests {
             let m = catch_up(4, txs, tx_len);
             let bytes = encode(&m);
             let ratio = charged(&bytes) as f64 / bytes.len() as f64;
-            assert!(ratio < 2.5, "{txs} × {tx_len} B: {ratio:.2}×");
+            // Each transaction costs its bytes and a 32-byte handle (`Bytes`): 16-byte ones
+            // decode into ≈ 2.8 times their encoding, well within `DECODE_INFLATION`.
+            assert!(ratio < 3.0, "{txs} × {tx_len} B: {ratio:.2}×");
+            assert!(ratio < DECODE_INFLATION as f64);
             assert_eq!(decode(&bytes, 16 << 20).unwrap(), m);
         }
     }

@@ -149,7 +149,9 @@ pub fn recorded_messages() -> Vec<Message> {
                 .map(|p| Contribution {
                     proposer: NodeId(p),
                     content: Content::Transactions(
-                        (0..4).map(|i| Transaction(vec![i as u8; 40])).collect(),
+                        (0..4)
+                            .map(|i| Transaction::new(vec![i as u8; 40]))
+                            .collect(),
                     ),
                 })
                 .collect(),

@@ -558,7 +558,7 @@ mod tests {
             epoch: Epoch(epoch),
             contributions: vec![Contribution {
                 proposer: NodeId(0),
-                content: Content::Transactions(vec![Transaction(vec![]); txs]),
+                content: Content::Transactions(vec![Transaction::new(Vec::new()); txs]),
             }],
             ordered_labels: vec![],
         }

@@ -172,7 +172,7 @@ fn a_signed_but_invalid_ciphertext_is_rejected() {
 #[test]
 fn envelopes_are_parsed_strictly() {
     let alice = client(1);
-    let tx = sealed(&alice, 5).0;
+    let tx = sealed(&alice, 5).into_vec();
     let mut version = tx.clone();
     version[0] = 3;
     let mut trailing = tx.clone();
@@ -287,10 +287,10 @@ fn flipping_the_envelope_version_breaks_the_signature() {
     // A proposer cannot make a single transaction's plaintext be read as a bundle, nor the
     // reverse: the version selects the signing context.
     let alice = client(1);
-    let mut single = sealed(&alice, 1).0;
+    let mut single = sealed(&alice, 1).into_vec();
     single[0] = CLIENT_BUNDLE_VERSION;
     assert_eq!(check(&single), Err(ClientTransactionError::BadSignature));
-    let mut bundled = bundle(&alice, 2, &[b"a", b"b"]).0;
+    let mut bundled = bundle(&alice, 2, &[b"a", b"b"]).into_vec();
     bundled[0] = CLIENT_TRANSACTION_VERSION;
     assert_eq!(check(&bundled), Err(ClientTransactionError::BadSignature));
 }
@@ -360,7 +360,7 @@ proptest! {
 
     #[test]
     fn any_changed_byte_fails(position in any::<prop::sample::Index>(), xor in 1u8..) {
-        let tx = sealed(&client(1), 9).0;
+        let tx = sealed(&client(1), 9).into_vec();
         let mut bad = tx.clone();
         bad[position.index(tx.len())] ^= xor;
         prop_assert!(check(&bad).is_err());

@@ -511,7 +511,10 @@ fn client_requests(
 }
 
 fn sorted_plaintexts(r: &Replica) -> Vec<Vec<u8>> {
-    let mut got: Vec<Vec<u8>> = committed(r).into_iter().map(|t| t.0).collect();
+    let mut got: Vec<Vec<u8>> = committed(r)
+        .into_iter()
+        .map(Transaction::into_vec)
+        .collect();
     got.sort();
     got
 }
@@ -584,7 +587,10 @@ fn beat2_bundles_commit_their_transactions_once_in_order() {
     net.run(5_000_000);
     assert_agreement(&net);
     for r in net.nodes.values() {
-        let got: Vec<Vec<u8>> = committed(r).into_iter().map(|t| t.0).collect();
+        let got: Vec<Vec<u8>> = committed(r)
+            .into_iter()
+            .map(Transaction::into_vec)
+            .collect();
         // Each bundle's transactions are contiguous and in bundle order.
         for request in 0..5u64 {
             let start = got
