@@ -95,12 +95,41 @@ pub struct Checkpoint {
     /// The epoch just entered.
     pub epoch: Epoch,
     buffer: Vec<(Digest, Transaction)>,
-    window: Vec<(Epoch, Vec<Digest>)>,
+    #[serde(with = "shared_keys")]
+    window: Vec<(Epoch, Arc<[Digest]>)>,
     peer_epochs: BTreeMap<NodeId, Epoch>,
     catch_up: CatchUp,
     future: BTreeMap<Epoch, FutureEpoch>,
     retired: BTreeMap<Epoch, RetiredSnapshot>,
     certifier: Certifier,
+}
+
+/// The serde form of the checkpoint's window: a sequence of `(epoch, keys)`, exactly as when
+/// the keys were a `Vec` (the shared `Arc` is a memory detail, not part of the format).
+mod shared_keys {
+    use std::sync::Arc;
+
+    use beat_crypto::Digest;
+    use beat_types::Epoch;
+    use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
+
+    pub fn serialize<S: Serializer>(
+        window: &[(Epoch, Arc<[Digest]>)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(window.len()))?;
+        for (epoch, keys) in window {
+            seq.serialize_element(&(epoch, &**keys))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<(Epoch, Arc<[Digest]>)>, D::Error> {
+        let window = Vec::<(Epoch, Vec<Digest>)>::deserialize(deserializer)?;
+        Ok(window.into_iter().map(|(e, k)| (e, k.into())).collect())
+    }
 }
 
 /// Messages for an epoch the replica has not reached yet, in arrival order, with per-sender
@@ -976,5 +1005,28 @@ fn absorb_epoch(step: &mut NodeStep, epoch: Epoch, sub: Step<EpochMessage, ()>) 
     for fault in &mut step.faults[first_fault..] {
         let Fault { epoch: e, .. } = fault;
         e.get_or_insert(epoch);
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct Shared(#[serde(with = "shared_keys")] Vec<(Epoch, Arc<[Digest]>)>);
+
+    /// Checkpoints written before the window's keys were shared decode, and new ones encode
+    /// byte for byte as they did.
+    #[test]
+    fn the_shared_window_keeps_the_checkpoint_format() {
+        let old: Vec<(Epoch, Vec<Digest>)> = vec![
+            (Epoch(3), vec![Digest([1; 32]), Digest([2; 32])]),
+            (Epoch(4), vec![]),
+        ];
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let Shared(window) = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(window.len(), 2);
+        assert_eq!(&*window[0].1, old[0].1.as_slice());
+        assert_eq!(postcard::to_allocvec(&Shared(window)).unwrap(), bytes);
     }
 }

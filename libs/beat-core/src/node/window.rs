@@ -1,6 +1,9 @@
 //! Duplicate suppression across epochs.
 
-use std::collections::{HashSet, VecDeque};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+};
 
 use beat_crypto::Digest;
 use beat_types::Epoch;
@@ -8,11 +11,12 @@ use beat_types::Epoch;
 /// The duplicate-suppression keys committed in the last `span` epochs.
 ///
 /// Its content is a function of the committed batches alone, so it is identical at every honest
-/// replica — which matters, because it decides what later batches contain.
+/// replica — which matters, because it decides what later batches contain. Each epoch's keys
+/// are shared (`Arc`), so that a checkpoint, which holds all of them, copies pointers.
 #[derive(Debug)]
 pub(crate) struct CommittedWindow {
     span: u64,
-    epochs: VecDeque<(Epoch, Vec<Digest>)>,
+    epochs: VecDeque<(Epoch, Arc<[Digest]>)>,
     keys: HashSet<Digest>,
 }
 
@@ -26,7 +30,7 @@ impl CommittedWindow {
     }
 
     /// The recorded epochs and their keys, oldest first.
-    pub fn epochs(&self) -> Vec<(Epoch, Vec<Digest>)> {
+    pub fn epochs(&self) -> Vec<(Epoch, Arc<[Digest]>)> {
         self.epochs.iter().cloned().collect()
     }
 
@@ -35,7 +39,8 @@ impl CommittedWindow {
     }
 
     /// Records `epoch`'s keys and forgets epochs older than `span`.
-    pub fn insert(&mut self, epoch: Epoch, keys: Vec<Digest>) {
+    pub fn insert(&mut self, epoch: Epoch, keys: impl Into<Arc<[Digest]>>) {
+        let keys = keys.into();
         self.keys.extend(keys.iter().copied());
         self.epochs.push_back((epoch, keys));
         while let Some((old, _)) = self.epochs.front() {
@@ -43,8 +48,8 @@ impl CommittedWindow {
                 break;
             }
             if let Some((_, keys)) = self.epochs.pop_front() {
-                for k in keys {
-                    self.keys.remove(&k);
+                for k in keys.iter() {
+                    self.keys.remove(k);
                 }
             }
         }
