@@ -96,13 +96,16 @@ pub struct Checkpoint {
     pub epoch: Epoch,
     buffer: Vec<(Digest, Transaction)>,
     #[serde(with = "shared_keys")]
-    window: Vec<(Epoch, Arc<[Digest]>)>,
+    window: Vec<(Epoch, EpochKeys)>,
     peer_epochs: BTreeMap<NodeId, Epoch>,
     catch_up: CatchUp,
     future: BTreeMap<Epoch, FutureEpoch>,
     retired: BTreeMap<Epoch, RetiredSnapshot>,
     certifier: Certifier,
 }
+
+/// One epoch's duplicate-suppression keys, shared between the window and checkpoints.
+type EpochKeys = Arc<[Digest]>;
 
 /// The serde form of the checkpoint's window: a sequence of `(epoch, keys)`, exactly as when
 /// the keys were a `Vec` (the shared `Arc` is a memory detail, not part of the format).
@@ -113,8 +116,10 @@ mod shared_keys {
     use beat_types::Epoch;
     use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
 
+    use super::EpochKeys;
+
     pub fn serialize<S: Serializer>(
-        window: &[(Epoch, Arc<[Digest]>)],
+        window: &[(Epoch, EpochKeys)],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(window.len()))?;
@@ -126,9 +131,12 @@ mod shared_keys {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<Vec<(Epoch, Arc<[Digest]>)>, D::Error> {
+    ) -> Result<Vec<(Epoch, EpochKeys)>, D::Error> {
         let window = Vec::<(Epoch, Vec<Digest>)>::deserialize(deserializer)?;
-        Ok(window.into_iter().map(|(e, k)| (e, k.into())).collect())
+        Ok(window
+            .into_iter()
+            .map(|(e, k)| (e, Arc::<[Digest]>::from(k)))
+            .collect())
     }
 }
 
@@ -1013,7 +1021,7 @@ mod format_tests {
     use super::*;
 
     #[derive(Serialize, Deserialize)]
-    struct Shared(#[serde(with = "shared_keys")] Vec<(Epoch, Arc<[Digest]>)>);
+    struct Shared(#[serde(with = "shared_keys")] Vec<(Epoch, EpochKeys)>);
 
     /// Checkpoints written before the window's keys were shared decode, and new ones encode
     /// byte for byte as they did.
