@@ -21,7 +21,7 @@ while [ "$i" -lt "$n" ]; do
   i=$((i + 1))
 done
 beat keygen --out "$dealer" --name "${BEAT_COMMITTEE_NAME:-compose}" \
-  --variant "${BEAT_VARIANT:-beat0}" --batch-size "${BEAT_BATCH_SIZE:-1000}" "$@" \
+  --variant "${BEAT_VARIANT:-beat0}" --batch-size "${BEAT_BATCH_SIZE:-16384}" "$@" \
   --tls --tls-name localhost --tls-name 127.0.0.1 --tls-name 'replica-{i}' --tls-client client
 i=0
 while [ "$i" -lt "$n" ]; do

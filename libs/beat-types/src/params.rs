@@ -30,8 +30,13 @@ pub enum Delivery {
 pub struct Params {
     /// The BEAT variant.
     pub variant: Variant,
-    /// `B`: the target number of transactions per epoch; each replica proposes a random
-    /// sample of `⌈B/n⌉` from the first `B` of its buffer.
+    /// `B`: the most transactions per epoch. Each replica proposes a random sample of
+    /// `min(⌈B/n⌉, pending)` from the first `B` of its buffer as soon as it enters an epoch, so
+    /// the batch follows the backlog (adaptive batching): an idle replica proposes the few
+    /// transactions it has, and the epoch is short; a loaded one proposes up to `⌈B/n⌉`, and
+    /// the epoch amortises its fixed costs over them. `B` is a cap, not a target; the default,
+    /// 16,384, carried every load this project's reference box could offer (docs/benchmarks.md
+    /// § 3) without costing latency when idle.
     pub batch_size: usize,
     /// Largest transaction accepted, in bytes.
     pub max_transaction_bytes: usize,
@@ -69,7 +74,7 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             variant: Variant::Beat0,
-            batch_size: 1000,
+            batch_size: 16_384,
             max_transaction_bytes: 64 * 1024,
             max_contribution_bytes: 8 * 1024 * 1024,
             buffer_capacity: 50_000,

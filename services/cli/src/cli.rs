@@ -115,8 +115,9 @@ pub(crate) struct ParamsArgs {
     /// Protocol variant: beat0 … beat4.
     #[arg(long, default_value = "beat0")]
     variant: Variant,
-    /// Target transactions per epoch (B); each replica proposes ⌈B/n⌉.
-    #[arg(long, default_value_t = 1000)]
+    /// The most transactions per epoch (B): each replica proposes what it has pending, up to
+    /// ⌈B/n⌉, so batches follow the load and B is only a cap.
+    #[arg(long, default_value_t = Params::default().batch_size)]
     batch_size: usize,
     /// BEAT3/BEAT4: deliver full batches or commitments only.
     #[arg(long, value_enum, default_value = "full")]

@@ -22,8 +22,8 @@ pub struct Args {
     /// Committee sizes to measure.
     #[arg(long, short = 'n', value_delimiter = ',', default_value = "4")]
     replicas: Vec<usize>,
-    /// Target transactions per epoch (B).
-    #[arg(long, default_value_t = 1000)]
+    /// The most transactions per epoch (B; proposals follow the load up to ⌈B/n⌉).
+    #[arg(long, default_value_t = beat_types::Params::default().batch_size)]
     batch_size: usize,
     /// Offered load, transactions per second.
     #[arg(long, default_value_t = 2000)]
