@@ -7,6 +7,13 @@
 //! real requests suppressed everywhere. Since labels name the client's public key and the
 //! client must sign the ciphertext, the squatter (who can sign only with its own key) is
 //! rejected at E3 and blamed, and the labels stay unspent.
+//!
+//! The same squatter also takes the clients' *own* envelopes it eavesdropped and flips their
+//! version byte (a single transaction presented as a bundle, a bundle as a single transaction).
+//! The signature is genuine but was made in the other version's context, so the flipped
+//! envelope must be refused like a forgery: were it ordered, the client's label would be spent
+//! on a plaintext read the wrong way and its real request suppressed — which the run's
+//! liveness check would report.
 
 use std::collections::BTreeMap;
 
@@ -15,26 +22,35 @@ use beat_core::{
     acs::SubsetMessage,
     bracha,
     broadcast::BroadcastMessage,
-    client::{ClientTransaction, client_label, sign_client_ciphertext},
+    client::{
+        CLIENT_BUNDLE_VERSION, CLIENT_TRANSACTION_VERSION, ClientTransaction, client_label,
+        sign_client_ciphertext,
+    },
     codec::{decode_transactions, encode_transactions},
     epoch::EpochMessage,
 };
 use beat_crypto::identity::{IdentityKeypair, IdentityPublicKey};
-use beat_types::{Epoch, NodeId, Variant};
+use beat_types::{Epoch, NodeId, Transaction, Variant};
 use bytes::Bytes;
 
 use super::broadcast::{own_val, val_messages, wrap};
 use crate::adversary::{Adversary, Ctx};
 
+/// Genuine envelopes a squatting proposal re-proposes with their version flipped.
+const FLIPPED_PER_PROPOSAL: usize = 4;
+
 /// Faulty proposers in BEAT2 replace their proposal with valid TDH2 ciphertexts of junk under
 /// the labels of requests honest clients have not been served yet: for every client seen in a
 /// proposal (their own, or one eavesdropped in flight), the request numbers just above the
-/// highest one seen. They sign with a key of their own — the best they can do. Every recipient
+/// highest one seen. They sign with a key of their own — the best they can do. Ahead of those
+/// go the last few genuine envelopes seen, with their version byte flipped. Every recipient
 /// gets the same proposal, so it is agreed on. In the other variants they behave honestly.
 #[derive(Default)]
 pub struct LabelSquatting {
     /// Clients seen, with the next request number to squat.
     clients: BTreeMap<IdentityPublicKey, u64>,
+    /// The most recent genuine client envelopes seen (at most [`FLIPPED_PER_PROPOSAL`]).
+    seen: Vec<Transaction>,
     /// The squatter's own signing key.
     key: Option<IdentityKeypair>,
     /// Per (epoch, faulty proposer): the squatting proposal's `Val` per recipient, or `None`
@@ -53,8 +69,13 @@ impl LabelSquatting {
                 let label = parsed.label();
                 let next = self.clients.entry(label.client).or_default();
                 *next = (*next).max(label.request.saturating_add(1));
+                if !self.seen.contains(&tx) {
+                    self.seen.push(tx);
+                }
             }
         }
+        let excess = self.seen.len().saturating_sub(FLIPPED_PER_PROPOSAL);
+        self.seen.drain(..excess);
     }
 
     /// Learns from every proposal in flight (the adversary eavesdrops).
@@ -84,8 +105,18 @@ impl LabelSquatting {
             .key
             .get_or_insert_with(|| IdentityKeypair::generate(ctx.rng));
         let mut txs = Vec::with_capacity(count);
+        // Genuine envelopes, version flipped: a single transaction read as a bundle and back.
+        for tx in self.seen.iter().take(count) {
+            let mut bytes = tx.as_bytes().to_vec();
+            bytes[0] = match bytes[0] {
+                CLIENT_TRANSACTION_VERSION => CLIENT_BUNDLE_VERSION,
+                _ => CLIENT_TRANSACTION_VERSION,
+            };
+            txs.push(Transaction::new(bytes));
+        }
         let clients: Vec<IdentityPublicKey> = self.clients.keys().copied().collect();
-        for (i, client) in clients.iter().cycle().take(count).enumerate() {
+        let squatted = count.saturating_sub(txs.len());
+        for (i, client) in clients.iter().cycle().take(squatted).enumerate() {
             let Some(next) = self.clients.get_mut(client) else {
                 continue;
             };
