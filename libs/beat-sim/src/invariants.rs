@@ -308,7 +308,17 @@ impl Checker {
                 }
             }
         }
+        // `digests` follows `batch.transactions()`: contribution by contribution.
+        let mut remaining = digests.as_slice();
         for c in &batch.contributions {
+            let own = match &c.content {
+                Content::Transactions(txs) => {
+                    let (own, rest) = remaining.split_at(txs.len());
+                    remaining = rest;
+                    own
+                }
+                _ => &[],
+            };
             if self.faulty.contains(&c.proposer) {
                 continue;
             }
@@ -322,8 +332,8 @@ impl Checker {
                     ),
                 ),
                 Content::Transactions(txs) => {
-                    for tx in txs {
-                        if !self.workload.contains_key(&transaction_digest(tx)) {
+                    for (tx, key) in txs.iter().zip(own) {
+                        if !self.workload.contains_key(key) {
                             self.violate(
                                 "VAL-1",
                                 crank,
