@@ -28,16 +28,6 @@ impl Transaction {
         &self.0
     }
 
-    /// The shared bytes.
-    pub fn bytes(&self) -> &Bytes {
-        &self.0
-    }
-
-    /// Gives up the transaction, keeping its shared bytes.
-    pub fn into_bytes(self) -> Bytes {
-        self.0
-    }
-
     /// Gives up the transaction as a vector: without copying if nothing else shares the bytes.
     pub fn into_vec(self) -> Vec<u8> {
         Vec::from(self.0)
@@ -71,12 +61,6 @@ impl fmt::Debug for Transaction {
 impl From<Vec<u8>> for Transaction {
     fn from(bytes: Vec<u8>) -> Self {
         Self(bytes.into())
-    }
-}
-
-impl From<Bytes> for Transaction {
-    fn from(bytes: Bytes) -> Self {
-        Self(bytes)
     }
 }
 
