@@ -6,7 +6,7 @@
 //! transactions even though every replica may hold the same ones. Committed transactions leave
 //! the buffer whoever proposed them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use beat_crypto::{Digest, hash::hash};
 use beat_types::Transaction;
@@ -48,12 +48,20 @@ pub enum Admission {
 }
 
 /// Pending transactions in arrival order.
+///
+/// Some of them may be *held*: proposed by this replica in an epoch that is not committed yet
+/// (pipelined epochs, module `node`). The proposal rule samples only from the others, so that
+/// the next epoch's proposal does not repeat the one still in flight; a held transaction that
+/// its epoch does not commit is released and proposed again later.
 #[derive(Debug, Default)]
 pub struct TransactionBuffer {
     /// Arrival sequence → transaction.
     queue: BTreeMap<u64, (Digest, Transaction)>,
     /// Digest → arrival sequence.
     index: HashMap<Digest, u64>,
+    /// Pending transactions in one of this replica's uncommitted proposals (a subset of
+    /// `index`'s keys).
+    held: HashSet<Digest>,
     next_seq: u64,
     bytes: usize,
 }
@@ -103,19 +111,47 @@ impl TransactionBuffer {
             && let Some((_, tx)) = self.queue.remove(&seq)
         {
             self.bytes -= tx.len();
+            self.held.remove(digest);
+        }
+    }
+
+    /// Pending transactions that are not held: what the next proposal can draw from.
+    pub fn available(&self) -> usize {
+        self.queue.len() - self.held.len()
+    }
+
+    /// Holds the pending ones of `keys` (they are in a proposal of an uncommitted epoch).
+    pub fn hold(&mut self, keys: &[Digest]) {
+        for key in keys {
+            if self.index.contains_key(key) {
+                self.held.insert(*key);
+            }
+        }
+    }
+
+    /// Releases `keys` (their epoch is over; those it did not commit may be proposed again).
+    pub fn release(&mut self, keys: &[Digest]) {
+        for key in keys {
+            self.held.remove(key);
         }
     }
 
     /// The proposal rule: a uniformly random sample of `count` transactions from the first
-    /// `window` pending ones, in buffer order, bounded by `max_bytes` in total.
+    /// `window` pending ones that are not held, in buffer order, bounded by `max_bytes` in
+    /// total. Returns the sample's keys and transactions.
     pub fn sample(
         &self,
         window: usize,
         count: usize,
         max_bytes: usize,
         rng: &mut (impl Rng + ?Sized),
-    ) -> Vec<Transaction> {
-        let head: Vec<&Transaction> = self.queue.values().take(window).map(|(_, t)| t).collect();
+    ) -> (Vec<Digest>, Vec<Transaction>) {
+        let head: Vec<&(Digest, Transaction)> = self
+            .queue
+            .values()
+            .filter(|(k, _)| self.held.is_empty() || !self.held.contains(k))
+            .take(window)
+            .collect();
         let count = count.min(head.len());
         // Partial Fisher–Yates over positions: the first `count` positions are the sample.
         let mut positions: Vec<usize> = (0..head.len()).collect();
@@ -126,17 +162,19 @@ impl TransactionBuffer {
         }
         let mut chosen = positions[..count].to_vec();
         chosen.sort_unstable();
+        let mut keys = Vec::with_capacity(count);
         let mut out = Vec::with_capacity(count);
         let mut total = 0;
         for p in chosen {
-            let tx = head[p];
+            let (key, tx) = head[p];
             if total + tx.len() > max_bytes {
                 continue;
             }
             total += tx.len();
+            keys.push(*key);
             out.push(tx.clone());
         }
-        out
+        (keys, out)
     }
 }
 
@@ -172,7 +210,11 @@ mod tests {
             b.push(transaction_digest(&t), t);
         }
         let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let s = b.sample(40, 10, usize::MAX, &mut rng);
+        let (keys, s) = b.sample(40, 10, usize::MAX, &mut rng);
+        assert!(
+            keys.iter()
+                .eq(s.iter().map(transaction_digest).collect::<Vec<_>>().iter())
+        );
         assert_eq!(s.len(), 10);
         let idx: Vec<u32> = s
             .iter()
@@ -180,10 +222,51 @@ mod tests {
             .collect();
         assert!(idx.windows(2).all(|w| w[0] < w[1]), "in buffer order");
         assert!(idx.iter().all(|i| *i < 40), "from the window");
-        assert_eq!(b.sample(40, 10, 12, &mut rng).len(), 3, "byte bound");
-        assert_eq!(b.sample(5, 10, usize::MAX, &mut rng).len(), 5);
+        assert_eq!(b.sample(40, 10, 12, &mut rng).1.len(), 3, "byte bound");
+        assert_eq!(b.sample(5, 10, usize::MAX, &mut rng).1.len(), 5);
         // Different seeds give different samples.
         let other = b.sample(40, 10, usize::MAX, &mut ChaCha20Rng::seed_from_u64(2));
-        assert_ne!(s, other);
+        assert_ne!(s, other.1);
+    }
+
+    /// Held transactions are not sampled until released; one committed while held leaves both
+    /// the buffer and the held set; with nothing held the sample is what it always was.
+    #[test]
+    fn held_transactions_are_skipped_until_released() {
+        let mut b = TransactionBuffer::default();
+        let mut keys = Vec::new();
+        for i in 0..10 {
+            let t = tx(i);
+            keys.push(transaction_digest(&t));
+            b.push(keys[i as usize], t);
+        }
+        let before = b.sample(10, 4, usize::MAX, &mut ChaCha20Rng::seed_from_u64(7));
+        b.hold(&keys[..6]);
+        assert_eq!(b.available(), 4);
+        let (held_out, _) = b.sample(10, 10, usize::MAX, &mut ChaCha20Rng::seed_from_u64(7));
+        assert_eq!(
+            held_out,
+            keys[6..].to_vec(),
+            "only what is not held, in order"
+        );
+        b.remove(&keys[0]);
+        assert_eq!((b.len(), b.available()), (9, 4));
+        b.release(&keys[..6]);
+        assert_eq!(b.available(), 9);
+        b.push(keys[0], tx(0));
+        let after = b.sample(10, 4, usize::MAX, &mut ChaCha20Rng::seed_from_u64(7));
+        // Re-pushed at the end, so only the window's order differs: same size, all pending.
+        assert_eq!(after.0.len(), before.0.len());
+        let mut c = TransactionBuffer::default();
+        for i in 0..10 {
+            let t = tx(i);
+            c.push(transaction_digest(&t), t);
+        }
+        c.hold(&[]);
+        assert_eq!(
+            c.sample(10, 4, usize::MAX, &mut ChaCha20Rng::seed_from_u64(7)),
+            before,
+            "nothing held: the sample of an unpipelined replica"
+        );
     }
 }

@@ -41,7 +41,9 @@ pub use certificate::{CertificateError, CommitCertificate, CommitStatement, Comm
 pub use config::{Config, Delivery, Params, PublicKeys};
 pub use error::Error;
 pub use fault::{Fault, FaultKind};
-pub use node::{BeatNode, Checkpoint, Input, Message, NodeStep, Output, ProposalSeed};
+pub use node::{
+    BeatNode, Checkpoint, Input, Message, NodeStep, Output, ProposalSeed, UnpipelinedCheckpoint,
+};
 pub use request::{CiphertextSlot, CoinId, DecryptionItem, Reply, Request};
 pub use step::{Outgoing, Step, Target};
 

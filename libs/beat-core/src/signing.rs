@@ -19,7 +19,9 @@
 //! `e − u < certify_window`, with `u` its oldest uncertified epoch; every epoch before `u` is
 //! certified there, so its latest certificate `h ≥ u − 1`. It works on one epoch past its last
 //! committed one, so every coin, decryption and commit request is for an epoch
-//! `≤ u + certify_window ≤ h + 1 + certify_window`: K1 holds when `W ≥ certify_window + 1` and
+//! `≤ u + certify_window ≤ h + 1 + certify_window`; a pipelining replica also works on the epoch
+//! after that, but starts it only if the watermark would let it commit (P4 of module `node`):
+//! `e + 1 ≤ u + certify_window − 1`. K1 holds when `W ≥ certify_window + 1` and
 //! the keystore has seen that certificate. The replica's service sends its latest certificate
 //! with every request, made before the requests of the same step, so it always has. Decryption
 //! happens before commit, so an honest replica asks for decryption shares only of epochs it has

@@ -89,6 +89,9 @@ pub struct Checker {
     pub max_epochs_in_memory: usize,
     /// The widest gap between honest replicas' epochs seen after any delivery.
     pub max_lag: u64,
+    /// (replica, epoch) pairs in which an honest replica started an epoch early (pipelining,
+    /// P1 of `beat_core::node`), seen after deliveries.
+    pub started_early: BTreeSet<(NodeId, Epoch)>,
     /// Commit certificates: the committee, its group key, the agreed chain links and the
     /// certificate signature checked for each epoch, and what each replica certified.
     certification: Certification,
@@ -131,6 +134,7 @@ impl Checker {
             detections: 0,
             max_epochs_in_memory: 0,
             max_lag: 0,
+            started_early: BTreeSet::new(),
             certification: Certification {
                 committee: Digest::default(),
                 keys: None,
@@ -642,6 +646,9 @@ impl Checker {
         self.max_lag = self.max_lag.max(hi.saturating_sub(lo));
         for id in self.next_epoch.keys().copied().collect::<Vec<_>>() {
             if let Some(n) = node(id) {
+                if let Some(next) = n.started_next() {
+                    self.started_early.insert((id, next));
+                }
                 let held = n.future_epochs_queued();
                 self.max_epochs_in_memory = self.max_epochs_in_memory.max(held);
                 if held > bound {

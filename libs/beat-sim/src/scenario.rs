@@ -150,6 +150,7 @@ impl Scenario {
                 .sum(),
             restarts: net.nodes.values().map(|s| s.restarts).sum(),
             peak_in_flight: net.stats.peak_in_flight,
+            started_early: net.checker.started_early.len() as u64,
         })
     }
 }
@@ -242,6 +243,9 @@ pub struct Report {
     pub restarts: u64,
     /// The most messages in flight at once.
     pub peak_in_flight: usize,
+    /// Epochs honest replicas started before committing the one before (pipelining), summed
+    /// over the replicas.
+    pub started_early: u64,
 }
 
 /// Parameters of `beat-sim bench`.

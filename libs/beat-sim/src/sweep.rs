@@ -69,6 +69,8 @@ pub struct RunResult {
     pub peak_in_flight: usize,
     /// Honest replicas' crash-restarts.
     pub restarts: u64,
+    /// Epochs honest replicas started early (pipelining), summed over the replicas.
+    pub started_early: u64,
 }
 
 /// Per (adversary, profile): runs, detections and whether all passed.
@@ -78,6 +80,8 @@ pub struct Tally {
     pub runs: u64,
     /// Faults attributed over them.
     pub detections: u64,
+    /// Epochs started early over them (pipelining), summed over the honest replicas.
+    pub started_early: u64,
     /// Runs with violations.
     pub failed: u64,
 }
@@ -172,6 +176,7 @@ impl Sweep {
                                 forced: r.forced,
                                 peak_in_flight: r.peak_in_flight,
                                 restarts: r.restarts,
+                                started_early: r.started_early,
                             },
                             Err(e) => RunResult {
                                 profile: *profile,
@@ -186,6 +191,7 @@ impl Sweep {
                                 forced: 0,
                                 peak_in_flight: 0,
                                 restarts: 0,
+                                started_early: 0,
                             },
                         };
                         if tx.send(result).is_err() {
@@ -203,6 +209,7 @@ impl Sweep {
                     .or_default();
                 tally.runs += 1;
                 tally.detections += result.detections;
+                tally.started_early += result.started_early;
                 report.runs += 1;
                 report.last_seed = report.last_seed.max(result.seed);
                 if !result.violations.is_empty() {

@@ -88,6 +88,8 @@ pub struct Limits {
     pub max_submit: usize,
     /// Save a checkpoint (and truncate the WAL) every this many epochs.
     pub checkpoint_every: u64,
+    /// Run pipelined epochs (module `beat_core::node`, P1–P5).
+    pub pipelining: bool,
     /// Most transactions one client source (IPv4 address or IPv6 /64) may have pending; 0 for
     /// no limit (see [`Quotas`]).
     pub max_pending_per_source: usize,
@@ -174,6 +176,7 @@ impl Component {
         let settings = Settings {
             max_payload_bytes: limits.max_payload_bytes,
             checkpoint_every: limits.checkpoint_every,
+            pipelining: limits.pipelining,
         };
         let (replica, recovery) = Replica::open(config, seed, store, settings)?;
         let mut component = Self {

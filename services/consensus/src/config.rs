@@ -42,8 +42,15 @@ pub struct Config {
     pub api: beat_telemetry::api::ApiLimits,
     /// Limits of `WatchBatches` (watchers, their memory, slow-watcher cutoff).
     pub watch: crate::watch::WatchLimits,
-    /// Save a checkpoint and truncate the write-ahead log every this many epochs.
+    /// Save a checkpoint and truncate the write-ahead log every this many epochs. While
+    /// pipelining, these epochs are also the barriers: each one starts only once the epoch
+    /// before it is committed (module `beat_core::node`, P5).
     pub checkpoint_every_epochs: u64,
+    /// Start epoch e+1's broadcasts and agreements once e's common subset is fixed, while e
+    /// decrypts and commits (module `beat_core::node`, P1–P5). A local setting: replicas that
+    /// pipeline and replicas that do not run together. A change takes effect at the replica's
+    /// next checkpoint.
+    pub pipelining: bool,
     /// Longest reconnect backoff to the gateway and keystore, in milliseconds.
     pub max_backoff_ms: u64,
     /// Ask peers that announced later epochs for the committed batches once this replica has
@@ -70,6 +77,7 @@ impl Default for Config {
             api: beat_telemetry::api::ApiLimits::default(),
             watch: crate::watch::WatchLimits::default(),
             checkpoint_every_epochs: 8,
+            pipelining: true,
             max_backoff_ms: 5_000,
             stall_catch_up_ms: 2_000,
             log: LogConfig::default(),

@@ -98,6 +98,7 @@ pub async fn serve(
         max_payload_bytes: config.max_payload_bytes,
         max_submit: config.max_submit_transactions,
         checkpoint_every: config.checkpoint_every_epochs,
+        pipelining: config.pipelining,
         max_pending_per_source: config.max_pending_per_source,
     };
     let reader = store.batch_reader();

@@ -8,7 +8,8 @@
 //! | `fragments/` | this replica's fragments of each agreed dispersal (BEAT3/4), keyed by epoch and proposer ([`SegmentLog`]) |
 //! | `FORMAT` | the format marker |
 //! | `seed` | the secret proposal seed (mode 0600) |
-//! | `checkpoint` | the last checkpoint and the WAL position after it, CRC-protected, replaced atomically (write, sync, rename, sync the directory) |
+//! | `checkpoint5` | the last checkpoint and the WAL position after it, CRC-protected, replaced atomically (write, sync, rename, sync the directory) |
+//! | `checkpoint` | the same in format 4 (before pipelining), read once after an upgrade and removed at the first new checkpoint |
 //!
 //! **Durability.** [`Store::flush`] (`fdatasync` of the WAL) runs before any effect of the
 //! logged events leaves the process (the actor's group commit), so a restarted replica replays
@@ -29,8 +30,8 @@ use std::{
 };
 
 use beat_core::{
-    Batch, Checkpoint, CommitCertificate, CommittedBatch, ProposalSeed, epoch::StoredFragments,
-    replica::EventLog,
+    Batch, Checkpoint, CommitCertificate, CommittedBatch, ProposalSeed, UnpipelinedCheckpoint,
+    epoch::StoredFragments, replica::EventLog,
 };
 use beat_types::{Epoch, NodeId};
 use serde::{Deserialize, Serialize};
@@ -78,10 +79,18 @@ impl From<SegmentError> for StoreError {
     }
 }
 
-/// Format 4: checkpoints carry the certification state (commit certificates) and the store
-/// keeps certificates; format-3 checkpoints do not decode as format 4. Format 3 added the epochs
-/// a replica left and still relays for (liveness rules R1 and R2 of the core).
-const FORMAT: &[u8] = b"beat-consensus-store/4";
+/// Format 5: checkpoints record whether the replica pipelines (module `beat_core::node`, P5),
+/// in the file `checkpoint5`. A format-4 store is upgraded in place: its `checkpoint` is read
+/// as a replica that does not pipeline, and the first new checkpoint replaces it and the
+/// marker. Format 4: checkpoints carry the certification state (commit certificates) and the
+/// store keeps certificates; format-3 checkpoints do not decode as format 4. Format 3 added the
+/// epochs a replica left and still relays for (liveness rules R1 and R2 of the core).
+const FORMAT: &[u8] = b"beat-consensus-store/5";
+/// The format upgraded in place (see [`FORMAT`]).
+const FORMAT_4: &[u8] = b"beat-consensus-store/4";
+/// The checkpoint file of [`FORMAT`], and that of [`FORMAT_4`].
+const CHECKPOINT: &str = "checkpoint5";
+const CHECKPOINT_4: &str = "checkpoint";
 /// Earlier formats, refused with the reason.
 const EARLIER_FORMATS: &[(&[u8], &str)] = &[
     (
@@ -164,6 +173,8 @@ pub struct Store {
     certificates: SegmentLog,
     fragments: SegmentLog,
     next_seq: u64,
+    /// A format-4 store, upgraded at its first new checkpoint.
+    upgrading: bool,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
@@ -207,12 +218,18 @@ fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> 
         .map_err(|e| io(dir, e))
 }
 
+/// The last checkpoint: the current format's file if there is one (it is always the newer:
+/// it replaces the old one, which is removed only after the marker), else format 4's.
 fn read_checkpoint(dir: &Path) -> Result<Option<(Checkpoint, u64)>, StoreError> {
-    let Some(bytes) = read_checked(&dir.join("checkpoint"))? else {
+    if let Some(bytes) = read_checked(&dir.join(CHECKPOINT))? {
+        let stored: StoredCheckpoint = decode(&bytes, "checkpoint")?;
+        return Ok(Some((stored.checkpoint, stored.next_seq)));
+    }
+    let Some(bytes) = read_checked(&dir.join(CHECKPOINT_4))? else {
         return Ok(None);
     };
-    let stored: StoredCheckpoint = decode(&bytes, "checkpoint")?;
-    Ok(Some((stored.checkpoint, stored.next_seq)))
+    let stored: StoredCheckpoint4 = decode(&bytes, "format-4 checkpoint")?;
+    Ok(Some((stored.checkpoint.into(), stored.next_seq)))
 }
 
 /// `crc32 (LE) | payload`.
@@ -243,13 +260,22 @@ struct StoredCheckpoint {
     next_seq: u64,
 }
 
+/// [`StoredCheckpoint`] of format 4.
+#[derive(Serialize, Deserialize)]
+struct StoredCheckpoint4 {
+    checkpoint: UnpipelinedCheckpoint,
+    next_seq: u64,
+}
+
 impl Store {
     /// Opens (or creates) the store in the directory `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(path).map_err(|e| io(path, e))?;
         let marker = path.join("FORMAT");
+        let mut upgrading = false;
         match std::fs::read(&marker) {
             Ok(f) if f == FORMAT => {}
+            Ok(f) if f == FORMAT_4 => upgrading = true,
             Ok(f) => {
                 if let Some((name, why)) = EARLIER_FORMATS.iter().find(|(n, _)| *n == f) {
                     return Err(StoreError::Corrupt(format!(
@@ -273,7 +299,10 @@ impl Store {
                         path.display()
                     )));
                 }
-                if path.join("wal").exists() || path.join("checkpoint").exists() {
+                if path.join("wal").exists()
+                    || path.join(CHECKPOINT).exists()
+                    || path.join(CHECKPOINT_4).exists()
+                {
                     return Err(StoreError::Corrupt(format!(
                         "{} holds a store without a format marker",
                         path.display()
@@ -299,6 +328,7 @@ impl Store {
             certificates: SegmentLog::open(&path.join("certificates"), CERTIFICATE_SEGMENT_BYTES)?,
             fragments: SegmentLog::open(&path.join("fragments"), BATCH_SEGMENT_BYTES)?,
             next_seq,
+            upgrading,
         })
     }
 
@@ -351,7 +381,19 @@ impl Store {
         self.batches.sync()?;
         self.certificates.sync()?;
         self.fragments.sync()?;
-        replace_file(&self.dir, "checkpoint", &with_crc(&encode(&stored)))?;
+        replace_file(&self.dir, CHECKPOINT, &with_crc(&encode(&stored)))?;
+        if self.upgrading {
+            // The new checkpoint supersedes the format-4 one: the marker first, so that a
+            // crash in between leaves a format-5 store that still reads the newer file.
+            replace_file(&self.dir, "FORMAT", FORMAT)?;
+            let old = self.dir.join(CHECKPOINT_4);
+            match std::fs::remove_file(&old) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&old, e)),
+            }
+            self.upgrading = false;
+        }
         // Events after the checkpoint may already be logged; their segment stays.
         if self.next_seq == next_seq {
             self.wal.rotate()?;
@@ -589,6 +631,66 @@ mod tests {
         let payload = crate::wire::encode(&Message::CatchUpResponse(all));
         assert!(payload.len() <= max_payload / 2);
         assert!(crate::wire::decode(&payload, max_payload).is_err());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn genesis(pipelining: bool) -> Checkpoint {
+        use rand_core::SeedableRng;
+        let committee = beat_types::Committee::new(4).unwrap();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let (coin, _) = beat_crypto::bls::deal(4, committee.f(), &mut rng).unwrap();
+        let (encryption, _) = beat_crypto::tdh2::deal(4, committee.f(), &mut rng).unwrap();
+        let config = beat_core::Config {
+            our_id: NodeId(0),
+            committee,
+            committee_digest: beat_crypto::Digest([3; 32]),
+            keys: beat_core::PublicKeys {
+                coin: std::sync::Arc::new(coin),
+                encryption: std::sync::Arc::new(encryption),
+            },
+            params: beat_core::Params::default(),
+        };
+        let mut node = beat_core::BeatNode::new(config, ProposalSeed([1; 32])).unwrap();
+        node.set_checkpoint_interval(8);
+        node.set_pipelining(pipelining);
+        node.genesis_checkpoint().unwrap()
+    }
+
+    /// A format-4 store (before pipelining) opens: its checkpoint reads as a replica that does
+    /// not pipeline, and the first new checkpoint upgrades the store to format 5 for good.
+    #[test]
+    fn a_format_4_store_is_upgraded_at_its_first_checkpoint() {
+        let dir = std::env::temp_dir().join(format!("beat-store-upgrade-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = genesis(false);
+        let stored = StoredCheckpoint4 {
+            checkpoint: UnpipelinedCheckpoint::from_checkpoint(old.clone()).unwrap(),
+            next_seq: 7,
+        };
+        replace_file(&dir, CHECKPOINT_4, &with_crc(&encode(&stored))).unwrap();
+        replace_file(&dir, "FORMAT", FORMAT_4).unwrap();
+
+        let mut store = Store::open(&dir).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), Some((old, 7)));
+        assert_eq!(std::fs::read(dir.join("FORMAT")).unwrap(), FORMAT_4);
+        let new = genesis(true);
+        store.save_checkpoint(&new, 9).unwrap();
+        assert_eq!(std::fs::read(dir.join("FORMAT")).unwrap(), FORMAT);
+        assert!(!dir.join(CHECKPOINT_4).exists());
+        drop(store);
+        let store = Store::open(&dir).unwrap();
+        let (read, next) = store.checkpoint().unwrap().unwrap();
+        assert_eq!((read.clone(), next), (new, 9));
+        assert!(UnpipelinedCheckpoint::from_checkpoint(read).is_none());
+        drop(store);
+
+        // A crash after the new checkpoint but before the marker: the newer file wins.
+        replace_file(&dir, "FORMAT", FORMAT_4).unwrap();
+        replace_file(&dir, CHECKPOINT_4, &with_crc(&encode(&stored))).unwrap();
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.checkpoint().unwrap().unwrap().1, 9);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -37,6 +37,7 @@ fn limits(checkpoint_every: u64) -> Limits {
         max_payload_bytes: 16 << 20,
         max_submit: 100,
         checkpoint_every,
+        pipelining: true,
         max_pending_per_source: 0,
     }
 }

@@ -31,6 +31,37 @@
 //!
 //! Idle replicas run no epochs: an epoch starts only when someone has something to order.
 //!
+//! # Pipelined epochs (ADR 0010)
+//!
+//! ```text
+//! P1  a pipelining replica in epoch e starts e+1 early once e's common subset is fixed here,
+//!     e+1 is not a barrier (P5), the watermark would let e+1 commit (P4), and it has a reason
+//!     to propose in e+1 (N2): transactions it does not hold for e, or a message for e+1;
+//!     starting e+1 processes the messages queued for it (N3) in arrival order, then proposes
+//! P2  e+1 runs its broadcasts and binary agreements (and asks for their coin shares) as the
+//!     current epoch does; its E3 — decryption shares, retrieval, BEAT2's plan against the
+//!     committed labels — waits until e is committed and e+1 is current. Depth 2: at most e
+//!     and e+1 are live, and epochs commit strictly in order (N4)
+//! P3  a replica's own proposal holds its transactions in the buffer until its epoch ends; a
+//!     proposal samples only what is not held (so e+1 does not repeat e's proposal), and what
+//!     e does not commit is released and proposed again. With nothing held the sample is the
+//!     unpipelined one
+//! P4  the keystore horizon: e+1 starts only if certify_window lets it commit, so every coin
+//!     request stays below frontier + W (module `signing`, K1)
+//! P5  barriers: while pipelining under period p, checkpoints fall on multiples of p and no
+//!     such epoch starts early, so on entering a checkpoint epoch nothing of it exists and no
+//!     proposal is in flight. The checkpoint records p (or that the replica does not pipeline);
+//!     a restored replica keeps that mode until its next checkpoint, where a change of setting
+//!     is adopted and recorded. A new replica records its setting in a genesis checkpoint
+//! ```
+//!
+//! Agreement and total order are per-epoch properties of ACS and of the in-order commit, which
+//! P1–P5 leave alone; censorship resilience holds because decryption shares are requested only
+//! for the current epoch, after its subset is fixed; replay makes the pipelining decisions made
+//! before a crash because they depend only on the events since the checkpoint and the mode it
+//! recorded. Pipelining is a local setting: the messages are the unpipelined protocol's, sent
+//! sooner, and replicas that pipeline run with replicas that do not.
+//!
 //! # Restarts
 //!
 //! The node is a pure function of its events (inputs, messages, replies) and a secret
@@ -38,7 +69,8 @@
 //! service that logs every event before processing it (write-ahead) can therefore rebuild the
 //! node exactly after a crash — [`BeatNode::from_checkpoint`], [`BeatNode::resume`], replay the
 //! later events in order — and the rebuilt node sends exactly the messages it had sent before,
-//! so a restart never makes an honest replica equivocate.
+//! so a restart never makes an honest replica equivocate. A pipelining replica checkpoints only
+//! at its barriers (P5), where no later epoch holds state.
 
 mod catch_up;
 mod certify;
@@ -47,7 +79,9 @@ mod state;
 mod window;
 
 pub use message::Message;
-pub use state::{BeatNode, Checkpoint, Input, NodeStep, Output, ProposalSeed};
+pub use state::{
+    BeatNode, Checkpoint, Input, NodeStep, Output, ProposalSeed, UnpipelinedCheckpoint,
+};
 
 #[cfg(test)]
 mod tests;

@@ -102,6 +102,62 @@ pub struct Checkpoint {
     future: BTreeMap<Epoch, FutureEpoch>,
     retired: BTreeMap<Epoch, RetiredSnapshot>,
     certifier: Certifier,
+    /// The period this replica pipelines under from this checkpoint on (P5), or `None` if it
+    /// does not: replay must make the pipelining decisions that were made before the crash,
+    /// whatever the host's settings are now.
+    pub(crate) pipelined_every: Option<u64>,
+}
+
+/// A checkpoint in the layout written before pipelining (consensus store format 4): the same
+/// fields without the pipelining period. Such a replica did not pipeline, so it converts into a
+/// [`Checkpoint`] that does not either; replay from it then runs as the replica ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnpipelinedCheckpoint {
+    epoch: Epoch,
+    buffer: Vec<(Digest, Transaction)>,
+    #[serde(with = "shared_keys")]
+    window: Vec<(Epoch, EpochKeys)>,
+    peer_epochs: BTreeMap<NodeId, Epoch>,
+    catch_up: CatchUp,
+    future: BTreeMap<Epoch, FutureEpoch>,
+    retired: BTreeMap<Epoch, RetiredSnapshot>,
+    certifier: Certifier,
+}
+
+impl From<UnpipelinedCheckpoint> for Checkpoint {
+    fn from(c: UnpipelinedCheckpoint) -> Self {
+        Self {
+            epoch: c.epoch,
+            buffer: c.buffer,
+            window: c.window,
+            peer_epochs: c.peer_epochs,
+            catch_up: c.catch_up,
+            future: c.future,
+            retired: c.retired,
+            certifier: c.certifier,
+            pipelined_every: None,
+        }
+    }
+}
+
+impl UnpipelinedCheckpoint {
+    /// The old layout of a checkpoint that does not pipeline (`None` if it does): what a store
+    /// of the earlier format held, for upgrade tests.
+    pub fn from_checkpoint(c: Checkpoint) -> Option<Self> {
+        if c.pipelined_every.is_some() {
+            return None;
+        }
+        Some(Self {
+            epoch: c.epoch,
+            buffer: c.buffer,
+            window: c.window,
+            peer_epochs: c.peer_epochs,
+            catch_up: c.catch_up,
+            future: c.future,
+            retired: c.retired,
+            certifier: c.certifier,
+        })
+    }
 }
 
 /// One epoch's duplicate-suppression keys, shared between the window and checkpoints.
@@ -155,6 +211,8 @@ pub struct BeatNode {
     seed: ProposalSeed,
     epoch: Epoch,
     current: Option<EpochState>,
+    /// Epoch `epoch + 1`, started early (P1); `None` unless pipelining.
+    next: Option<EpochState>,
     future: BTreeMap<Epoch, FutureEpoch>,
     /// The last `catch_up_lag` epochs this replica left, with what it still owes them (R1, R2).
     retired: BTreeMap<Epoch, RetiredEpoch>,
@@ -163,12 +221,19 @@ pub struct BeatNode {
     peer_epochs: BTreeMap<NodeId, Epoch>,
     catch_up: CatchUp,
     certifier: Certifier,
-    /// Commitments-only delivery: the keys of the transactions this replica proposed in the
-    /// current epoch, dropped from the buffer if its contribution is committed (N4). Not in
-    /// the checkpoint: it is set by the proposal, which resuming and replay redo.
-    proposed: Option<(Epoch, Vec<Digest>)>,
-    /// Emit [`Output::Checkpoint`] on entering every epoch that is a multiple of this.
+    /// The buffer keys of this replica's proposals in epochs not committed yet (the current
+    /// one and, pipelining, the next): held in the buffer so that the next proposal does not
+    /// repeat them (P3), released when the epoch ends. Commitments-only delivery also drops
+    /// them from the buffer if the contribution is committed (N4). Not in the checkpoint: it is
+    /// empty on entering a checkpoint epoch, whose proposal resuming redoes.
+    in_flight: BTreeMap<Epoch, Vec<Digest>>,
+    /// Emit [`Output::Checkpoint`] on entering every epoch that is a multiple of this (when
+    /// not pipelining).
     checkpoint_every: u64,
+    /// P5: the period this replica pipelines under (its checkpoints and barriers), or `None`.
+    pipelined_every: Option<u64>,
+    /// What the host asked for ([`BeatNode::set_pipelining`]), adopted at the next checkpoint.
+    want_pipelining: bool,
 }
 
 impl fmt::Debug for BeatNode {
@@ -194,6 +259,7 @@ impl BeatNode {
             seed,
             epoch: Epoch::ZERO,
             current: None,
+            next: None,
             future: BTreeMap::new(),
             retired: BTreeMap::new(),
             buffer: TransactionBuffer::default(),
@@ -201,8 +267,10 @@ impl BeatNode {
             peer_epochs: BTreeMap::new(),
             catch_up: CatchUp::default(),
             certifier,
-            proposed: None,
+            in_flight: BTreeMap::new(),
             checkpoint_every: 1,
+            pipelined_every: None,
+            want_pipelining: false,
         })
     }
 
@@ -212,6 +280,47 @@ impl BeatNode {
     /// A local setting, not part of the protocol: replicas may differ.
     pub fn set_checkpoint_interval(&mut self, every: u64) {
         self.checkpoint_every = every.max(1);
+    }
+
+    /// Asks for pipelined epochs (module docs, P1–P5) or for none. A local setting, not part of
+    /// the protocol: replicas that pipeline and replicas that do not run together. It takes
+    /// effect at the next checkpoint the node emits, which records it: a node restored from a
+    /// checkpoint pipelines as it did when it took the checkpoint, so that replaying the events
+    /// after it reproduces what it sent. Hosts call this after replaying; a new node starts
+    /// unpipelined until its first checkpoint. While pipelining, checkpoints (and barriers)
+    /// fall on multiples of the checkpoint interval in force when it was adopted.
+    pub fn set_pipelining(&mut self, on: bool) {
+        self.want_pipelining = on;
+    }
+
+    /// For a host opening a replica over an empty log: adopts the requested pipelining at once
+    /// and returns the genesis checkpoint that records it, to be saved before any event, so
+    /// that a restart replays under the same setting whatever the host asks for then. `None`
+    /// (and nothing changes) once the node has handled anything.
+    pub fn genesis_checkpoint(&mut self) -> Option<Checkpoint> {
+        let untouched = self.epoch == Epoch::ZERO
+            && self.current.is_none()
+            && self.buffer.is_empty()
+            && self.future.is_empty()
+            && self.peer_epochs.is_empty()
+            && !self.certifier.has_pending()
+            && self.certifier.latest().is_none();
+        if !untouched {
+            return None;
+        }
+        self.pipelined_every = self.want_pipelining.then_some(self.checkpoint_every);
+        Some(self.checkpoint())
+    }
+
+    /// The period this node pipelines under (its checkpoints fall on its multiples), or `None`
+    /// if it runs one epoch at a time.
+    pub fn pipelined_every(&self) -> Option<u64> {
+        self.pipelined_every
+    }
+
+    /// The epoch started early, if any (P1).
+    pub fn started_next(&self) -> Option<Epoch> {
+        self.next.as_ref().map(|_| self.epoch.next())
     }
 
     /// Restores a replica from a checkpoint. Call [`Self::resume`] next, then replay the events
@@ -232,6 +341,9 @@ impl BeatNode {
         if checkpoint.retired.keys().any(|e| *e >= checkpoint.epoch) {
             return Err(bad("a retired epoch that is not in the past"));
         }
+        if checkpoint.pipelined_every == Some(0) {
+            return Err(bad("a pipelining period of 0"));
+        }
         for (epoch, snapshot) in checkpoint.retired {
             let retired = RetiredEpoch::from_snapshot(&node.config, epoch, snapshot)?;
             node.retired.insert(epoch, retired);
@@ -247,6 +359,8 @@ impl BeatNode {
         node.catch_up = checkpoint.catch_up;
         node.future = checkpoint.future;
         node.certifier = checkpoint.certifier;
+        node.pipelined_every = checkpoint.pipelined_every;
+        node.want_pipelining = checkpoint.pipelined_every.is_some();
         Ok(node)
     }
 
@@ -304,7 +418,7 @@ impl BeatNode {
             .values()
             .flat_map(RetiredEpoch::pending_requests)
             .collect();
-        if let Some(state) = &self.current {
+        for state in self.current.iter().chain(&self.next) {
             out.extend(state.pending_requests());
         }
         out.extend(self.certifier.pending_requests());
@@ -552,10 +666,20 @@ impl BeatNode {
                     absorb_epoch(&mut step, epoch, sub);
                     self.maybe_propose(&mut step);
                     self.process(&mut step);
+                } else if epoch == self.epoch.next()
+                    && let Some(next) = self.next.as_mut()
+                {
+                    // P2: the epoch started early runs like the current one, up to E3.
+                    let sub = next.handle_message(sender, message);
+                    absorb_epoch(&mut step, epoch, sub);
                 } else if epoch > self.epoch
                     && epoch.distance_from(self.epoch) <= self.config.params.max_future_epochs
                 {
                     self.queue_future(sender, epoch, message);
+                    // P1: a message for the next epoch is a reason to start it.
+                    if epoch == self.epoch.next() {
+                        self.maybe_start_next(&mut step);
+                    }
                 } else if let Some(retired) = self.retired.get_mut(&epoch) {
                     // R1: votes for an epoch this replica left are still relayed.
                     let sub = retired.handle_message(sender, message);
@@ -645,6 +769,10 @@ impl BeatNode {
                     && let Some(state) = self.current.as_mut()
                 {
                     state.handle_coin_share(id.instance, id.round, share)
+                } else if id.epoch == epoch.next()
+                    && let Some(next) = self.next.as_mut()
+                {
+                    next.handle_coin_share(id.instance, id.round, share)
                 } else if let Some(retired) = self.retired.get_mut(&id.epoch) {
                     retired.handle_coin_share(id.instance, id.round, share)
                 } else if id.epoch < epoch {
@@ -727,24 +855,29 @@ impl BeatNode {
     /// N2: proposes in the current epoch if there is a reason to.
     fn maybe_propose(&mut self, step: &mut NodeStep) {
         let epoch = self.epoch;
-        let mut rng = self.proposal_rng(epoch);
-        let config = self.config.clone();
-        let buffer_empty = self.buffer.is_empty();
+        let available = self.buffer.available() > 0;
         let state = self.current_state();
-        if state.has_proposed() || (buffer_empty && !state.seen_message) {
+        if state.has_proposed() || (!available && !state.seen_message) {
             return;
         }
+        self.propose_in(epoch, step);
+    }
+
+    /// N2/P3: this replica's proposal in `epoch` (the current one, or the next started early):
+    /// a sample of what its buffer does not hold for an earlier uncommitted proposal.
+    fn propose_in(&mut self, epoch: Epoch, step: &mut NodeStep) {
+        let mut rng = self.proposal_rng(epoch);
+        let config = self.config.clone();
         let params = &config.params;
-        let sample = self.buffer.sample(
+        let (keys, sample) = self.buffer.sample(
             params.batch_size,
             params.proposal_size(config.committee),
             params.max_contribution_bytes.saturating_sub(64),
             &mut rng,
         );
         let plaintext = encode_transactions(&sample);
-        if params.variant.is_storage() && params.delivery == Delivery::CommitmentsOnly {
-            self.proposed = Some((epoch, sample.iter().map(transaction_digest).collect()));
-        }
+        self.buffer.hold(&keys);
+        self.in_flight.insert(epoch, keys);
         let value = if params.encrypts_contributions() {
             let label = epoch_label(epoch, config.our_id);
             match config.keys.encryption.encrypt(&label, &plaintext, &mut rng) {
@@ -756,8 +889,55 @@ impl BeatNode {
         } else {
             Bytes::from(plaintext)
         };
-        let sub = self.current_state().propose(value);
+        let state = if epoch == self.epoch {
+            self.current_state()
+        } else {
+            match self.next.as_mut() {
+                Some(next) => next,
+                None => return,
+            }
+        };
+        let sub = state.propose(value);
         absorb_epoch(step, epoch, sub);
+    }
+
+    /// P1: starts epoch `e + 1` early — its broadcasts and agreements, not its E3 — once the
+    /// current epoch's subset is fixed, if this replica pipelines, `e + 1` is not a barrier
+    /// (P5), the commit watermark would let `e + 1` commit (P4), and there is a reason to
+    /// propose in it (N2).
+    fn maybe_start_next(&mut self, step: &mut NodeStep) {
+        let Some(every) = self.pipelined_every else {
+            return;
+        };
+        let next = self.epoch.next();
+        if self.next.is_some()
+            || next.0.is_multiple_of(every)
+            || !self
+                .current
+                .as_ref()
+                .is_some_and(|s| s.is_subset_fixed() && s.has_proposed())
+            || self
+                .certifier
+                .holds(next, self.config.params.certify_window)
+        {
+            return;
+        }
+        let queued = self
+            .future
+            .get(&next)
+            .is_some_and(|q| !q.messages.is_empty());
+        if !queued && self.buffer.available() == 0 {
+            return;
+        }
+        let mut state = EpochState::new(self.config.clone(), &self.broadcast, next);
+        if let Some(queued) = self.future.remove(&next) {
+            for (sender, message) in queued.messages {
+                let sub = state.handle_message(sender, message);
+                absorb_epoch(step, next, sub);
+            }
+        }
+        self.next = Some(state);
+        self.propose_in(next, step);
     }
 
     /// N4/N5: commits every epoch that is ready, in order; then C3: checks the certificates
@@ -767,6 +947,7 @@ impl BeatNode {
         let config = self.config.clone();
         let loaded = self.buffer.len() >= config.params.proposal_size(config.committee);
         self.certifier.settle(&config, loaded, step);
+        self.maybe_start_next(step);
     }
 
     /// N4/N5: commits every epoch that is ready, in order.
@@ -898,13 +1079,16 @@ impl BeatNode {
         // window only affects batch contents through `Content::Transactions`, which this mode
         // never commits, so adding the keys keeps batches identical everywhere.
         let ours = self.config.our_id;
-        if let Some((_, own)) = self.proposed.take_if(|(e, _)| *e == batch.epoch)
+        let params = &self.config.params;
+        if params.variant.is_storage()
+            && params.delivery == Delivery::CommitmentsOnly
+            && let Some(own) = self.in_flight.get(&batch.epoch)
             && batch
                 .contributions
                 .iter()
                 .any(|c| c.proposer == ours && matches!(c.content, Content::Stored(_)))
         {
-            keys.extend(own);
+            keys.extend(own.iter().copied());
         }
         for key in &keys {
             self.buffer.remove(key);
@@ -923,19 +1107,27 @@ impl BeatNode {
         step.outputs.insert(at, Output::Committed(batch));
     }
 
-    /// Moves to the next epoch: retire the one left (R1, R2), checkpoint, then enter the next.
+    /// Moves to the next epoch: retire the one left (R1, R2), checkpoint, then enter the next
+    /// (the one started early, if pipelining).
     fn advance(&mut self, step: &mut NodeStep) {
         if let Some(state) = self.current.take() {
             self.retired.insert(self.epoch, state.retire());
         }
-        self.proposed = None;
+        if let Some(keys) = self.in_flight.remove(&self.epoch) {
+            self.buffer.release(&keys);
+        }
         self.epoch = self.epoch.next();
+        self.current = self.next.take();
         // Keep the last `catch_up_lag` epochs: a replica further behind than that is brought
         // forward by catch-up (N5), which f+1 replicas that far ahead trigger.
         let keep_from = Epoch(self.epoch.0.saturating_sub(self.config.params.catch_up_lag));
         self.retired = self.retired.split_off(&keep_from);
         self.future = self.future.split_off(&self.epoch);
-        if self.epoch.0.is_multiple_of(self.checkpoint_every) {
+        let every = self.pipelined_every.unwrap_or(self.checkpoint_every);
+        if self.epoch.0.is_multiple_of(every) {
+            // P5: a barrier, so nothing of this epoch exists yet, and no proposal is in flight.
+            debug_assert!(self.current.is_none() && self.in_flight.is_empty());
+            self.pipelined_every = self.want_pipelining.then_some(self.checkpoint_every);
             step.output(Output::Checkpoint(Box::new(self.checkpoint())));
         }
         self.enter_epoch(step);
@@ -944,7 +1136,10 @@ impl BeatNode {
     /// Announces the epoch, handles the messages queued for it in arrival order, proposes if
     /// there is a reason to, and asks for catch-up if peers are far ahead.
     fn enter_epoch(&mut self, step: &mut NodeStep) {
-        step.broadcast(Message::EpochStarted(self.epoch));
+        // Every replica starts at genesis; resuming a genesis checkpoint announces nothing.
+        if self.epoch != Epoch::ZERO {
+            step.broadcast(Message::EpochStarted(self.epoch));
+        }
         if let Some(queued) = self.future.remove(&self.epoch) {
             let epoch = self.epoch;
             for (sender, message) in queued.messages {
@@ -970,6 +1165,7 @@ impl BeatNode {
                 .map(|(e, r)| (*e, r.snapshot()))
                 .collect(),
             certifier: self.certifier.clone(),
+            pipelined_every: self.pipelined_every,
         }
     }
 

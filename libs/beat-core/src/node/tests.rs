@@ -1,4 +1,7 @@
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use beat_crypto::{bls, identity::IdentityKeypair, tdh2};
 use beat_types::{Committee, Epoch, NodeId, Transaction, Variant};
@@ -51,6 +54,8 @@ struct Replica {
     checkpoints: Vec<Checkpoint>,
     /// The most certificates one step produced (C3 checks ready epochs together).
     most_certified_at_once: usize,
+    /// Epochs this replica started early (P1), seen after each of its steps.
+    started_early: BTreeSet<Epoch>,
 }
 
 impl Replica {
@@ -61,6 +66,9 @@ impl Replica {
             .filter(|o| matches!(o, Output::Certified(_)))
             .count();
         self.most_certified_at_once = self.most_certified_at_once.max(at_once);
+        if let Some(next) = self.node.started_next() {
+            self.started_early.insert(next);
+        }
         for out in &step.outputs {
             match out {
                 Output::Committed(b) => self.log.push(b.clone()),
@@ -181,6 +189,7 @@ fn replicas(n: usize, params: Params, seed: u64) -> (Vec<Replica>, PublicKeys) {
                 held: Vec::new(),
                 checkpoints: Vec::new(),
                 most_certified_at_once: 0,
+                started_early: BTreeSet::new(),
             }
         })
         .collect();
@@ -478,6 +487,98 @@ fn every_submitted_transaction_is_committed_once_everywhere() {
             }
         }
     }
+}
+
+/// P1–P5: replicas that pipeline (0–2, checkpointing every 3 epochs) and one that does not (3)
+/// run together. The pipelined ones start epochs early, never a barrier, only once their first
+/// checkpoint adopted the setting; everyone commits the same history, every transaction once.
+#[test]
+fn pipelined_and_unpipelined_replicas_commit_the_same_history() {
+    for variant in [
+        Variant::Beat0,
+        Variant::Beat1,
+        Variant::Beat3,
+        Variant::Beat4,
+    ] {
+        for seed in [11, 12] {
+            let (mut reps, _) = replicas(4, params(variant, 16), seed);
+            for r in &mut reps[..3] {
+                r.node.set_checkpoint_interval(3);
+                r.node.set_pipelining(true);
+                assert_eq!(r.node.pipelined_every(), None, "not before a checkpoint");
+            }
+            let mut net = TestNet::new(reps.into_iter().map(|r| (r.node.our_id(), r)), seed);
+            let all = txs("piped", 120);
+            for id in Committee::new(4).unwrap().members() {
+                submit(&mut net, id, all.clone());
+            }
+            net.run(20_000_000);
+            assert_agreement(&net);
+            for (id, r) in &net.nodes {
+                let mut got = committed(r);
+                got.sort();
+                let mut want = all.clone();
+                want.sort();
+                assert_eq!(
+                    got, want,
+                    "{variant} seed {seed}: all committed exactly once"
+                );
+                assert_eq!(r.node.buffer_len(), 0);
+                if id.0 < 3 {
+                    assert_eq!(r.node.pipelined_every(), Some(3));
+                    assert!(
+                        !r.started_early.is_empty(),
+                        "{variant} seed {seed}: replica {id} never started an epoch early"
+                    );
+                    assert!(
+                        r.started_early.iter().all(|e| e.0 > 3 && e.0 % 3 != 0),
+                        "{variant}: replica {id} started {:?} early (barriers: multiples of 3)",
+                        r.started_early
+                    );
+                    for c in &r.checkpoints {
+                        assert!(c.epoch.0 % 3 == 0);
+                    }
+                } else {
+                    assert!(r.started_early.is_empty());
+                }
+            }
+        }
+    }
+}
+
+/// A restored pipelined replica pipelines as its checkpoint says, not as its host now asks,
+/// until its next checkpoint.
+#[test]
+fn a_restored_replica_pipelines_as_its_checkpoint_says() {
+    let (mut reps, _) = replicas(4, params(Variant::Beat0, 16), 13);
+    for r in &mut reps {
+        r.node.set_checkpoint_interval(2);
+        r.node.set_pipelining(true);
+    }
+    let mut net = TestNet::new(reps.into_iter().map(|r| (r.node.our_id(), r)), 13);
+    for id in Committee::new(4).unwrap().members() {
+        submit(&mut net, id, txs("restore", 80));
+    }
+    net.run(20_000_000);
+    assert_agreement(&net);
+    let r0 = &net.nodes[&NodeId(0)];
+    let checkpoint = r0.checkpoints.last().cloned().expect("checkpoints");
+    assert!(checkpoint.epoch.0 >= 4);
+    let config = r0.node.config().clone();
+    let seed = crate::ProposalSeed([0; 32]);
+    let mut restored =
+        BeatNode::from_checkpoint(config.clone(), seed.clone(), checkpoint.clone()).unwrap();
+    assert_eq!(restored.pipelined_every(), Some(2));
+    restored.set_checkpoint_interval(5);
+    restored.set_pipelining(false);
+    assert_eq!(
+        restored.pipelined_every(),
+        Some(2),
+        "until the next checkpoint"
+    );
+    let mut bad = checkpoint;
+    bad.pipelined_every = Some(0);
+    assert!(BeatNode::from_checkpoint(config, seed, bad).is_err());
 }
 
 #[test]

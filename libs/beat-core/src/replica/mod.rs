@@ -58,6 +58,9 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     /// Save a checkpoint (and let the log drop what precedes it) every this many epochs.
     pub checkpoint_every: u64,
+    /// Run pipelined epochs ([`BeatNode::set_pipelining`]): adopted at the first checkpoint
+    /// after opening, since the replay must run as the replica ran before.
+    pub pipelining: bool,
 }
 
 /// A batch on its way to watchers: once when committed (`certificate` is `None`), and again
@@ -245,7 +248,7 @@ impl<L: EventLog> Replica<L> {
     pub fn open(
         config: Config,
         seed: ProposalSeed,
-        log: L,
+        mut log: L,
         settings: Settings,
     ) -> Result<(Self, Recovery), OpenError<L::Error>> {
         let checkpoint = log.checkpoint().map_err(OpenError::Log)?;
@@ -255,6 +258,15 @@ impl<L: EventLog> Replica<L> {
             None => (BeatNode::new(config, seed)?, None),
         };
         node.set_checkpoint_interval(settings.checkpoint_every);
+        let mut from = from;
+        if from.is_none() && log.events_from(0).map_err(OpenError::Log)?.is_empty() {
+            // A new replica: its pipelining setting is recorded before its first event.
+            node.set_pipelining(settings.pipelining);
+            if let Some(genesis) = node.genesis_checkpoint() {
+                log.save_checkpoint(&genesis, 0).map_err(OpenError::Log)?;
+                from = Some(0);
+            }
+        }
         let mut replica = Self {
             node,
             log,
@@ -284,6 +296,8 @@ impl<L: EventLog> Replica<L> {
                 Err(_) => recovery.refused += 1,
             }
         }
+        // Only now: the replay ran under the checkpoint's setting, as before the crash.
+        replica.node.set_pipelining(settings.pipelining);
         // The queue's knowledge of peers died with the process: assume they are where this
         // replica is (SenderQueue::assume_peers_at), then send what the replay produced.
         replica.queue.assume_peers_at(replica.node.epoch());
@@ -660,6 +674,7 @@ mod tests {
             let settings = Settings {
                 max_payload_bytes: MAX_PAYLOAD_BYTES,
                 checkpoint_every,
+                pipelining: seed % 2 == 1,
             };
             let peers = coin_sk
                 .into_iter()
@@ -844,6 +859,65 @@ mod tests {
         }
         assert_eq!(first_recovery.events, second_recovery.events);
         assert_eq!(first_recovery.replayed, second_recovery.replayed);
+    }
+
+    /// P5: a replica that crashes with the next epoch started early replays exactly what it
+    /// sent — also when it is reopened with pipelining switched off, since the checkpoint's
+    /// mode governs until the next checkpoint — and then adopts the new setting there.
+    #[test]
+    fn a_pipelined_replica_replays_what_it_sent_whatever_it_is_reopened_with() {
+        let mut net = Net::new(13, 3);
+        assert!(net.peers[&NodeId(0)].replica.settings.pipelining);
+        net.submit_all(40);
+        let crashed = NodeId(0);
+        net.run_until(|net| {
+            let node = net.peers[&crashed].replica.node();
+            node.epoch() >= Epoch(4) && node.started_next().is_some()
+        });
+        let peer = &net.peers[&crashed];
+        let early = peer
+            .replica
+            .node()
+            .started_next()
+            .expect("crashed with e+1 under way");
+        assert_eq!(peer.replica.node().pipelined_every(), Some(3));
+        let sent = peer.replica.sent_since_checkpoint().to_vec();
+        assert!(sent.iter().any(|o| o.message.epoch() == Some(early)));
+        let (config, seed, log, base) = (
+            peer.config.clone(),
+            peer.seed.clone(),
+            peer.replica.log().clone(),
+            peer.replica.settings,
+        );
+        for pipelining in [true, false] {
+            let settings = Settings { pipelining, ..base };
+            let (replica, recovery) = reopen(&config, &seed, log.clone(), settings);
+            assert_eq!(recovery.refused, 0);
+            assert_eq!(replica.node().started_next(), Some(early));
+            assert_eq!(
+                replica.node().pipelined_every(),
+                Some(3),
+                "until the next checkpoint"
+            );
+            assert_eq!(
+                recovery.replayed, sent,
+                "replay (reopened with pipelining = {pipelining}) sent something else"
+            );
+            if pipelining {
+                continue;
+            }
+            // Run the reopened replica on with the others: at its next checkpoint it adopts
+            // the setting it was reopened with.
+            let barrier = Epoch((replica.epoch().0 / 3 + 1) * 3);
+            net.peer(crashed).replica = replica;
+            net.perform(crashed, recovery.ready);
+            net.run_until(|net| net.peers[&crashed].replica.epoch() > barrier);
+            let node = net.peers[&crashed].replica.node();
+            assert!(node.epoch() > barrier, "stopped at {}", node.epoch());
+            assert_eq!(node.pipelined_every(), None);
+            assert_eq!(node.started_next(), None);
+            break;
+        }
     }
 
     /// Guards against the replayed messages going through a sender queue that still assumes

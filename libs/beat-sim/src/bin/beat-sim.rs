@@ -271,7 +271,7 @@ fn run() -> anyhow::Result<bool> {
                 }
                 if verbose {
                     println!(
-                        "{} n={nodes} adversary={} seed={}: {} epochs, {} deliveries ({} forced, at most {} in flight), {} restarts, {} faults attributed, widest lag {} epochs",
+                        "{} n={nodes} adversary={} seed={}: {} epochs, {} deliveries ({} forced, at most {} in flight), {} restarts, {} epochs started early, {} faults attributed, widest lag {} epochs",
                         r.profile,
                         r.adversary,
                         r.seed,
@@ -280,6 +280,7 @@ fn run() -> anyhow::Result<bool> {
                         r.forced,
                         r.peak_in_flight,
                         r.restarts,
+                        r.started_early,
                         r.detections,
                         r.max_lag
                     );
@@ -297,14 +298,15 @@ fn run() -> anyhow::Result<bool> {
                     );
                 }
                 println!(
-                    "{} {profile} n={nodes} adversary={name}: {} seeds, {} faults attributed",
+                    "{} {profile} n={nodes} adversary={name}: {} seeds, {} faults attributed, {} epochs started early",
                     if tally.failed == 0 && !undetected {
                         "ok  "
                     } else {
                         "FAIL"
                     },
                     tally.runs,
-                    tally.detections
+                    tally.detections,
+                    tally.started_early
                 );
             }
             println!(
