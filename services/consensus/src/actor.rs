@@ -57,6 +57,8 @@ pub struct ConsensusActor {
     committed: broadcast::Sender<Arc<CommitEvent>>,
     metrics: Metrics,
     last_commit: Option<std::time::Instant>,
+    /// The last epoch seen started early (pipelining), for the metric.
+    last_started_early: Option<Epoch>,
     flusher: Flusher,
     /// Effects of events logged since the running flush started.
     waiting: Group,
@@ -87,6 +89,7 @@ impl ConsensusActor {
             committed,
             metrics,
             last_commit: None,
+            last_started_early: None,
             flusher,
             waiting: Group::default(),
             flushing: false,
@@ -216,9 +219,17 @@ impl ConsensusActor {
             let _ = self.committed.send(Arc::new(event));
         }
         self.metrics.epoch.set(self.component.epoch().0 as i64);
+        let node = self.component.node();
+        self.metrics.buffered.set(node.buffer_len() as i64);
         self.metrics
-            .buffered
-            .set(self.component.node().buffer_len() as i64);
+            .pipelined_every
+            .set(node.pipelined_every().map_or(0, |p| p as i64));
+        if let Some(next) = node.started_next()
+            && self.last_started_early < Some(next)
+        {
+            self.last_started_early = Some(next);
+            self.metrics.started_early.inc();
+        }
     }
 }
 

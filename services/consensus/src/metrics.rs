@@ -18,6 +18,13 @@ pub struct Metrics {
     pub committed: IntCounter,
     /// `beat_consensus_buffered_transactions`.
     pub buffered: IntGauge,
+    /// `beat_consensus_pipelining_period_epochs`: the barrier (and checkpoint) period this
+    /// replica pipelines under, 0 while it runs one epoch at a time (a changed setting takes
+    /// effect at the next checkpoint).
+    pub pipelined_every: IntGauge,
+    /// `beat_consensus_epochs_started_early_total`: epochs started before the previous one
+    /// committed (pipelining, ADR 0010).
+    pub started_early: IntCounter,
     /// `beat_consensus_submitted_transactions_total{admission}`.
     pub submitted: IntCounterVec,
     /// `beat_consensus_faults_total{peer, kind}`: misbehaviour attributed to each peer, for
@@ -62,6 +69,14 @@ impl Metrics {
             buffered: IntGauge::new(
                 "beat_consensus_buffered_transactions",
                 "Transactions pending in the buffer",
+            )?,
+            pipelined_every: IntGauge::new(
+                "beat_consensus_pipelining_period_epochs",
+                "Barrier period of pipelined epochs in effect (0: not pipelining)",
+            )?,
+            started_early: IntCounter::new(
+                "beat_consensus_epochs_started_early_total",
+                "Epochs started before the previous one committed",
             )?,
             submitted: IntCounterVec::new(
                 Opts::new(
@@ -114,6 +129,8 @@ impl Metrics {
         registry.register(Box::new(m.epoch_latency.clone()))?;
         registry.register(Box::new(m.committed.clone()))?;
         registry.register(Box::new(m.buffered.clone()))?;
+        registry.register(Box::new(m.pipelined_every.clone()))?;
+        registry.register(Box::new(m.started_early.clone()))?;
         registry.register(Box::new(m.submitted.clone()))?;
         registry.register(Box::new(m.faults.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
