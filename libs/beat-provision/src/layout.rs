@@ -77,6 +77,12 @@ impl Ports {
 
     // Kinds 2 and 3 were the gateway API and the keystore, now Unix sockets ([`Sockets`]).
 
+    /// A delay relay in front of the peer port, which the committee file then names instead
+    /// (`beat bench --peer-delay`).
+    pub fn peer_relay(&self) -> SocketAddr {
+        self.port(6)
+    }
+
     /// The market API (state gRPC).
     pub fn state(&self) -> SocketAddr {
         self.port(4)

@@ -655,6 +655,16 @@ impl Cluster {
             .filter_map(|(k, c)| read_vm_hwm(c.id()).map(|v| (*k, v)))
             .collect()
     }
+
+    /// CPU time (user + system) each running service has used since it started, in seconds.
+    /// Sampled before and after a load, the differences say which service spends the machine.
+    #[must_use]
+    pub fn cpu_seconds(&self) -> BTreeMap<(usize, Service), f64> {
+        self.children
+            .iter()
+            .filter_map(|(k, c)| process_cpu_seconds(c.id()).map(|v| (*k, v)))
+            .collect()
+    }
 }
 
 impl Drop for Cluster {
@@ -695,6 +705,27 @@ fn write_toml(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// User plus system CPU time of process `pid`, in seconds, from `/proc/<pid>/stat` (fields 14
+/// and 15, in clock ticks). `None` where procfs is not there or the process is gone.
+#[must_use]
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is parenthesised and may hold spaces: count after its `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)?;
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "CPU ticks of a bench run stay far below 2^52"
+    )]
+    Some((utime + stime) as f64 / ticks as f64)
+}
+
 fn read_vm_hwm(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -706,6 +737,24 @@ fn read_vm_hwm(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// This process's own CPU time reads, and grows while it computes.
+    #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "spins for a wall-clock interval to spend CPU time"
+    )]
+    fn cpu_seconds_are_read_and_grow() {
+        let before = process_cpu_seconds(std::process::id()).expect("procfs");
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        }
+        let after = process_cpu_seconds(std::process::id()).expect("procfs");
+        assert!(after >= before + 0.05, "{before} -> {after}");
+        assert_eq!(process_cpu_seconds(u32::MAX), None);
+    }
 
     /// A spec is warned about exactly when its range reaches into the machine's ephemeral
     /// range: one port below it is fine, the range's first port is not.

@@ -362,6 +362,19 @@ pub struct LocalBench {
     pub load: LoadOptions,
     /// Keep the cluster directory (logs) afterwards.
     pub keep: bool,
+    /// One-way delay added between replicas (a relay in front of each peer port), or none.
+    pub peer_delay: Option<Duration>,
+}
+
+/// Aborts the tasks when dropped.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// The outcome of a local bench.
@@ -375,22 +388,56 @@ pub struct LocalReport {
     pub batch_size: usize,
     /// Whether the ordering APIs served TLS with client certificates and tokens.
     pub tls: bool,
+    /// One-way delay added between replicas, in milliseconds (0: none).
+    pub peer_delay_ms: f64,
     /// The load result.
     pub load: LoadReport,
     /// Per service, the largest peak resident memory of any replica's process, in MiB.
     pub peak_rss_mib: std::collections::BTreeMap<String, f64>,
+    /// Per service summed over the replicas, and for the load generator (`load`), the CPU
+    /// used during the load (warm-up and drain included), in cores: CPU seconds over wall
+    /// seconds. Their total against the machine's cores says whether it was saturated.
+    pub cpu_cores: std::collections::BTreeMap<String, f64>,
 }
 
 /// Starts a fresh cluster, runs the load against it and stops it.
 pub async fn run_local(bench: LocalBench) -> anyhow::Result<LocalReport> {
-    use beat_testkit::cluster::Cluster;
+    use beat_testkit::cluster::{Cluster, process_cpu_seconds};
     if bench.spec.dir.exists() {
         std::fs::remove_dir_all(&bench.spec.dir)?;
     }
     if let Some(warning) = bench.spec.port_warning() {
         eprintln!("bench: warning: {warning}");
     }
-    let mut cluster = Cluster::prepare(bench.spec.clone())?;
+    let mut spec = bench.spec.clone();
+    let mut relays = Vec::new();
+    if let Some(delay) = bench.peer_delay {
+        let ports = |i: usize| beat_provision::layout::Ports {
+            base: spec.base_port,
+            replica: i as u16,
+        };
+        spec.endpoints = Some(
+            (0..spec.replicas)
+                .map(|i| beat_config::Endpoints {
+                    tcp: Some(ports(i).peer_relay().to_string()),
+                    tor: None,
+                    i2p: None,
+                })
+                .collect(),
+        );
+        for i in 0..spec.replicas {
+            relays.push(
+                beat_testkit::delay::spawn_delay_relay(
+                    ports(i).peer_relay(),
+                    ports(i).peer(),
+                    delay,
+                )
+                .await?,
+            );
+        }
+    }
+    let _relays = AbortOnDrop(relays);
+    let mut cluster = Cluster::prepare(spec)?;
     crate::api::use_client_auth(cluster.client_auth());
     cluster.start_all()?;
     cluster.wait_all_ready(Duration::from_secs(60)).await?;
@@ -399,7 +446,20 @@ pub async fn run_local(bench: LocalBench) -> anyhow::Result<LocalReport> {
     load.endpoints = (0..n).map(|i| cluster.ordering_endpoint(i)).collect();
     load.watch = cluster.ordering_endpoint(0);
     load.committee = Some(cluster.committee().clone());
+    let cpu_before = cluster.cpu_seconds();
+    let self_before = process_cpu_seconds(std::process::id());
+    let started = tokio::time::Instant::now();
     let result = run_load(load).await;
+    let wall = started.elapsed().as_secs_f64().max(f64::EPSILON);
+    let mut cpu_cores = std::collections::BTreeMap::new();
+    for (key, after) in cluster.cpu_seconds() {
+        if let Some(before) = cpu_before.get(&key) {
+            *cpu_cores.entry(key.1.name().to_owned()).or_insert(0.0) += (after - before) / wall;
+        }
+    }
+    if let (Some(before), Some(after)) = (self_before, process_cpu_seconds(std::process::id())) {
+        cpu_cores.insert("load".to_owned(), (after - before) / wall);
+    }
     let mut peak = std::collections::BTreeMap::new();
     for ((_, service), kib) in cluster.peak_rss_kib() {
         let e = peak.entry(service.name().to_owned()).or_insert(0.0f64);
@@ -426,7 +486,9 @@ pub async fn run_local(bench: LocalBench) -> anyhow::Result<LocalReport> {
         n,
         batch_size: bench.spec.params.batch_size,
         tls: bench.spec.tls,
+        peer_delay_ms: bench.peer_delay.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         load: result?,
         peak_rss_mib: peak,
+        cpu_cores,
     })
 }

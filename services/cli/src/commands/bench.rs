@@ -62,6 +62,10 @@ pub struct Args {
     /// tokens (as `devnet --tls`), to measure what that costs.
     #[arg(long)]
     tls: bool,
+    /// Add this one-way delay between the local cluster's replicas (a relay in front of each
+    /// peer port), to measure as if they were a network apart, e.g. `5ms`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    peer_delay: Option<Duration>,
 }
 
 /// Runs the load against `--endpoint`, or against a fresh local cluster per committee size and
@@ -110,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 spec,
                 load: load.clone(),
                 keep: args.keep,
+                peer_delay: args.peer_delay.filter(|d| !d.is_zero()),
             }))?;
             print_bench(&r);
             reports.push(r);
@@ -132,10 +137,21 @@ fn print_bench(r: &crate::bench::LocalReport) {
         .iter()
         .map(|(k, v)| format!("{k} {v:.0}"))
         .collect();
+    let cpu: Vec<String> = r
+        .cpu_cores
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.2}"))
+        .collect();
+    let cpu_total: f64 = r.cpu_cores.values().sum();
     println!(
-        "{:<6}{} n={:<3} offered {:>6} tx/s  committed {:>8.0} tx/s  latency p50 {:>7.1} ms p99 {:>7.1} ms max {:>7.1} ms  epochs {:>5}  shed {}  errors {}  peak RSS MiB: {}",
+        "{:<6}{}{} n={:<3} offered {:>6} tx/s  committed {:>8.0} tx/s  latency p50 {:>7.1} ms p99 {:>7.1} ms max {:>7.1} ms  epochs {:>5}  shed {}  errors {}  peak RSS MiB: {}  CPU cores: {} (total {cpu_total:.2})",
         r.variant,
         if r.tls { "+tls" } else { "" },
+        if r.peer_delay_ms > 0.0 {
+            format!("+{}ms", r.peer_delay_ms)
+        } else {
+            String::new()
+        },
         r.n,
         l.offered_rate,
         l.throughput_tps,
@@ -145,7 +161,8 @@ fn print_bench(r: &crate::bench::LocalReport) {
         l.epochs,
         l.shed,
         l.submit_errors,
-        rss.join(", ")
+        rss.join(", "),
+        cpu.join(", ")
     );
 }
 
