@@ -49,7 +49,9 @@ pub struct Config {
     /// Start epoch e+1's broadcasts and agreements once e's common subset is fixed, while e
     /// decrypts and commits (module `beat_core::node`, P1–P5). A local setting: replicas that
     /// pipeline and replicas that do not run together. A change takes effect at the replica's
-    /// next checkpoint.
+    /// next checkpoint. Off by default: measured, it runs more epochs per second but lowers
+    /// no latency, and costs latency on a saturated machine (docs/benchmarks.md, "Pipelined
+    /// epochs").
     pub pipelining: bool,
     /// Longest reconnect backoff to the gateway and keystore, in milliseconds.
     pub max_backoff_ms: u64,
@@ -77,7 +79,7 @@ impl Default for Config {
             api: beat_telemetry::api::ApiLimits::default(),
             watch: crate::watch::WatchLimits::default(),
             checkpoint_every_epochs: 8,
-            pipelining: true,
+            pipelining: false,
             max_backoff_ms: 5_000,
             stall_catch_up_ms: 2_000,
             log: LogConfig::default(),
