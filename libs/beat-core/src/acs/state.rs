@@ -121,6 +121,11 @@ impl Subset {
             .collect()
     }
 
+    /// The broadcasts delivered here so far.
+    pub fn delivered(&self) -> usize {
+        self.delivered.len()
+    }
+
     /// The proposers whose agreement has decided so far (for status reporting).
     pub fn decided(&self) -> usize {
         self.decisions.len()

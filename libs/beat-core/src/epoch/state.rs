@@ -199,6 +199,11 @@ impl EpochState {
         self.subset.is_done()
     }
 
+    /// The broadcasts (RBC/AVID) of this epoch delivered here so far.
+    pub fn broadcasts_delivered(&self) -> usize {
+        self.subset.delivered()
+    }
+
     /// The agreements that have not decided yet, with their rounds.
     pub fn undecided_agreements(&self) -> Vec<(NodeId, u32)> {
         self.subset.undecided_agreements()

@@ -34,10 +34,13 @@
 //! # Pipelined epochs (ADR 0010)
 //!
 //! ```text
-//! P1  a pipelining replica in epoch e starts e+1 early once e's common subset is fixed here,
-//!     e+1 is not a barrier (P5), the watermark would let e+1 commit (P4), and it has a reason
-//!     to propose in e+1 (N2): transactions it does not hold for e, or a message for e+1;
-//!     starting e+1 processes the messages queued for it (N3) in arrival order, then proposes
+//! P1  a pipelining replica in epoch e starts e+1 early once n − f of e's broadcasts are
+//!     delivered here (or e's subset is fixed), e+1 is not a barrier (P5), the watermark
+//!     would let e+1 commit (P4), and it has a reason to propose in e+1 (N2): transactions it
+//!     does not hold for e, or a message for e+1; starting e+1 processes the messages queued
+//!     for it (N3) in arrival order, then proposes. The trigger is a function of the events
+//!     since the checkpoint, so replay decides as before; the arguments below hold for any
+//!     trigger that keeps depth 2 (an earlier one, "subset fixed", measured no gain)
 //! P2  e+1 runs its broadcasts and binary agreements (and asks for their coin shares) as the
 //!     current epoch does; its E3 — decryption shares, retrieval, BEAT2's plan against the
 //!     committed labels — waits until e is committed and e+1 is current. Depth 2: at most e

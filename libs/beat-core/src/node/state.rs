@@ -901,8 +901,9 @@ impl BeatNode {
         absorb_epoch(step, epoch, sub);
     }
 
-    /// P1: starts epoch `e + 1` early — its broadcasts and agreements, not its E3 — once the
-    /// current epoch's subset is fixed, if this replica pipelines, `e + 1` is not a barrier
+    /// P1: starts epoch `e + 1` early — its broadcasts and agreements, not its E3 — once
+    /// `n − f` of the current epoch's broadcasts are delivered here (or its subset is fixed),
+    /// if this replica pipelines, `e + 1` is not a barrier
     /// (P5), the commit watermark would let `e + 1` commit (P4), and there is a reason to
     /// propose in it (N2).
     fn maybe_start_next(&mut self, step: &mut NodeStep) {
@@ -912,10 +913,11 @@ impl BeatNode {
         let next = self.epoch.next();
         if self.next.is_some()
             || next.0.is_multiple_of(every)
-            || !self
-                .current
-                .as_ref()
-                .is_some_and(|s| s.is_subset_fixed() && s.has_proposed())
+            || !self.current.as_ref().is_some_and(|s| {
+                s.has_proposed()
+                    && (s.broadcasts_delivered() >= self.config.committee.quorum()
+                        || s.is_subset_fixed())
+            })
             || self
                 .certifier
                 .holds(next, self.config.params.certify_window)
