@@ -112,6 +112,14 @@ pub struct ClusterSpec {
 }
 
 impl ClusterSpec {
+    /// The loopback ports of replica `i` under this spec's base port.
+    pub fn ports(&self, i: usize) -> Ports {
+        Ports {
+            base: self.base_port,
+            replica: i as u16,
+        }
+    }
+
     /// Why this spec's ports are at risk on this machine, if they are: they overlap the
     /// ephemeral range ([`beat_provision::layout::ephemeral_range`]), from which any outgoing
     /// connection may take a port before the service that should listen on it binds it. For the
@@ -333,10 +341,7 @@ impl Cluster {
     }
 
     fn ports_of(spec: &ClusterSpec, i: usize) -> Ports {
-        Ports {
-            base: spec.base_port,
-            replica: i as u16,
-        }
+        spec.ports(i)
     }
 
     /// The ports of replica `i`.

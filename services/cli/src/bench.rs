@@ -412,14 +412,10 @@ pub async fn run_local(bench: LocalBench) -> anyhow::Result<LocalReport> {
     let mut spec = bench.spec.clone();
     let mut relays = Vec::new();
     if let Some(delay) = bench.peer_delay {
-        let ports = |i: usize| beat_provision::layout::Ports {
-            base: spec.base_port,
-            replica: i as u16,
-        };
         spec.endpoints = Some(
             (0..spec.replicas)
                 .map(|i| beat_config::Endpoints {
-                    tcp: Some(ports(i).peer_relay().to_string()),
+                    tcp: Some(spec.ports(i).peer_relay().to_string()),
                     tor: None,
                     i2p: None,
                 })
@@ -428,8 +424,8 @@ pub async fn run_local(bench: LocalBench) -> anyhow::Result<LocalReport> {
         for i in 0..spec.replicas {
             relays.push(
                 beat_testkit::delay::spawn_delay_relay(
-                    ports(i).peer_relay(),
-                    ports(i).peer(),
+                    spec.ports(i).peer_relay(),
+                    spec.ports(i).peer(),
                     delay,
                 )
                 .await?,
