@@ -289,13 +289,24 @@ impl<'a> ClientTransaction<'a> {
     /// Checks the client's signature in the context of the envelope's kind, then the
     /// ciphertext's validity proof under `encryption`.
     pub fn verify(&self, encryption: &tdh2::PublicKey) -> Result<(), ClientTransactionError> {
+        self.verified_header(encryption).map(drop)
+    }
+
+    /// [`Self::verify`], returning the ciphertext's header (what the keystore is sent), so that
+    /// the body is hashed once for both.
+    pub fn verified_header(
+        &self,
+        encryption: &tdh2::PublicKey,
+    ) -> Result<tdh2::CiphertextHeader, ClientTransactionError> {
         self.label
             .client
             .verify(self.kind.context(), self.ciphertext_bytes, &self.signature)
             .map_err(|_| ClientTransactionError::BadSignature)?;
+        let header = self.ciphertext.header();
         encryption
-            .verify_ciphertext(&self.ciphertext)
-            .map_err(ClientTransactionError::InvalidCiphertext)
+            .verify_header(&header)
+            .map_err(ClientTransactionError::InvalidCiphertext)?;
+        Ok(header)
     }
 
     /// Whether the envelope holds one transaction or a bundle.

@@ -53,8 +53,10 @@ pub struct CiphertextSlot {
 pub struct DecryptionItem {
     /// Where the ciphertext sits.
     pub slot: CiphertextSlot,
-    /// The ciphertext, already verified by the core.
-    pub ciphertext: Arc<tdh2::Ciphertext>,
+    /// The ciphertext's header (the ciphertext with its body's digest in place of the body),
+    /// already verified by the core. The keystore needs no more to check it and share it
+    /// ([`tdh2::CiphertextHeader`]), so a contribution's body never crosses to the keystore.
+    pub header: Arc<tdh2::CiphertextHeader>,
     /// The label the keystore must check before releasing a share.
     pub expected_label: Vec<u8>,
 }

@@ -69,9 +69,9 @@ impl SimKeystore {
                     .iter()
                     .filter_map(|item| {
                         self.decryption
-                            .decryption_share(
+                            .header_decryption_share(
                                 &self.encryption_key,
-                                &item.ciphertext,
+                                &item.header,
                                 &item.expected_label,
                             )
                             .ok()

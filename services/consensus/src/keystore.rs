@@ -202,8 +202,9 @@ async fn serve(
                     .map(|i| pb::DecryptionItem {
                         proposer: i.slot.proposer.0,
                         index: i.slot.index,
-                        ciphertext: Bytes::from(i.ciphertext.to_bytes()),
+                        ciphertext: Bytes::new(),
                         expected_label: Bytes::copy_from_slice(&i.expected_label),
+                        ciphertext_header: Bytes::from(i.header.to_bytes()),
                     })
                     .collect(),
                 horizon: horizon.cloned(),

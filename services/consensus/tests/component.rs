@@ -126,9 +126,9 @@ impl Cluster {
                             (
                                 it.slot,
                                 s.decryption
-                                    .decryption_share(
+                                    .header_decryption_share(
                                         &self.keys.encryption,
-                                        &it.ciphertext,
+                                        &it.header,
                                         &it.expected_label,
                                     )
                                     .unwrap(),

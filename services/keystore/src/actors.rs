@@ -9,7 +9,7 @@ use beat_crypto::{bls::SignatureShare, identity::IdentitySignature, tdh2::Decryp
 use beat_types::{Epoch, NodeId};
 use bytes::Bytes;
 
-use crate::component::{Keystore, Refusal};
+use crate::component::{Keystore, Refusal, Sealed};
 
 /// Holds a shared reference to the keystore on one pool thread.
 pub struct SignerActor {
@@ -47,8 +47,19 @@ impl Handler<SignCommits> for SignerActor {
     }
 }
 
-/// One ciphertext to share: proposer, ciphertext, expected label.
-pub type ShareItem = (NodeId, Bytes, Bytes);
+/// One ciphertext to share: proposer, the ciphertext or its header, expected label.
+pub type ShareItem = (NodeId, SealedBytes, Bytes);
+
+/// A ciphertext as the request carried it (owned [`Sealed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SealedBytes {
+    /// The whole ciphertext.
+    Whole(Bytes),
+    /// Its header.
+    Header(Bytes),
+    /// The item set neither or both; refused.
+    Ambiguous,
+}
 
 /// Produce decryption shares for items of one epoch.
 #[derive(Message)]
@@ -67,8 +78,18 @@ impl Handler<ShareDecryption> for SignerActor {
         msg.items
             .iter()
             .map(|(proposer, ct, label)| {
+                let sealed = match ct {
+                    SealedBytes::Whole(b) => Sealed::Whole(b),
+                    SealedBytes::Header(b) => Sealed::Header(b),
+                    SealedBytes::Ambiguous => {
+                        return Err(Refusal::Malformed(
+                            "exactly one of ciphertext and ciphertext_header must be set"
+                                .to_owned(),
+                        ));
+                    }
+                };
                 self.keystore
-                    .decryption_share(msg.epoch, *proposer, ct, label)
+                    .decryption_share(msg.epoch, *proposer, sealed, label)
             })
             .collect()
     }

@@ -13,9 +13,20 @@ use beat_crypto::{
     bls::SignatureShare,
     dealer::{CommitteeKeys, ReplicaSecrets},
     identity::{IdentityPublicKey, IdentitySignature},
-    tdh2::{self, Ciphertext, DecryptionShare},
+    tdh2::{self, Ciphertext, CiphertextHeader, DecryptionShare},
 };
 use beat_types::{Epoch, NodeId};
+
+/// A ciphertext as a decryption-share request carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sealed<'a> {
+    /// The whole ciphertext, in its canonical encoding (requests from consensus services that
+    /// predate headers).
+    Whole(&'a [u8]),
+    /// The ciphertext's header ([`CiphertextHeader`]): what consensus sends, and all the
+    /// keystore needs.
+    Header(&'a [u8]),
+}
 
 /// The only context the identity key signs in.
 pub const HANDSHAKE_CONTEXT: &str = "beat/peer-handshake/v2";
@@ -150,28 +161,37 @@ impl Keystore {
             .collect())
     }
 
-    /// Produces a decryption share, or refuses: the ciphertext must parse, carry the expected
-    /// label, verify, and the expected label must be the label of `(epoch, proposer)` or a
-    /// well-formed BEAT2 client label (prefix, valid client key, request id;
-    /// [`beat_core::client`]) — so a compromised consensus process cannot obtain a share for an
-    /// arbitrary label either. The keystore sees the ciphertext, not the client's envelope:
-    /// the client's signature is consensus's to check, at admission and again at E3.
+    /// Produces a decryption share, or refuses: the ciphertext (or its header) must parse, carry
+    /// the expected label, verify, and the expected label must be the label of
+    /// `(epoch, proposer)` or a well-formed BEAT2 client label (prefix, valid client key,
+    /// request id; [`beat_core::client`]) — so a compromised consensus process cannot obtain a
+    /// share for an arbitrary label either. The keystore sees the ciphertext's header, not the
+    /// client's envelope: the client's signature is consensus's to check, at admission and
+    /// again at E3.
+    ///
+    /// A header gives a compromised consensus nothing a whole ciphertext would not: its
+    /// validity proof binds the body's digest, so only a header of a ciphertext someone
+    /// actually encrypted verifies, and the share is the share of that ciphertext
+    /// ([`CiphertextHeader`]).
     pub fn decryption_share(
         &self,
         epoch: Epoch,
         proposer: NodeId,
-        ciphertext: &[u8],
+        ciphertext: Sealed<'_>,
         expected_label: &[u8],
     ) -> Result<DecryptionShare, Refusal> {
         let own_label = beat_core::codec::epoch_label(epoch, proposer);
         if expected_label != own_label.as_slice() && !is_client_label(expected_label) {
             return Err(Refusal::UnexpectedLabel { epoch, proposer });
         }
-        let ct =
-            Ciphertext::from_bytes(ciphertext).map_err(|e| Refusal::Malformed(e.to_string()))?;
+        let header = match ciphertext {
+            Sealed::Whole(bytes) => Ciphertext::from_bytes(bytes).map(|ct| ct.header()),
+            Sealed::Header(bytes) => CiphertextHeader::from_bytes(bytes),
+        }
+        .map_err(|e| Refusal::Malformed(e.to_string()))?;
         self.secrets
             .decryption
-            .decryption_share(&self.keys.encryption, &ct, expected_label)
+            .header_decryption_share(&self.keys.encryption, &header, expected_label)
             .map_err(Refusal::Rejected)
     }
 

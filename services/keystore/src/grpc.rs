@@ -25,7 +25,8 @@ use parking_lot::Mutex;
 
 use crate::{
     actors::{
-        CheckCertificate, ShareDecryption, SignCoins, SignCommits, SignHandshake, SignerActor,
+        CheckCertificate, SealedBytes, ShareDecryption, SignCoins, SignCommits, SignHandshake,
+        SignerActor,
     },
     component::Keystore,
     metrics::Metrics,
@@ -276,8 +277,16 @@ impl KeystoreService for KeystoreGrpc {
                      proposer,
                      ciphertext,
                      expected_label,
+                     ciphertext_header,
                      ..
-                 }| { (NodeId(proposer), ciphertext, expected_label) },
+                 }| {
+                    let sealed = match (ciphertext.is_empty(), ciphertext_header.is_empty()) {
+                        (true, false) => SealedBytes::Header(ciphertext_header),
+                        (false, true) => SealedBytes::Whole(ciphertext),
+                        _ => SealedBytes::Ambiguous,
+                    };
+                    (NodeId(proposer), sealed, expected_label)
+                },
             )
             .collect();
         // Split the batch across the pool so that a large BEAT2 batch uses every thread.

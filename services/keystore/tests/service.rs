@@ -351,7 +351,20 @@ fn serves_operations_and_refuses_what_it_must() {
             index: 0,
             ciphertext: Bytes::from(ct),
             expected_label: Bytes::from(label),
+            ciphertext_header: Bytes::new(),
         };
+        // What consensus sends: the header instead of the whole ciphertext.
+        let header_item = |header: Vec<u8>, label: Vec<u8>, proposer| DecryptionItem {
+            proposer,
+            index: 0,
+            ciphertext: Bytes::new(),
+            expected_label: Bytes::from(label),
+            ciphertext_header: Bytes::from(header),
+        };
+        // A header whose body digest is not the one the proof binds.
+        let mut wrong_digest = ct.header().to_bytes();
+        let last = wrong_digest.len() - 1;
+        wrong_digest[last] ^= 1;
         let res = client
             .create_decryption_shares(CreateDecryptionSharesRequest {
                 epoch: 3,
@@ -363,6 +376,16 @@ fn serves_operations_and_refuses_what_it_must() {
                     item(ct.to_bytes(), b"arbitrary label".to_vec(), 2),
                     item(client_ct.to_bytes(), beat2_label.clone(), 1),
                     item(not_client_ct.to_bytes(), not_client.clone(), 1),
+                    header_item(ct.header().to_bytes(), label.clone(), 2),
+                    header_item(client_ct.header().to_bytes(), beat2_label.clone(), 1),
+                    header_item(ct.header().to_bytes(), other_label.clone(), 0),
+                    header_item(wrong_digest, label.clone(), 2),
+                    header_item(ct.to_bytes(), label.clone(), 2),
+                    DecryptionItem {
+                        ciphertext: Bytes::from(ct.to_bytes()),
+                        ..header_item(ct.header().to_bytes(), label.clone(), 2)
+                    },
+                    header_item(Vec::new(), label.clone(), 2),
                 ],
                 horizon: None,
             })
@@ -380,7 +403,15 @@ fn serves_operations_and_refuses_what_it_must() {
         };
         let share = DecryptionShare::from_bytes(bytes.as_ref().try_into().unwrap()).unwrap();
         assert!(keys.encryption.verify_share(&client_ct, NodeId(1), &share));
-        for (i, r) in res.iter().enumerate().filter(|(i, _)| ![0, 5].contains(i)) {
+        // A header gets the very share its ciphertext gets.
+        assert_eq!(res[7], res[0]);
+        assert_eq!(res[8], res[5]);
+        assert_eq!(res.len(), 14);
+        for (i, r) in res
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ![0, 5, 7, 8].contains(i))
+        {
             assert!(
                 matches!(r.result, Some(ShareResult::Refused(_))),
                 "item {i}: {r:?}"
@@ -603,8 +634,9 @@ fn signs_only_within_the_certified_horizon_and_rate_limits_handshakes() {
                 items: vec![DecryptionItem {
                     proposer: 2,
                     index: 0,
-                    ciphertext: Bytes::from(ct.to_bytes()),
+                    ciphertext: Bytes::new(),
                     expected_label: Bytes::from(label),
+                    ciphertext_header: Bytes::from(ct.header().to_bytes()),
                 }],
                 horizon: None,
             }

@@ -5,14 +5,24 @@ use std::{
     sync::Arc,
 };
 
-use beat_crypto::tdh2::{self, Ciphertext, DecryptionShare, Undecryptable};
+use beat_crypto::tdh2::{self, Ciphertext, CiphertextHeader, DecryptionShare, Undecryptable};
 use beat_types::{Committee, Epoch, NodeId};
 
 use crate::{CiphertextSlot, DecryptionItem, Fault, FaultKind, Request};
 
+/// A ciphertext to decrypt, verified against its expected label: where it sits, the ciphertext,
+/// its header (what the keystore is sent) and the label.
+pub type VerifiedCiphertext = (
+    CiphertextSlot,
+    Arc<Ciphertext>,
+    Arc<CiphertextHeader>,
+    Vec<u8>,
+);
+
 #[derive(Debug)]
 struct Slot {
     ciphertext: Arc<Ciphertext>,
+    header: Arc<CiphertextHeader>,
     label: Vec<u8>,
     shares: BTreeMap<NodeId, DecryptionShare>,
     bad: BTreeSet<NodeId>,
@@ -29,19 +39,21 @@ pub struct Decryption {
 }
 
 impl Decryption {
-    /// Starts decrypting `ciphertexts`, each already verified against its expected label.
+    /// Starts decrypting `ciphertexts`, each already verified against its expected label and
+    /// given with its header.
     pub fn new(
         keys: Arc<tdh2::PublicKey>,
         committee: Committee,
-        ciphertexts: Vec<(CiphertextSlot, Arc<Ciphertext>, Vec<u8>)>,
+        ciphertexts: Vec<VerifiedCiphertext>,
     ) -> Self {
         let slots: BTreeMap<_, _> = ciphertexts
             .into_iter()
-            .map(|(slot, ciphertext, label)| {
+            .map(|(slot, ciphertext, header, label)| {
                 (
                     slot,
                     Slot {
                         ciphertext,
+                        header,
                         label,
                         shares: BTreeMap::new(),
                         bad: BTreeSet::new(),
@@ -69,7 +81,7 @@ impl Decryption {
             .iter()
             .map(|(slot, s)| DecryptionItem {
                 slot: *slot,
-                ciphertext: s.ciphertext.clone(),
+                header: s.header.clone(),
                 expected_label: s.label.clone(),
             })
             .collect();

@@ -39,11 +39,13 @@ pub(crate) struct RetiredSnapshot {
     decryption: Option<Vec<PendingItem>>,
 }
 
-/// A pending decryption item as stored: the ciphertext in its wire encoding.
+/// A pending decryption item as stored: the ciphertext's header in its encoding
+/// ([`tdh2::CiphertextHeader::to_bytes`]). Checkpoints written before headers existed hold the
+/// whole ciphertext in this field; both parse ([`tdh2::CiphertextHeader::from_header_or_ciphertext`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct PendingItem {
     slot: CiphertextSlot,
-    ciphertext: Vec<u8>,
+    header: Vec<u8>,
     expected_label: Vec<u8>,
 }
 
@@ -130,7 +132,7 @@ impl RetiredEpoch {
                     .iter()
                     .map(|i| PendingItem {
                         slot: i.slot,
-                        ciphertext: i.ciphertext.to_bytes(),
+                        header: i.header.to_bytes(),
                         expected_label: i.expected_label.clone(),
                     })
                     .collect()
@@ -169,11 +171,12 @@ impl RetiredEpoch {
                 items
                     .into_iter()
                     .map(|item| {
-                        let ciphertext = tdh2::Ciphertext::from_bytes(&item.ciphertext)
-                            .map_err(|_| bad("an undecodable pending ciphertext"))?;
+                        let header =
+                            tdh2::CiphertextHeader::from_header_or_ciphertext(&item.header)
+                                .map_err(|_| bad("an undecodable pending ciphertext"))?;
                         Ok(DecryptionItem {
                             slot: item.slot,
-                            ciphertext: Arc::new(ciphertext),
+                            header: Arc::new(header),
                             expected_label: item.expected_label,
                         })
                     })
@@ -185,5 +188,68 @@ impl RetiredEpoch {
             agreements,
             decryption,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use beat_crypto::{Digest, bls};
+    use beat_types::Committee;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::{Params, PublicKeys, codec::epoch_label};
+
+    /// A retired epoch's pending decryption request is stored as headers now; checkpoints
+    /// written before hold whole ciphertexts in the same field. Both restore to the same
+    /// request, and a snapshot round-trips through postcard.
+    #[test]
+    fn pending_items_restore_from_headers_and_from_whole_ciphertexts() {
+        let committee = Committee::new(4).unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(17);
+        let (coin, _) = bls::deal(4, committee.f(), &mut rng).unwrap();
+        let (encryption, _) = tdh2::deal(4, committee.f(), &mut rng).unwrap();
+        let label = epoch_label(Epoch(6), NodeId(2));
+        let ct = encryption.encrypt(&label, &[9u8; 700], &mut rng).unwrap();
+        let config = Config {
+            our_id: NodeId(0),
+            committee,
+            committee_digest: Digest([1; 32]),
+            keys: PublicKeys {
+                coin: Arc::new(coin),
+                encryption: Arc::new(encryption),
+            },
+            params: Params::default(),
+        };
+        let slot = CiphertextSlot {
+            proposer: NodeId(2),
+            index: 0,
+        };
+        let item = DecryptionItem {
+            slot,
+            header: Arc::new(ct.header()),
+            expected_label: label.clone(),
+        };
+        let retired = RetiredEpoch::new(Epoch(6), BTreeMap::new(), Some(vec![item.clone()]));
+        let snapshot: RetiredSnapshot =
+            postcard::from_bytes(&postcard::to_allocvec(&retired.snapshot()).unwrap()).unwrap();
+        let expected = vec![Request::DecryptionShares {
+            epoch: Epoch(6),
+            items: vec![item],
+        }];
+        let restored = RetiredEpoch::from_snapshot(&config, Epoch(6), snapshot).unwrap();
+        assert_eq!(restored.pending_requests(), expected);
+
+        let old = RetiredSnapshot {
+            agreements: BTreeMap::new(),
+            decryption: Some(vec![PendingItem {
+                slot,
+                header: ct.to_bytes(),
+                expected_label: label,
+            }]),
+        };
+        let restored = RetiredEpoch::from_snapshot(&config, Epoch(6), old).unwrap();
+        assert_eq!(restored.pending_requests(), expected);
     }
 }

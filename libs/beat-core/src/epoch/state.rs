@@ -519,7 +519,8 @@ impl EpochState {
                         // E3 (BEAT2): the same check as admission. An honest proposer proposes
                         // only admitted transactions, so a failure is the proposer's fault; the
                         // transaction is dropped without spending its label.
-                        let Ok((ct, kind)) = verified_client_transaction(&config, tx) else {
+                        let Ok((ct, header, kind)) = verified_client_transaction(&config, tx)
+                        else {
                             malformed = true;
                             continue;
                         };
@@ -533,7 +534,7 @@ impl EpochState {
                             index: index as u32,
                         };
                         let label = ct.label().to_vec();
-                        slots.push((slot, Arc::new(ct), label));
+                        slots.push((slot, Arc::new(ct), Arc::new(header), label));
                         mine.push((slot, kind));
                     }
                     if malformed {
@@ -543,17 +544,16 @@ impl EpochState {
                 }
                 _ if params.encrypts_contributions() => {
                     let label = epoch_label(self.epoch, proposer);
-                    match tdh2::Ciphertext::from_bytes(&value) {
-                        Ok(ct)
-                            if config
-                                .keys
-                                .encryption
-                                .verify_ciphertext_with_label(&ct, &label)
-                                .is_ok() =>
-                        {
+                    let verified = tdh2::Ciphertext::from_bytes(&value).and_then(|ct| {
+                        let header = config.keys.encryption.verified_header(&ct, &label)?;
+                        Ok((ct, header))
+                    });
+                    match verified {
+                        Ok((ct, header)) => {
                             slots.push((
                                 CiphertextSlot { proposer, index: 0 },
                                 Arc::new(ct),
+                                Arc::new(header),
                                 label,
                             ));
                             Plan::Encrypted
@@ -670,9 +670,9 @@ impl EpochState {
 pub(crate) fn verified_client_transaction(
     config: &Config,
     tx: &Transaction,
-) -> Result<(tdh2::Ciphertext, EnvelopeKind), ClientTransactionError> {
+) -> Result<(tdh2::Ciphertext, tdh2::CiphertextHeader, EnvelopeKind), ClientTransactionError> {
     let parsed = ClientTransaction::from_bytes(tx.as_bytes())?;
-    parsed.verify(&config.keys.encryption)?;
+    let header = parsed.verified_header(&config.keys.encryption)?;
     let kind = parsed.kind();
-    Ok((parsed.into_ciphertext(), kind))
+    Ok((parsed.into_ciphertext(), header, kind))
 }

@@ -122,9 +122,9 @@ impl Replica {
                     .iter()
                     .filter_map(|it| {
                         self.tdh2
-                            .decryption_share(
+                            .header_decryption_share(
                                 &self.keys.encryption,
-                                &it.ciphertext,
+                                &it.header,
                                 &it.expected_label,
                             )
                             .ok()

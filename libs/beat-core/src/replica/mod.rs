@@ -618,9 +618,9 @@ mod tests {
                         .iter()
                         .filter_map(|item| {
                             self.decryption
-                                .decryption_share(
+                                .header_decryption_share(
                                     &self.config.keys.encryption,
-                                    &item.ciphertext,
+                                    &item.header,
                                     &item.expected_label,
                                 )
                                 .ok()

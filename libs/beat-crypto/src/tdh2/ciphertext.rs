@@ -92,6 +92,21 @@ impl Ciphertext {
         out
     }
 
+    /// The header of this ciphertext (hashes the body once). Unverified: see
+    /// [`PublicKey::verified_header`] for the check and the header in one pass.
+    pub fn header(&self) -> CiphertextHeader {
+        CiphertextHeader {
+            label: self.label.clone(),
+            masked_key: self.masked_key,
+            key_commitment: self.key_commitment,
+            u: self.u,
+            u_bar: self.u_bar,
+            e: self.e,
+            f: self.f,
+            body_digest: body_digest(&self.body),
+        }
+    }
+
     /// Parses the canonical encoding, rejecting unknown versions, oversized labels, invalid or
     /// identity points, non-canonical scalars, short bodies and trailing bytes. A ciphertext that
     /// parses is well-formed; whether it is *valid* is [`PublicKey::verify_ciphertext`]'s job.
@@ -101,20 +116,7 @@ impl Ciphertext {
         if version != VERSION {
             return Err(Tdh2Error::UnsupportedVersion(version));
         }
-        let label_len = u16::from_le_bytes(r.take::<2>()?) as usize;
-        if label_len > MAX_LABEL_LEN {
-            return Err(Tdh2Error::LabelTooLong {
-                len: label_len,
-                max: MAX_LABEL_LEN,
-            });
-        }
-        let label = r.take_slice(label_len)?.to_vec();
-        let masked_key = r.take::<32>()?;
-        let key_commitment = r.take::<32>()?;
-        let u = Point::from_bytes(&r.take::<32>()?, "ciphertext u")?;
-        let u_bar = Point::from_bytes(&r.take::<32>()?, "ciphertext u-bar")?;
-        let e = scalar_from_bytes(&r.take::<32>()?, "ciphertext e")?;
-        let f = scalar_from_bytes(&r.take::<32>()?, "ciphertext f")?;
+        let (label, masked_key, key_commitment, u, u_bar, e, f) = r.common()?;
         let body_len = u32::from_le_bytes(r.take::<4>()?) as usize;
         if body_len < 16 {
             return Err(Tdh2Error::Malformed("body shorter than the AEAD tag"));
@@ -136,6 +138,108 @@ impl Ciphertext {
     }
 }
 
+/// The encoding version of a [`CiphertextHeader`]; distinct from every ciphertext version, so
+/// that the first byte tells the two encodings apart.
+const HEADER_VERSION: u8 = 0x81;
+
+/// Bytes of a header beyond its label: version, label length and seven 32-byte fields.
+pub const HEADER_OVERHEAD: usize = 1 + 2 + 7 * 32;
+
+/// Everything a share holder needs of a [`Ciphertext`]: the ciphertext without its body, and
+/// the body's digest `H(body)` in its place.
+///
+/// The validity proof binds the body only through `H(body)` (`e = H2(L, c, kc, H(body), u, w,
+/// ū, w̄)`), and a decryption share depends only on `u` (and the proof nonce on `u, e, f`). So
+/// checking a header ([`PublicKey::verify_header`]) is the same check as checking the whole
+/// ciphertext, and a share produced from the header is the share of the ciphertext: the
+/// keystore never needs the body. Whoever holds the body (the core) hashes it once, when it
+/// verifies the ciphertext ([`PublicKey::verified_header`]), and sends a few hundred bytes to
+/// the keystore instead of the whole contribution.
+///
+/// A header is not a way to smuggle a different body past the keystore: a valid proof for
+/// `(…, H(body), …)` can only be produced by whoever chose `r` (the encryptor), and a share
+/// for this `u` decrypts exactly the key committed to by `kc`, which opens only a body that
+/// authenticates under it and its label.
+///
+/// # Encoding ([`CiphertextHeader::to_bytes`])
+///
+/// | field | bytes |
+/// |---|---|
+/// | version (= 0x81) | 1 |
+/// | label length, u16 LE | 2 |
+/// | label | ≤ 1024 |
+/// | masked key, key commitment, `u`, `ū`, `e`, `f` (as in [`Ciphertext`]) | 6 × 32 |
+/// | body digest `H(body)` | 32 |
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CiphertextHeader {
+    label: Vec<u8>,
+    masked_key: [u8; 32],
+    key_commitment: [u8; 32],
+    pub(super) u: Point,
+    u_bar: Point,
+    pub(super) e: Scalar,
+    pub(super) f: Scalar,
+    body_digest: [u8; 32],
+}
+
+impl CiphertextHeader {
+    /// The label the ciphertext was encrypted under.
+    pub fn label(&self) -> &[u8] {
+        &self.label
+    }
+
+    /// The canonical encoding (see the type documentation).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_OVERHEAD + self.label.len());
+        out.push(HEADER_VERSION);
+        out.extend_from_slice(&(self.label.len() as u16).to_le_bytes());
+        out.extend_from_slice(&self.label);
+        out.extend_from_slice(&self.masked_key);
+        out.extend_from_slice(&self.key_commitment);
+        out.extend_from_slice(&self.u.bytes);
+        out.extend_from_slice(&self.u_bar.bytes);
+        out.extend_from_slice(self.e.as_bytes());
+        out.extend_from_slice(self.f.as_bytes());
+        out.extend_from_slice(&self.body_digest);
+        out
+    }
+
+    /// Parses the canonical encoding of a header, with the same checks as
+    /// [`Ciphertext::from_bytes`] (version, label length, points, scalars, trailing bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Tdh2Error> {
+        let mut r = Reader(bytes);
+        let version = r.take::<1>()?[0];
+        if version != HEADER_VERSION {
+            return Err(Tdh2Error::UnsupportedVersion(version));
+        }
+        let (label, masked_key, key_commitment, u, u_bar, e, f) = r.common()?;
+        let body_digest = r.take::<32>()?;
+        if !r.0.is_empty() {
+            return Err(Tdh2Error::Malformed("trailing bytes"));
+        }
+        Ok(Self {
+            label,
+            masked_key,
+            key_commitment,
+            u,
+            u_bar,
+            e,
+            f,
+            body_digest,
+        })
+    }
+
+    /// Parses either encoding: a header, or a whole ciphertext (whose body is then hashed). For
+    /// readers of data written before headers existed.
+    pub fn from_header_or_ciphertext(bytes: &[u8]) -> Result<Self, Tdh2Error> {
+        if bytes.first() == Some(&HEADER_VERSION) {
+            Self::from_bytes(bytes)
+        } else {
+            Ciphertext::from_bytes(bytes).map(|ct| ct.header())
+        }
+    }
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
@@ -153,6 +257,29 @@ impl Reader<'_> {
         out.copy_from_slice(self.take_slice(N)?);
         Ok(out)
     }
+
+    /// The fields a ciphertext and its header share, in encoding order: label, masked key, key
+    /// commitment, `u`, `ū`, `e`, `f`.
+    #[allow(clippy::type_complexity)]
+    fn common(
+        &mut self,
+    ) -> Result<(Vec<u8>, [u8; 32], [u8; 32], Point, Point, Scalar, Scalar), Tdh2Error> {
+        let label_len = u16::from_le_bytes(self.take::<2>()?) as usize;
+        if label_len > MAX_LABEL_LEN {
+            return Err(Tdh2Error::LabelTooLong {
+                len: label_len,
+                max: MAX_LABEL_LEN,
+            });
+        }
+        let label = self.take_slice(label_len)?.to_vec();
+        let masked_key = self.take::<32>()?;
+        let key_commitment = self.take::<32>()?;
+        let u = Point::from_bytes(&self.take::<32>()?, "ciphertext u")?;
+        let u_bar = Point::from_bytes(&self.take::<32>()?, "ciphertext u-bar")?;
+        let e = scalar_from_bytes(&self.take::<32>()?, "ciphertext e")?;
+        let f = scalar_from_bytes(&self.take::<32>()?, "ciphertext f")?;
+        Ok((label, masked_key, key_commitment, u, u_bar, e, f))
+    }
 }
 
 /// H2: the validity-proof challenge over everything the ciphertext commits to.
@@ -160,7 +287,7 @@ pub(super) fn challenge(
     ct_label: &[u8],
     masked_key: &[u8; 32],
     key_commitment: &[u8; 32],
-    body: &[u8],
+    body_digest: &[u8; 32],
     [u, u_bar]: [&[u8; 32]; 2],
     [w, w_bar]: [&RistrettoPoint; 2],
 ) -> Scalar {
@@ -170,7 +297,7 @@ pub(super) fn challenge(
             ct_label,
             masked_key,
             key_commitment,
-            &body_digest(body),
+            body_digest,
             u,
             w.compress().as_bytes(),
             u_bar,
@@ -227,7 +354,7 @@ impl PublicKey {
             label,
             &masked_key,
             &key_commitment,
-            &body,
+            &body_digest(&body),
             [&u.bytes, &u_bar.bytes],
             [&w, &w_bar],
         );
@@ -247,28 +374,10 @@ impl PublicKey {
     }
 
     /// Checks the ciphertext's validity proof (TDH2 `VerifyCt`): recomputes `w = g^f / u^e`,
-    /// `w̄ = ḡ^f / ū^e` and compares the challenge. Costs two double-scalar multiplications.
+    /// `w̄ = ḡ^f / ū^e` and compares the challenge. Costs two double-scalar multiplications and
+    /// one pass of SHA-256 over the body.
     pub fn verify_ciphertext(&self, ct: &Ciphertext) -> Result<(), Tdh2Error> {
-        let minus_e = -ct.e;
-        let w = RistrettoPoint::vartime_double_scalar_mul_basepoint(&minus_e, &ct.u.point, &ct.f);
-        let w_bar =
-            RistrettoPoint::vartime_multiscalar_mul([ct.f, minus_e], [*g_bar(), ct.u_bar.point]);
-        if w == RistrettoPoint::identity() || w_bar == RistrettoPoint::identity() {
-            return Err(Tdh2Error::InvalidCiphertext);
-        }
-        let e = challenge(
-            &ct.label,
-            &ct.masked_key,
-            &ct.key_commitment,
-            &ct.body,
-            [&ct.u.bytes, &ct.u_bar.bytes],
-            [&w, &w_bar],
-        );
-        if e == ct.e {
-            Ok(())
-        } else {
-            Err(Tdh2Error::InvalidCiphertext)
-        }
+        self.verify_header(&ct.header())
     }
 
     /// Checks validity and that the ciphertext carries `expected_label`.
@@ -277,9 +386,59 @@ impl PublicKey {
         ct: &Ciphertext,
         expected_label: &[u8],
     ) -> Result<(), Tdh2Error> {
+        self.verified_header(ct, expected_label).map(drop)
+    }
+
+    /// Checks validity and the label as [`Self::verify_ciphertext_with_label`] does, and returns
+    /// the header it checked, so that the body is hashed once for both.
+    pub fn verified_header(
+        &self,
+        ct: &Ciphertext,
+        expected_label: &[u8],
+    ) -> Result<CiphertextHeader, Tdh2Error> {
         if ct.label != expected_label {
             return Err(Tdh2Error::LabelMismatch);
         }
-        self.verify_ciphertext(ct)
+        let header = ct.header();
+        self.verify_header(&header)?;
+        Ok(header)
+    }
+
+    /// Checks a header's validity proof: the ciphertext's validity check (`VerifyCt`) with the
+    /// body's digest given instead of the body. Valid for a header exactly when it is valid for
+    /// every ciphertext whose body has that digest.
+    pub fn verify_header(&self, h: &CiphertextHeader) -> Result<(), Tdh2Error> {
+        let minus_e = -h.e;
+        let w = RistrettoPoint::vartime_double_scalar_mul_basepoint(&minus_e, &h.u.point, &h.f);
+        let w_bar =
+            RistrettoPoint::vartime_multiscalar_mul([h.f, minus_e], [*g_bar(), h.u_bar.point]);
+        if w == RistrettoPoint::identity() || w_bar == RistrettoPoint::identity() {
+            return Err(Tdh2Error::InvalidCiphertext);
+        }
+        let e = challenge(
+            &h.label,
+            &h.masked_key,
+            &h.key_commitment,
+            &h.body_digest,
+            [&h.u.bytes, &h.u_bar.bytes],
+            [&w, &w_bar],
+        );
+        if e == h.e {
+            Ok(())
+        } else {
+            Err(Tdh2Error::InvalidCiphertext)
+        }
+    }
+
+    /// Checks a header's validity and that it carries `expected_label`.
+    pub fn verify_header_with_label(
+        &self,
+        h: &CiphertextHeader,
+        expected_label: &[u8],
+    ) -> Result<(), Tdh2Error> {
+        if h.label != expected_label {
+            return Err(Tdh2Error::LabelMismatch);
+        }
+        self.verify_header(h)
     }
 }

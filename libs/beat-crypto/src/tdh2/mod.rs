@@ -39,7 +39,10 @@
 //!   Byzantine share holders could craft a body that authenticates under two keys, and two
 //!   honest replicas that combined different share subsets would output different plaintexts
 //!   (an agreement violation). With `kc`, any key that passes the check is *the* committed key.
-//! * The body digest is bound into `H2`, so the ciphertext as a whole is non-malleable.
+//! * The body digest is bound into `H2`, so the ciphertext as a whole is non-malleable. Because
+//!   the body enters only through its digest, `VerifyCt` and `DecShare` also run on a
+//!   [`CiphertextHeader`] (the ciphertext with `H(body)` in place of the body): the keystore
+//!   gets headers, not contributions.
 //! * `H4` additionally binds the holder index and `u`, and the share nonce is derived
 //!   deterministically from the secret share and the ciphertext, so the keystore needs no RNG and
 //!   a restarted replica re-issues the identical share.
@@ -49,7 +52,9 @@ mod hashing;
 mod keys;
 mod share;
 
-pub use ciphertext::{CIPHERTEXT_OVERHEAD, Ciphertext, MAX_LABEL_LEN};
+pub use ciphertext::{
+    CIPHERTEXT_OVERHEAD, Ciphertext, CiphertextHeader, HEADER_OVERHEAD, MAX_LABEL_LEN,
+};
 pub use keys::{PublicKey, SecretKeyShare, deal};
 pub use share::{DecryptionShare, Undecryptable};
 

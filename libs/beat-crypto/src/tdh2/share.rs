@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
-    Ciphertext, PublicKey, SecretKeyShare, Tdh2Error,
+    Ciphertext, CiphertextHeader, PublicKey, SecretKeyShare, Tdh2Error,
     hashing::{hash_to_scalar, key_commitment, key_mask},
     keys::{Point, scalar_from_bytes},
 };
@@ -112,7 +112,18 @@ impl SecretKeyShare {
         ct: &Ciphertext,
         expected_label: &[u8],
     ) -> Result<DecryptionShare, Tdh2Error> {
-        public_key.verify_ciphertext_with_label(ct, expected_label)?;
+        self.header_decryption_share(public_key, &ct.header(), expected_label)
+    }
+
+    /// [`Self::decryption_share`] from the ciphertext's header: the same checks (label, validity
+    /// proof over the body's digest) and the same share, without the body.
+    pub fn header_decryption_share(
+        &self,
+        public_key: &PublicKey,
+        ct: &CiphertextHeader,
+        expected_label: &[u8],
+    ) -> Result<DecryptionShare, Tdh2Error> {
+        public_key.verify_header_with_label(ct, expected_label)?;
         let u_i = Point::new(self.x * ct.u.point);
         let mut x_bytes = Zeroizing::new(self.x.to_bytes());
         let mut s = hash_to_scalar(

@@ -66,6 +66,47 @@ proptest! {
         }
     }
 
+    /// A header checks exactly as its ciphertext does and gets the identical share, and its
+    /// encoding round-trips; flipping any bit of the header's encoding makes it unparseable or
+    /// invalid, and no share is released for it.
+    #[test]
+    fn headers_verify_and_share_like_their_ciphertexts(
+        len in 0usize..600,
+        pos in 0usize..1000,
+        bit in 0u8..8,
+        seed in any::<u64>(),
+    ) {
+        let (pk, sks) = keys(4, 21);
+        let ct = pk.encrypt(b"epoch 9/proposer 1", &vec![5u8; len], &mut rng(seed)).unwrap();
+        let header = pk.verified_header(&ct, ct.label()).unwrap();
+        prop_assert_eq!(&header, &ct.header());
+        let bytes = header.to_bytes();
+        prop_assert_eq!(bytes.len(), HEADER_OVERHEAD + ct.label().len());
+        prop_assert_eq!(CiphertextHeader::from_bytes(&bytes), Ok(header.clone()));
+        prop_assert_eq!(CiphertextHeader::from_header_or_ciphertext(&bytes), Ok(header.clone()));
+        prop_assert_eq!(
+            CiphertextHeader::from_header_or_ciphertext(&ct.to_bytes()),
+            Ok(header.clone())
+        );
+        for sk in &sks {
+            prop_assert_eq!(
+                sk.header_decryption_share(&pk, &header, ct.label()),
+                sk.decryption_share(&pk, &ct, ct.label())
+            );
+        }
+        prop_assert_eq!(
+            sks[0].header_decryption_share(&pk, &header, b"epoch 9/proposer 2"),
+            Err(Tdh2Error::LabelMismatch)
+        );
+        let mut tampered = bytes;
+        let pos = pos % tampered.len();
+        tampered[pos] ^= 1 << bit;
+        if let Ok(bad) = CiphertextHeader::from_bytes(&tampered) {
+            prop_assert!(pk.verify_header(&bad).is_err());
+            prop_assert!(sks[1].header_decryption_share(&pk, &bad, bad.label()).is_err());
+        }
+    }
+
     /// Flipping any byte of a ciphertext's encoding makes it unparseable or invalid, and no
     /// replica releases a share for it.
     #[test]
@@ -82,6 +123,23 @@ proptest! {
             }
         }
     }
+}
+
+/// A header whose digest names a different body is invalid: the proof binds the digest.
+#[test]
+fn a_header_with_another_bodys_digest_is_invalid() {
+    let (pk, sks) = keys(4, 22);
+    let ct = pk.encrypt(b"L", b"the real body", &mut rng(23)).unwrap();
+    let mut header = ct.header();
+    let mut bytes = header.to_bytes();
+    let n = bytes.len();
+    bytes[n - 32..].copy_from_slice(&super::hashing::body_digest(b"another body"));
+    header = CiphertextHeader::from_bytes(&bytes).unwrap();
+    assert_eq!(pk.verify_header(&header), Err(Tdh2Error::InvalidCiphertext));
+    assert!(sks[0].header_decryption_share(&pk, &header, b"L").is_err());
+    // And the two encodings are not confused.
+    assert!(Ciphertext::from_bytes(&ct.header().to_bytes()).is_err());
+    assert!(CiphertextHeader::from_bytes(&ct.to_bytes()).is_err());
 }
 
 #[test]
@@ -173,7 +231,7 @@ fn inconsistent_commitment(pk: &PublicKey, seed: u64) -> Ciphertext {
         &good.label,
         &good.masked_key,
         &good.key_commitment,
-        &good.body,
+        &super::hashing::body_digest(&good.body),
         [&u.bytes, &u_bar.bytes],
         [&w, &w_bar],
     );
