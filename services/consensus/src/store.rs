@@ -201,6 +201,15 @@ fn io(path: &Path, source: std::io::Error) -> StoreError {
 /// Replaces `dir/name` with `bytes` atomically and durably: a crash leaves the old or the new
 /// content, never a mix.
 fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    replace_file_with(dir, name, |file| file.write_all(bytes))
+}
+
+/// [`replace_file`] with the content written by `write` into the (unbuffered) temporary file.
+fn replace_file_with(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     let mut options = std::fs::OpenOptions::new();
@@ -210,7 +219,7 @@ fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> 
         options.mode(0o600);
     }
     let mut file = options.open(&tmp).map_err(|e| io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| io(&tmp, e))?;
+    write(&mut file).map_err(|e| io(&tmp, e))?;
     file.sync_all().map_err(|e| io(&tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
     File::open(dir)
@@ -232,6 +241,44 @@ fn read_checkpoint(dir: &Path) -> Result<Option<(Checkpoint, u64)>, StoreError> 
     Ok(Some((stored.checkpoint.into(), stored.next_seq)))
 }
 
+/// Writes `crc32 (LE) | postcard(value)` to `file` without holding the encoding in memory: a
+/// checkpoint at 50,000 tx/s is tens of MiB (the duplicate window alone is 64 epochs of up to
+/// B digests), and encoding it into a growing vector and then copying it behind its checksum
+/// held up to three times that at once — the largest peak in the consensus service's heap
+/// profile (docs/benchmarks.md, "Where the consensus service's memory goes").
+fn write_with_crc<T: Serialize>(file: &mut File, value: &T) -> std::io::Result<()> {
+    use std::io::{Seek as _, SeekFrom};
+
+    /// Feeds everything written through it to the checksum.
+    struct Checksummed<W> {
+        inner: W,
+        crc: crc32fast::Hasher,
+    }
+    impl<W: std::io::Write> std::io::Write for Checksummed<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.crc.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+
+    file.write_all(&[0; 4])?;
+    let writer = Checksummed {
+        inner: std::io::BufWriter::with_capacity(1 << 16, &mut *file),
+        crc: crc32fast::Hasher::new(),
+    };
+    let mut writer = postcard::to_io(value, writer).map_err(std::io::Error::other)?;
+    writer.flush()?;
+    let Checksummed { inner, crc } = writer;
+    let file = inner.into_inner().map_err(|e| e.into_error())?;
+    let crc = crc.finalize();
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&crc.to_le_bytes())
+}
+
 /// `crc32 (LE) | payload`.
 fn with_crc(payload: &[u8]) -> Vec<u8> {
     let mut out = crc32fast::hash(payload).to_le_bytes().to_vec();
@@ -251,12 +298,21 @@ fn read_checked(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
             path.display()
         )));
     }
-    Ok(Some(bytes[4..].to_vec()))
+    let mut bytes = bytes;
+    bytes.drain(..4);
+    Ok(Some(bytes))
 }
 
 #[derive(Serialize, Deserialize)]
 struct StoredCheckpoint {
     checkpoint: Checkpoint,
+    next_seq: u64,
+}
+
+/// [`StoredCheckpoint`] to write, borrowing the checkpoint (same encoding).
+#[derive(Serialize)]
+struct StoredCheckpointRef<'a> {
+    checkpoint: &'a Checkpoint,
     next_seq: u64,
 }
 
@@ -374,14 +430,14 @@ impl Store {
         checkpoint: &Checkpoint,
         next_seq: u64,
     ) -> Result<(), StoreError> {
-        let stored = StoredCheckpoint {
-            checkpoint: checkpoint.clone(),
+        let stored = StoredCheckpointRef {
+            checkpoint,
             next_seq,
         };
         self.batches.sync()?;
         self.certificates.sync()?;
         self.fragments.sync()?;
-        replace_file(&self.dir, CHECKPOINT, &with_crc(&encode(&stored)))?;
+        replace_file_with(&self.dir, CHECKPOINT, |file| write_with_crc(file, &stored))?;
         if self.upgrading {
             // The new checkpoint supersedes the format-4 one: the marker first, so that a
             // crash in between leaves a format-5 store that still reads the newer file.
@@ -655,6 +711,38 @@ mod tests {
         node.set_checkpoint_interval(8);
         node.set_pipelining(pipelining);
         node.genesis_checkpoint().unwrap()
+    }
+
+    /// The checkpoint is written streamed, but the file is byte for byte what the buffered
+    /// encoding wrote (`crc32 | postcard`), so stores written before read the same; a flipped
+    /// byte is still caught by the checksum.
+    #[test]
+    fn streamed_checkpoints_keep_the_format_and_the_checksum() {
+        let dir = std::env::temp_dir().join(format!("beat-store-stream-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).unwrap();
+        let checkpoint = genesis(true);
+        store.save_checkpoint(&checkpoint, 11).unwrap();
+        let written = std::fs::read(dir.join(CHECKPOINT)).unwrap();
+        let buffered = with_crc(&encode(&StoredCheckpoint {
+            checkpoint: checkpoint.clone(),
+            next_seq: 11,
+        }));
+        assert_eq!(written, buffered);
+        drop(store);
+        assert_eq!(
+            Store::open(&dir).unwrap().checkpoint().unwrap(),
+            Some((checkpoint, 11))
+        );
+        let mut corrupt = written;
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0x40;
+        std::fs::write(dir.join(CHECKPOINT), &corrupt).unwrap();
+        assert!(matches!(
+            Store::open(&dir).and_then(|s| s.checkpoint()),
+            Err(StoreError::Corrupt(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A format-4 store (before pipelining) opens: its checkpoint reads as a replica that does
