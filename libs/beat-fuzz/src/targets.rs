@@ -476,12 +476,15 @@ impl Target for PeerRecord {
 
 // === threshold encryption ===
 
-/// TDH2 ciphertexts and decryption shares as peers and clients send them: what parses is
-/// canonical (re-encodes to the same bytes), and what verifies is exactly what was made.
+/// TDH2 ciphertexts and decryption shares as peers and clients send them, and ciphertext
+/// headers as consensus sends them to the keystore: what parses is canonical (re-encodes to
+/// the same bytes), what verifies is exactly what was made, and a header that verifies gets
+/// the share of the ciphertext it was made from.
 pub struct Tdh2 {
     public: tdh2::PublicKey,
     secrets: Vec<tdh2::SecretKeyShare>,
     ciphertexts: Vec<Vec<u8>>,
+    headers: Vec<Vec<u8>>,
     shares: Vec<[u8; tdh2::DecryptionShare::LEN]>,
 }
 
@@ -493,6 +496,7 @@ impl Tdh2 {
             public,
             secrets,
             ciphertexts: Vec::new(),
+            headers: Vec::new(),
             shares: Vec::new(),
         }
     }
@@ -517,6 +521,9 @@ impl Target for Tdh2 {
             let bytes = ct.to_bytes();
             self.ciphertexts.push(bytes.clone());
             seeds.push([&[0u8][..], &bytes].concat());
+            let header = ct.header().to_bytes();
+            self.headers.push(header.clone());
+            seeds.push([&[2u8][..], &header].concat());
             for secret in &self.secrets {
                 let share = secret
                     .decryption_share(&self.public, &ct, label)
@@ -533,7 +540,34 @@ impl Target for Tdh2 {
         let Some((&selector, body)) = input.split_first() else {
             return false;
         };
-        if selector % 2 == 0 {
+        if selector % 3 == 2 {
+            let Ok(header) = tdh2::CiphertextHeader::from_bytes(body) else {
+                return false;
+            };
+            assert_eq!(header.to_bytes(), body, "a header encoding is not canonical");
+            let shared = self.secrets[0].header_decryption_share(
+                &self.public,
+                &header,
+                header.label(),
+            );
+            if self.public.verify_header(&header).is_ok() {
+                let made = self.headers.iter().position(|h| h == body);
+                let Some(made) = made else {
+                    panic!("a header nobody made verifies");
+                };
+                let ct = tdh2::Ciphertext::from_bytes(&self.ciphertexts[made]).expect("a seed");
+                assert_eq!(
+                    shared.ok(),
+                    self.secrets[0]
+                        .decryption_share(&self.public, &ct, ct.label())
+                        .ok(),
+                    "a header's share differs from its ciphertext's"
+                );
+            } else {
+                assert!(shared.is_err(), "a share for a header that does not verify");
+            }
+            true
+        } else if selector % 3 == 0 {
             let Ok(ct) = tdh2::Ciphertext::from_bytes(body) else {
                 return false;
             };
