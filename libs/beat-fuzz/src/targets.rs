@@ -544,12 +544,13 @@ impl Target for Tdh2 {
             let Ok(header) = tdh2::CiphertextHeader::from_bytes(body) else {
                 return false;
             };
-            assert_eq!(header.to_bytes(), body, "a header encoding is not canonical");
-            let shared = self.secrets[0].header_decryption_share(
-                &self.public,
-                &header,
-                header.label(),
+            assert_eq!(
+                header.to_bytes(),
+                body,
+                "a header encoding is not canonical"
             );
+            let shared =
+                self.secrets[0].header_decryption_share(&self.public, &header, header.label());
             if self.public.verify_header(&header).is_ok() {
                 let made = self.headers.iter().position(|h| h == body);
                 let Some(made) = made else {
