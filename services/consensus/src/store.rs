@@ -15,9 +15,11 @@
 //! logged events leaves the process (the actor's group commit), so a restarted replica replays
 //! to the same state and never contradicts what it sent. Batches, certificates and fragments are
 //! derived from the WAL and need no sync of their own until a checkpoint:
-//! [`Store::save_checkpoint`] syncs them, then replaces the checkpoint file, and only then deletes the WAL segments the
-//! checkpoint covers. A crash between checkpoints loses nothing: replay from the checkpoint
-//! re-creates every later batch and fragment.
+//! [`Store::save_checkpoint`] syncs them, then replaces the checkpoint file — on a thread of its
+//! own, while the consensus thread goes on appending — and only once that is done deletes the
+//! WAL segments the checkpoint covers. A crash between checkpoints, or while one is being
+//! written, loses nothing: replay from the last durable checkpoint re-creates every later batch
+//! and fragment.
 //!
 //! (Up to format 1 all of this lived in sled, which kept every inserted value — batches,
 //! checkpoints with the whole transaction buffer — in memory: 400 MiB after 30 s at 20,000
@@ -175,6 +177,15 @@ pub struct Store {
     next_seq: u64,
     /// A format-4 store, upgraded at its first new checkpoint.
     upgrading: bool,
+    /// The checkpoint being written in the background, if any (at most one).
+    writing: Option<CheckpointJob>,
+}
+
+/// A checkpoint being made durable on its own thread ([`Store::save_checkpoint`]).
+struct CheckpointJob {
+    next_seq: u64,
+    upgrading: bool,
+    thread: std::thread::JoinHandle<Result<(), StoreError>>,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
@@ -385,6 +396,7 @@ impl Store {
             fragments: SegmentLog::open(&path.join("fragments"), BATCH_SEGMENT_BYTES)?,
             next_seq,
             upgrading,
+            writing: None,
         })
     }
 
@@ -406,6 +418,7 @@ impl Store {
 
     /// Appends an event to the WAL; returns its sequence number.
     pub fn append(&mut self, event: &WalEvent) -> Result<u64, StoreError> {
+        self.reap_checkpoint()?;
         let seq = self.next_seq;
         self.wal.append(seq, &encode(event))?;
         self.next_seq += 1;
@@ -423,38 +436,102 @@ impl Store {
     }
 
     /// Saves a checkpoint taken after the event with sequence `next_seq - 1` and drops the WAL
-    /// before `next_seq`. Order: batches and fragments synced, checkpoint replaced, then WAL
-    /// segments deleted (a crash in between leaves segments that replay skips).
+    /// before `next_seq`, writing it **on its own thread** while events go on being appended.
+    ///
+    /// Order: batches, certificates and fragments synced, checkpoint replaced (write, sync,
+    /// rename, sync the directory), and only then — back on the caller's thread, at the next
+    /// append or save after the writer finished ([`Self::finish_checkpoint`]) — the WAL segments
+    /// below `next_seq` deleted. A crash at any point before leaves the previous checkpoint and
+    /// every event after it; one after leaves segments that replay skips. At most one checkpoint
+    /// is in flight: a save waits for the one before.
+    ///
+    /// Why a thread: at 50,000 tx/s a checkpoint is tens of MiB (the duplicate window), and
+    /// writing and syncing it held the consensus thread for 110–270 ms every 8 epochs, at every
+    /// replica at about the same epoch (docs/benchmarks.md, "Checkpoints off the consensus
+    /// thread").
     pub fn save_checkpoint(
         &mut self,
-        checkpoint: &Checkpoint,
+        checkpoint: Checkpoint,
         next_seq: u64,
     ) -> Result<(), StoreError> {
-        let stored = StoredCheckpointRef {
-            checkpoint,
-            next_seq,
-        };
-        self.batches.sync()?;
-        self.certificates.sync()?;
-        self.fragments.sync()?;
-        replace_file_with(&self.dir, CHECKPOINT, |file| write_with_crc(file, &stored))?;
-        if self.upgrading {
-            // The new checkpoint supersedes the format-4 one: the marker first, so that a
-            // crash in between leaves a format-5 store that still reads the newer file.
-            replace_file(&self.dir, "FORMAT", FORMAT)?;
-            let old = self.dir.join(CHECKPOINT_4);
-            match std::fs::remove_file(&old) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&old, e)),
-            }
-            self.upgrading = false;
-        }
+        self.finish_checkpoint()?;
         // Events after the checkpoint may already be logged; their segment stays.
         if self.next_seq == next_seq {
             self.wal.rotate()?;
         }
-        self.wal.remove_below(next_seq).map_err(StoreError::from)
+        let derived = [
+            self.batches.syncer(),
+            self.certificates.syncer(),
+            self.fragments.syncer(),
+        ];
+        let dir = self.dir.clone();
+        let upgrading = self.upgrading;
+        let thread = std::thread::Builder::new()
+            .name("beat-checkpoint".to_owned())
+            .spawn(move || {
+                // Everything derived from events before the checkpoint: rotated segments were
+                // synced when they were closed, and each syncer syncs the segment active now.
+                for log in &derived {
+                    log.sync()?;
+                }
+                let stored = StoredCheckpointRef {
+                    checkpoint: &checkpoint,
+                    next_seq,
+                };
+                replace_file_with(&dir, CHECKPOINT, |file| write_with_crc(file, &stored))?;
+                if upgrading {
+                    // The new checkpoint supersedes the format-4 one: the marker first, so that
+                    // a crash in between leaves a format-5 store that still reads the newer
+                    // file.
+                    replace_file(&dir, "FORMAT", FORMAT)?;
+                    let old = dir.join(CHECKPOINT_4);
+                    match std::fs::remove_file(&old) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io(&old, e)),
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| io(&self.dir, e))?;
+        self.writing = Some(CheckpointJob {
+            next_seq,
+            upgrading,
+            thread,
+        });
+        Ok(())
+    }
+
+    /// Waits for the checkpoint being written, if any, then deletes the WAL segments it
+    /// covers. Returns its writer's error, which the host treats like any storage failure.
+    pub fn finish_checkpoint(&mut self) -> Result<(), StoreError> {
+        let Some(job) = self.writing.take() else {
+            return Ok(());
+        };
+        job.thread.join().map_err(|_| {
+            io(
+                &self.dir.join(CHECKPOINT),
+                std::io::Error::other("the checkpoint writer panicked"),
+            )
+        })??;
+        if job.upgrading {
+            self.upgrading = false;
+        }
+        self.wal
+            .remove_below(job.next_seq)
+            .map_err(StoreError::from)
+    }
+
+    /// [`Self::finish_checkpoint`] if the writer is done, without waiting.
+    fn reap_checkpoint(&mut self) -> Result<(), StoreError> {
+        if self
+            .writing
+            .as_ref()
+            .is_some_and(|j| j.thread.is_finished())
+        {
+            self.finish_checkpoint()?;
+        }
+        Ok(())
     }
 
     /// Logged events from `from` on, in order.
@@ -564,8 +641,9 @@ impl Store {
         Flusher(self.wal.syncer())
     }
 
-    /// Syncs every log — at shutdown.
-    pub fn sync_all(&self) -> Result<(), StoreError> {
+    /// Finishes the checkpoint being written and syncs every log — at shutdown.
+    pub fn sync_all(&mut self) -> Result<(), StoreError> {
+        self.finish_checkpoint()?;
         self.wal.sync()?;
         self.batches.sync()?;
         self.certificates.sync()?;
@@ -605,8 +683,12 @@ impl EventLog for Store {
         Self::checkpoint(self)
     }
 
-    fn save_checkpoint(&mut self, checkpoint: &Checkpoint, next: u64) -> Result<(), StoreError> {
+    fn save_checkpoint(&mut self, checkpoint: Checkpoint, next: u64) -> Result<(), StoreError> {
         Self::save_checkpoint(self, checkpoint, next)
+    }
+
+    fn finish_checkpoint(&mut self) -> Result<(), StoreError> {
+        Self::finish_checkpoint(self)
     }
 
     fn events_from(&self, from: u64) -> Result<Vec<(u64, WalEvent)>, StoreError> {
@@ -722,7 +804,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mut store = Store::open(&dir).unwrap();
         let checkpoint = genesis(true);
-        store.save_checkpoint(&checkpoint, 11).unwrap();
+        store.save_checkpoint(checkpoint.clone(), 11).unwrap();
+        store.finish_checkpoint().unwrap();
         let written = std::fs::read(dir.join(CHECKPOINT)).unwrap();
         let buffered = with_crc(&encode(&StoredCheckpoint {
             checkpoint: checkpoint.clone(),
@@ -745,6 +828,39 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The checkpoint is written in the background, but the WAL it covers is deleted only
+    /// once it is durable: until then the previous checkpoint and every event after it stay,
+    /// and a store reopened before the writer finished (a crash) replays from them. Events
+    /// appended meanwhile are kept either way.
+    #[test]
+    fn the_wal_outlives_a_checkpoint_until_it_is_durable() {
+        let dir = std::env::temp_dir().join(format!("beat-store-async-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let wal_segments = |dir: &Path| std::fs::read_dir(dir.join("wal")).unwrap().count();
+        let event = WalEvent::Input(beat_core::Input::Stalled);
+        let mut store = Store::open(&dir).unwrap();
+        store.save_checkpoint(genesis(false), 0).unwrap();
+        store.finish_checkpoint().unwrap();
+        for _ in 0..5 {
+            store.append(&event).unwrap();
+        }
+        let before = wal_segments(&dir);
+        store.save_checkpoint(genesis(true), 5).unwrap();
+        // Not finished: the events it covers are all still there, whatever the writer did.
+        assert!(wal_segments(&dir) > before);
+        assert_eq!(store.wal_from(0).unwrap().len(), 5);
+        store.finish_checkpoint().unwrap();
+        assert_eq!(store.wal_from(0).unwrap().len(), 0);
+        store.append(&event).unwrap();
+        drop(store);
+        let store = Store::open(&dir).unwrap();
+        let (_, next) = store.checkpoint().unwrap().unwrap();
+        assert_eq!(next, 5);
+        assert_eq!(store.wal_from(next).unwrap().len(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A format-4 store (before pipelining) opens: its checkpoint reads as a replica that does
     /// not pipeline, and the first new checkpoint upgrades the store to format 5 for good.
     #[test]
@@ -764,7 +880,8 @@ mod tests {
         assert_eq!(store.checkpoint().unwrap(), Some((old, 7)));
         assert_eq!(std::fs::read(dir.join("FORMAT")).unwrap(), FORMAT_4);
         let new = genesis(true);
-        store.save_checkpoint(&new, 9).unwrap();
+        store.save_checkpoint(new.clone(), 9).unwrap();
+        store.finish_checkpoint().unwrap();
         assert_eq!(std::fs::read(dir.join("FORMAT")).unwrap(), FORMAT);
         assert!(!dir.join(CHECKPOINT_4).exists());
         drop(store);

@@ -42,8 +42,17 @@ pub trait EventLog {
     /// The last checkpoint and the sequence number replay starts from.
     fn checkpoint(&self) -> Result<Option<(Checkpoint, u64)>, Self::Error>;
 
-    /// Saves `checkpoint`, taken after event `next - 1`.
-    fn save_checkpoint(&mut self, checkpoint: &Checkpoint, next: u64) -> Result<(), Self::Error>;
+    /// Saves `checkpoint`, taken after event `next - 1`. It may become durable after this
+    /// returns (a host may write it in the background while events go on being appended), but
+    /// events below `next` are dropped only once it is, and an error in writing it is returned
+    /// by a later call at the latest.
+    fn save_checkpoint(&mut self, checkpoint: Checkpoint, next: u64) -> Result<(), Self::Error>;
+
+    /// Waits until the last saved checkpoint is durable (a no-op for a log that saves them
+    /// synchronously).
+    fn finish_checkpoint(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 
     /// The logged events from `from` on, in order.
     fn events_from(&self, from: u64) -> Result<Vec<(u64, Event)>, Self::Error>;

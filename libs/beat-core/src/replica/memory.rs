@@ -76,8 +76,8 @@ impl EventLog for MemoryLog {
         Ok(self.checkpoint.clone())
     }
 
-    fn save_checkpoint(&mut self, checkpoint: &Checkpoint, next: u64) -> Result<(), Infallible> {
-        self.checkpoint = Some((checkpoint.clone(), next));
+    fn save_checkpoint(&mut self, checkpoint: Checkpoint, next: u64) -> Result<(), Infallible> {
+        self.checkpoint = Some((checkpoint, next));
         self.events.retain(|(seq, _)| *seq >= next);
         Ok(())
     }

@@ -263,7 +263,10 @@ impl<L: EventLog> Replica<L> {
             // A new replica: its pipelining setting is recorded before its first event.
             node.set_pipelining(settings.pipelining);
             if let Some(genesis) = node.genesis_checkpoint() {
-                log.save_checkpoint(&genesis, 0).map_err(OpenError::Log)?;
+                // Durable before any event: a replica whose WAL holds events must find the
+                // checkpoint they follow.
+                log.save_checkpoint(genesis, 0).map_err(OpenError::Log)?;
+                log.finish_checkpoint().map_err(OpenError::Log)?;
                 from = Some(0);
             }
         }
@@ -514,7 +517,7 @@ impl<L: EventLog> Replica<L> {
                 } => self.log.put_fragments(epoch, &fragments, complete)?,
                 // The core emits one every `checkpoint_every` epochs (set at open).
                 Output::Checkpoint(checkpoint) => {
-                    self.log.save_checkpoint(&checkpoint, seq + 1)?;
+                    self.log.save_checkpoint(*checkpoint, seq + 1)?;
                     self.sent_since_checkpoint.clear();
                 }
             }
