@@ -77,16 +77,19 @@ impl Ciphertext {
     /// The canonical encoding (see the type documentation).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
-        out.push(VERSION);
-        // The label length was checked against MAX_LABEL_LEN when the value was created.
-        out.extend_from_slice(&(self.label.len() as u16).to_le_bytes());
-        out.extend_from_slice(&self.label);
-        out.extend_from_slice(&self.masked_key);
-        out.extend_from_slice(&self.key_commitment);
-        out.extend_from_slice(&self.u.bytes);
-        out.extend_from_slice(&self.u_bar.bytes);
-        out.extend_from_slice(self.e.as_bytes());
-        out.extend_from_slice(self.f.as_bytes());
+        put_common(
+            &mut out,
+            VERSION,
+            &self.label,
+            [
+                &self.masked_key,
+                &self.key_commitment,
+                &self.u.bytes,
+                &self.u_bar.bytes,
+                self.e.as_bytes(),
+                self.f.as_bytes(),
+            ],
+        );
         out.extend_from_slice(&(self.body.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.body);
         out
@@ -191,15 +194,19 @@ impl CiphertextHeader {
     /// The canonical encoding (see the type documentation).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_OVERHEAD + self.label.len());
-        out.push(HEADER_VERSION);
-        out.extend_from_slice(&(self.label.len() as u16).to_le_bytes());
-        out.extend_from_slice(&self.label);
-        out.extend_from_slice(&self.masked_key);
-        out.extend_from_slice(&self.key_commitment);
-        out.extend_from_slice(&self.u.bytes);
-        out.extend_from_slice(&self.u_bar.bytes);
-        out.extend_from_slice(self.e.as_bytes());
-        out.extend_from_slice(self.f.as_bytes());
+        put_common(
+            &mut out,
+            HEADER_VERSION,
+            &self.label,
+            [
+                &self.masked_key,
+                &self.key_commitment,
+                &self.u.bytes,
+                &self.u_bar.bytes,
+                self.e.as_bytes(),
+                self.f.as_bytes(),
+            ],
+        );
         out.extend_from_slice(&self.body_digest);
         out
     }
@@ -237,6 +244,19 @@ impl CiphertextHeader {
         } else {
             Ciphertext::from_bytes(bytes).map(|ct| ct.header())
         }
+    }
+}
+
+/// Writes what a ciphertext and its header share, in encoding order: the version, the label
+/// with its length, then the masked key, key commitment, `u`, `ū`, `e` and `f` (read back by
+/// `Reader::common`).
+fn put_common(out: &mut Vec<u8>, version: u8, label: &[u8], fixed: [&[u8; 32]; 6]) {
+    out.push(version);
+    // The label length was checked against MAX_LABEL_LEN when the value was created.
+    out.extend_from_slice(&(label.len() as u16).to_le_bytes());
+    out.extend_from_slice(label);
+    for field in fixed {
+        out.extend_from_slice(field);
     }
 }
 
