@@ -17,6 +17,7 @@ use beat_proto::gateway::v1::{
 };
 use beat_telemetry::shutdown::Shutdown;
 use beat_types::NodeId;
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -94,10 +95,7 @@ pub async fn run(task: LinkTask, mut commands: mpsc::UnboundedReceiver<LinkComma
                     let request = match command {
                         LinkCommand::Outbound(messages) => LinkRequest {
                             kind: Some(link_request::Kind::Outbound(OutboundBatch {
-                                messages: messages
-                                    .into_iter()
-                                    .map(|(to, payload)| Outbound { targets: vec![to.0], payload })
-                                    .collect(),
+                                messages: pack(messages),
                             })),
                         },
                         LinkCommand::Ack(ids) => LinkRequest {
@@ -133,5 +131,119 @@ pub async fn run(task: LinkTask, mut commands: mpsc::UnboundedReceiver<LinkComma
         connected.store(false, Ordering::Release);
         metrics.gateway_connected.set(0);
         tracing::warn!(%endpoint, "gateway link down; reconnecting");
+    }
+}
+
+/// Packs payloads for the gateway. A broadcast reaches the actor as one payload per peer, all
+/// sharing one encoding (`component::encode`); a run of them becomes one [`Outbound`] naming
+/// every target, so the payload crosses the local gRPC hop once instead of `n − 1` times (the
+/// gateway queues it for each target, sharing the bytes).
+///
+/// Each peer's order is kept: only consecutive entries merge, and a target already in the run
+/// starts a new entry (the gateway sends a payload once per distinct target, so merging a
+/// repeated send would drop it).
+fn pack(messages: Vec<(NodeId, Bytes)>) -> Vec<Outbound> {
+    let mut out: Vec<Outbound> = Vec::with_capacity(messages.len());
+    for (to, payload) in messages {
+        if let Some(last) = out.last_mut()
+            && shares_encoding(&last.payload, &payload)
+            && !last.targets.contains(&to.0)
+        {
+            last.targets.push(to.0);
+            continue;
+        }
+        out.push(Outbound {
+            targets: vec![to.0],
+            payload,
+        });
+    }
+    out
+}
+
+/// Whether two payloads are views of the same bytes (one encoding shared by a broadcast).
+/// Comparing the allocation, not the contents, keeps packing O(1) per entry; equal payloads
+/// encoded separately stay separate entries, which is only less compact.
+fn shares_encoding(a: &Bytes, b: &Bytes) -> bool {
+    a.len() == b.len() && a.as_ptr() == b.as_ptr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flatten(packed: &[Outbound]) -> Vec<(u32, Bytes)> {
+        packed
+            .iter()
+            .flat_map(|o| o.targets.iter().map(|t| (*t, o.payload.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn a_broadcast_crosses_the_link_once() {
+        let echo = Bytes::from_static(b"echo");
+        let val = Bytes::from(vec![7u8; 3]);
+        let messages = vec![
+            (NodeId(1), echo.clone()),
+            (NodeId(2), echo.clone()),
+            (NodeId(3), echo),
+            (NodeId(2), val),
+        ];
+        let packed = pack(messages.clone());
+        assert_eq!(packed.len(), 2);
+        assert_eq!(packed[0].targets, vec![1, 2, 3]);
+        assert_eq!(packed[1].targets, vec![2]);
+        let expected: Vec<(u32, Bytes)> = messages.into_iter().map(|(t, p)| (t.0, p)).collect();
+        assert_eq!(flatten(&packed), expected);
+    }
+
+    #[test]
+    fn equal_contents_in_separate_encodings_stay_apart() {
+        let a = Bytes::from(vec![1u8; 8]);
+        let b = Bytes::from(vec![1u8; 8]);
+        let packed = pack(vec![(NodeId(1), a), (NodeId(2), b)]);
+        assert_eq!(packed.len(), 2);
+    }
+
+    #[test]
+    fn a_repeated_target_or_an_interleaved_payload_starts_a_new_entry() {
+        let a = Bytes::from(vec![1u8; 8]);
+        let b = Bytes::from(vec![2u8; 8]);
+        let messages = vec![
+            (NodeId(1), a.clone()),
+            (NodeId(1), a.clone()),
+            (NodeId(2), b),
+            (NodeId(3), a),
+        ];
+        let packed = pack(messages.clone());
+        let targets: Vec<Vec<u32>> = packed.iter().map(|o| o.targets.clone()).collect();
+        assert_eq!(targets, vec![vec![1], vec![1], vec![2], vec![3]]);
+        let expected: Vec<(u32, Bytes)> = messages.into_iter().map(|(t, p)| (t.0, p)).collect();
+        assert_eq!(flatten(&packed), expected);
+    }
+
+    proptest::proptest! {
+        /// Whatever the sequence, every peer receives exactly its payloads, in order.
+        #[test]
+        fn every_peer_sees_its_payloads_in_order(
+            picks in proptest::collection::vec((1u32..4, 0usize..3), 0..40),
+        ) {
+            let pool: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![i; 4])).collect();
+            let messages: Vec<(NodeId, Bytes)> =
+                picks.iter().map(|&(t, p)| (NodeId(t), pool[p].clone())).collect();
+            let packed = pack(messages.clone());
+            for peer in 1u32..4 {
+                let sent: Vec<*const u8> = messages
+                    .iter()
+                    .filter(|(t, _)| t.0 == peer)
+                    .map(|(_, p)| p.as_ptr())
+                    .collect();
+                let got: Vec<*const u8> = packed
+                    .iter()
+                    .filter(|o| o.targets.contains(&peer))
+                    .flat_map(|o| o.targets.iter().filter(|t| **t == peer).map(|_| o.payload.as_ptr()))
+                    .collect();
+                proptest::prop_assert_eq!(sent, got);
+            }
+        }
     }
 }
