@@ -171,7 +171,8 @@ pub async fn batches_until(
         let mut stream = std::pin::pin!(client.watch(committee.clone(), from_epoch));
         while let Some(item) = stream.next().await {
             let watched = item.with_context(|| format!("verified watch of {endpoint}"))?;
-            let b = beat_consensus::convert::batch(&watched.verified.batch);
+            let batch = &watched.verified.batch;
+            let b = beat_consensus::convert::batch(batch, &batch.digest());
             for tx in transactions(&b) {
                 missing.remove(tx.as_ref());
             }

@@ -28,6 +28,11 @@ impl Transaction {
         &self.0
     }
 
+    /// The transaction bytes as shared [`Bytes`]: cloning them copies nothing.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
     /// Gives up the transaction as a vector: without copying if nothing else shares the bytes.
     pub fn into_vec(self) -> Vec<u8> {
         Vec::from(self.0)

@@ -1,12 +1,15 @@
 //! Conversions between the protocol's types and the API's protobuf messages.
 
 use beat_core::{Batch, CommitCertificate, Content, epoch::StoredFragments};
+use beat_crypto::Digest;
 use beat_proto::{common::v1 as pb, consensus::v1 as consensus_pb};
 use beat_types::Variant;
 use bytes::Bytes;
 
-/// A committed batch in API form.
-pub fn batch(b: &Batch) -> pb::Batch {
+/// A committed batch in API form. `digest` is its [`Batch::digest`]: a live commit carries it
+/// from the certification step, which hashed the batch already. The transactions share their
+/// bytes with `b` (nothing is copied).
+pub fn batch(b: &Batch, digest: &Digest) -> pb::Batch {
     pb::Batch {
         epoch: b.epoch.0,
         contributions: b
@@ -17,10 +20,7 @@ pub fn batch(b: &Batch) -> pb::Batch {
                 content: Some(match &c.content {
                     Content::Transactions(txs) => {
                         pb::contribution::Content::Transactions(pb::TransactionList {
-                            transactions: txs
-                                .iter()
-                                .map(|t| Bytes::copy_from_slice(t.as_bytes()))
-                                .collect(),
+                            transactions: txs.iter().map(|t| t.bytes().clone()).collect(),
                         })
                     }
                     Content::Rejected(kind) => pb::contribution::Content::Rejected(
@@ -39,7 +39,7 @@ pub fn batch(b: &Batch) -> pb::Batch {
             .iter()
             .map(|d| Bytes::copy_from_slice(d.as_bytes()))
             .collect(),
-        digest: Bytes::copy_from_slice(b.digest().as_bytes()),
+        digest: Bytes::copy_from_slice(digest.as_bytes()),
     }
 }
 

@@ -146,7 +146,7 @@ impl OrderingService for OrderingGrpc {
             .map_err(|e| Status::internal(e.to_string()))?;
         match batches.first() {
             Some(b) if b.batch.epoch == epoch => Ok(Response::new(GetBatchResponse {
-                batch: Some(convert::batch(&b.batch)),
+                batch: Some(convert::batch(&b.batch, &b.batch.digest())),
                 certificate: b.certificate.as_ref().map(convert::certificate),
             })),
             _ => Err(Status::not_found(format!("epoch {epoch} is not committed"))),

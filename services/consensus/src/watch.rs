@@ -61,6 +61,7 @@ use std::{
 };
 
 use beat_core::{Batch, CommitCertificate, Content};
+use beat_crypto::Digest;
 use beat_proto::consensus::v1::WatchBatchesResponse;
 use beat_telemetry::{
     api::Connections,
@@ -356,7 +357,7 @@ struct Producer {
     next: Epoch,
     certified: bool,
     peer: Option<SocketAddr>,
-    ahead: BTreeMap<Epoch, (Arc<Batch>, CommitCertificate)>,
+    ahead: BTreeMap<Epoch, (Arc<Batch>, Digest, CommitCertificate)>,
     tx: mpsc::Sender<Item>,
 }
 
@@ -478,24 +479,26 @@ impl Producer {
         }
     }
 
-    /// Sends a live batch.
+    /// Sends a live batch; `digest` is its digest, hashed once by the certification step.
     async fn send(
         &mut self,
         batch: &Batch,
+        digest: &Digest,
         certificate: Option<&CommitCertificate>,
     ) -> Result<(), Ended> {
         let permit = self.budget(estimate(batch)).await?;
-        self.send_with(permit, batch, certificate).await
+        self.send_with(permit, batch, digest, certificate).await
     }
 
     async fn send_with(
         &mut self,
         permit: OwnedSemaphorePermit,
         batch: &Batch,
+        digest: &Digest,
         certificate: Option<&CommitCertificate>,
     ) -> Result<(), Ended> {
         let response = WatchBatchesResponse {
-            batch: Some(convert::batch(batch)),
+            batch: Some(convert::batch(batch, digest)),
             certificate: certificate.map(convert::certificate),
         };
         self.guarded(self.tx.send((Ok(response), Some(permit))))
@@ -523,15 +526,17 @@ impl Producer {
             if stored.batch.epoch != self.next || (self.certified && stored.certificate.is_none()) {
                 break;
             }
-            self.send_with(permit, &stored.batch, stored.certificate.as_ref())
+            // Read back from storage: hashed here (catch-up, not the live path).
+            let digest = stored.batch.digest();
+            self.send_with(permit, &stored.batch, &digest, stored.certificate.as_ref())
                 .await?;
         }
         self.drain_ahead().await
     }
 
     async fn drain_ahead(&mut self) -> Result<(), Ended> {
-        while let Some((batch, certificate)) = self.ahead.remove(&self.next) {
-            self.send(&batch, Some(&certificate)).await?;
+        while let Some((batch, digest, certificate)) = self.ahead.remove(&self.next) {
+            self.send(&batch, &digest, Some(&certificate)).await?;
         }
         Ok(())
     }
@@ -543,7 +548,8 @@ impl Producer {
             return Ok(Taken::Done);
         }
         if epoch == self.next {
-            self.send(&event.batch, event.certificate.as_ref()).await?;
+            self.send(&event.batch, &event.digest, event.certificate.as_ref())
+                .await?;
             self.drain_ahead().await?;
             return Ok(Taken::Done);
         }
@@ -553,7 +559,7 @@ impl Producer {
             && self.ahead.len() < MAX_AHEAD
         {
             self.ahead
-                .insert(epoch, (event.batch.clone(), *certificate));
+                .insert(epoch, (event.batch.clone(), event.digest, *certificate));
         }
         Ok(Taken::Gap)
     }

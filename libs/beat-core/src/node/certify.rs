@@ -281,7 +281,7 @@ impl Certifier {
 
     /// C1: `batch` was committed (it is the epoch after the last one committed), `adopted`
     /// through catch-up or not. `certificate` is one that came with it through catch-up,
-    /// already checked against the batch.
+    /// already checked against the batch. Returns the batch's digest.
     pub fn committed(
         &mut self,
         config: &Config,
@@ -289,7 +289,7 @@ impl Certifier {
         certificate: Option<CommitCertificate>,
         adopted: bool,
         step: &mut NodeStep,
-    ) {
+    ) -> Digest {
         let statement = CommitStatement::new(config.committee_digest, batch, self.chain);
         let epoch = statement.epoch;
         if adopted {
@@ -304,7 +304,7 @@ impl Certifier {
             .filter(|c| c.statement == statement);
         if let Some(certificate) = certificate {
             self.certified(config, certificate, false, step);
-            return;
+            return statement.batch;
         }
         // C3': the combiner's early certificate, checked with the next batch. One on another
         // statement cannot verify unless more than f replicas are faulty.
@@ -334,6 +334,7 @@ impl Certifier {
             },
         );
         step.request(Request::CommitShare(statement));
+        statement.batch
     }
 
     /// C2: the keystore's share for `epoch`.

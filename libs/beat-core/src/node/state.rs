@@ -41,7 +41,13 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// An epoch was committed. Batches are output in epoch order, each exactly once.
-    Committed(Batch),
+    Committed {
+        /// The batch.
+        batch: Batch,
+        /// Its [`Batch::digest`], computed once by the certification step (C1) so that
+        /// hosts need not hash every transaction again.
+        digest: Digest,
+    },
     /// A committed epoch was certified (module `certify`): output once per epoch, after its
     /// `Committed`, not necessarily in epoch order.
     Certified(CommitCertificate),
@@ -1097,7 +1103,8 @@ impl BeatNode {
         }
         self.window.insert(batch.epoch, keys);
         let config = self.config.clone();
-        self.certifier
+        let digest = self
+            .certifier
             .committed(&config, &batch, certificate, adopted, step);
         // `Committed` goes before the `Certified` the certifier may have output: hosts store a
         // certificate with its batch.
@@ -1106,7 +1113,7 @@ impl BeatNode {
             .iter()
             .position(|o| matches!(o, Output::Certified(c) if c.statement.epoch == batch.epoch))
             .unwrap_or(step.outputs.len());
-        step.outputs.insert(at, Output::Committed(batch));
+        step.outputs.insert(at, Output::Committed { batch, digest });
     }
 
     /// Moves to the next epoch: retire the one left (R1, R2), checkpoint, then enter the next

@@ -71,7 +71,7 @@ impl Replica {
         }
         for out in &step.outputs {
             match out {
-                Output::Committed(b) => self.log.push(b.clone()),
+                Output::Committed { batch, .. } => self.log.push(batch.clone()),
                 Output::Certified(c) => {
                     assert!(
                         self.certificates.insert(c.statement.epoch, *c).is_none(),

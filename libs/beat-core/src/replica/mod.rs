@@ -69,6 +69,8 @@ pub struct Settings {
 pub struct CommitEvent {
     /// The batch.
     pub batch: Arc<Batch>,
+    /// Its [`Batch::digest`], hashed once by the certification step.
+    pub digest: Digest,
     /// Its commit certificate, in the certification event.
     pub certificate: Option<CommitCertificate>,
 }
@@ -486,12 +488,13 @@ impl<L: EventLog> Replica<L> {
     ) -> Result<(), L::Error> {
         for output in outputs {
             match output {
-                Output::Committed(batch) => {
+                Output::Committed { batch, digest } => {
                     self.log.put_batch(&batch)?;
                     let batch = Arc::new(batch);
                     self.uncertified.insert(batch.epoch, batch.clone());
                     committed.push(CommitEvent {
                         batch,
+                        digest,
                         certificate: None,
                     });
                 }
@@ -506,6 +509,8 @@ impl<L: EventLog> Replica<L> {
                     if let Some(batch) = batch {
                         committed.push(CommitEvent {
                             batch,
+                            // The certifier signed its own statement over this batch (C1).
+                            digest: certificate.statement.batch,
                             certificate: Some(certificate),
                         });
                     }
