@@ -49,7 +49,7 @@ use beat_types::Committee;
 
 use crate::{
     hash::Digest,
-    merkle::{MerkleProof, MerkleTree},
+    merkle::{self, MerkleProof, MerkleTree, VerifiedLeaf},
     par, rs,
 };
 
@@ -359,11 +359,49 @@ impl ErasureCoder {
         shards: &[(usize, &[u8])],
         expected_root: &Digest,
     ) -> Result<Vec<u8>, ErasureError> {
+        self.decode_checked(shards, expected_root, |_, _| None)
+    }
+
+    /// Decodes like [`Self::decode_verified`] from leaves whose proofs verified. Their hashes
+    /// are reused in the tree rebuild: a re-encoded shard equal to a supplied leaf's bytes
+    /// takes that leaf's hash instead of being hashed again. (For `k` shards of an MDS code the
+    /// re-encoding reproduces every supplied shard, so this halves the rebuild's hashing at
+    /// `n = 2k`; the byte comparison keeps the check sound without relying on that.) The
+    /// outcome is exactly that of [`Self::decode_verified`] on the same shards.
+    pub fn decode_verified_leaves(
+        &self,
+        leaves: &[&VerifiedLeaf],
+        expected_root: &Digest,
+    ) -> Result<Vec<u8>, ErasureError> {
+        let shards: Vec<(usize, &[u8])> = leaves
+            .iter()
+            .map(|l| (l.index(), l.bytes().as_ref()))
+            .collect();
+        self.decode_checked(&shards, expected_root, |index, shard| {
+            leaves
+                .iter()
+                .find(|l| l.index() == index && l.bytes().as_ref() == shard)
+                .map(|l| l.hash())
+        })
+    }
+
+    /// Recovers, re-encodes and checks the root; `known` returns the hash of a re-encoded
+    /// shard if the caller holds it.
+    fn decode_checked(
+        &self,
+        shards: &[(usize, &[u8])],
+        expected_root: &Digest,
+        known: impl Fn(usize, &[u8]) -> Option<Digest> + Sync,
+    ) -> Result<Vec<u8>, ErasureError> {
         let (shard_len, chosen) = self.select(shards)?;
         let mut all = rs::recover_data(&self.rows, self.k, self.n - self.k, shard_len, &chosen)?;
         let parity = rs::encode_parity(&all, self.n - self.k)?;
         all.extend(parity);
-        let computed = MerkleTree::new_parallel(&all, self.threads).root();
+        let total = all.iter().map(Vec::len).sum();
+        let hashes = par::map(&all, par::threads_for(total, self.threads), |i, shard| {
+            known(i, shard).unwrap_or_else(|| merkle::leaf_hash(i as u64, shard))
+        });
+        let computed = MerkleTree::from_leaf_hashes(hashes).root();
         if computed != *expected_root {
             return Err(ErasureError::RootMismatch {
                 expected: *expected_root,

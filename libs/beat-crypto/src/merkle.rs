@@ -22,6 +22,7 @@
 //! assert!(!proof.verify(&tree.root(), b"two", 3));
 //! ```
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -47,8 +48,36 @@ pub struct MerkleProof {
     pub siblings: Vec<Digest>,
 }
 
+/// A leaf whose proof verified ([`MerkleProof::verify_leaf`]): its index and bytes bound to
+/// the leaf hash computed from them, so that rebuilding the tree later
+/// ([`crate::erasure::ErasureCoder::decode_verified_leaves`]) need not hash the bytes again.
+/// Only verification constructs one, so the hash is always that of these bytes at this index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedLeaf {
+    index: u32,
+    bytes: Bytes,
+    hash: Digest,
+}
+
+impl VerifiedLeaf {
+    /// The leaf's position.
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+
+    /// The leaf's bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// `H(MERKLE_LEAF, index, bytes)`.
+    pub(crate) fn hash(&self) -> Digest {
+        self.hash
+    }
+}
+
 /// Returns the hash of the leaf at `index`.
-fn leaf_hash(index: u64, leaf: &[u8]) -> Digest {
+pub(crate) fn leaf_hash(index: u64, leaf: &[u8]) -> Digest {
     let mut h = Hasher::new(dst::MERKLE_LEAF);
     h.u64(index).part(leaf);
     h.finish()
@@ -97,7 +126,7 @@ impl MerkleTree {
         Self::from_leaf_hashes(hashes)
     }
 
-    fn from_leaf_hashes(mut level: Vec<Digest>) -> Self {
+    pub(crate) fn from_leaf_hashes(mut level: Vec<Digest>) -> Self {
         let leaf_count = level.len();
         // `leaf_count` is the length of an in-memory slice, so its next power of two fits.
         let width = leaf_count.max(1).next_power_of_two();
@@ -156,11 +185,33 @@ impl MerkleProof {
     /// The check is canonical: it fails if `index ≥ leaf_count` or if the proof does not have
     /// exactly `⌈log2(leaf_count)⌉` siblings.
     pub fn verify(&self, root: &Digest, leaf: &[u8], leaf_count: usize) -> bool {
+        self.verified_hash(root, leaf, leaf_count).is_some()
+    }
+
+    /// Verifies like [`Self::verify`] and, if the proof holds, returns the leaf with its hash
+    /// for a later tree rebuild to reuse.
+    pub fn verify_leaf(
+        &self,
+        root: &Digest,
+        leaf: Bytes,
+        leaf_count: usize,
+    ) -> Option<VerifiedLeaf> {
+        let hash = self.verified_hash(root, &leaf, leaf_count)?;
+        Some(VerifiedLeaf {
+            index: self.index,
+            bytes: leaf,
+            hash,
+        })
+    }
+
+    /// The leaf's hash if the proof holds.
+    fn verified_hash(&self, root: &Digest, leaf: &[u8], leaf_count: usize) -> Option<Digest> {
         let index = self.index as usize;
         if index >= leaf_count || depth_for(leaf_count) != Some(self.siblings.len()) {
-            return false;
+            return None;
         }
-        let mut acc = leaf_hash(u64::from(self.index), leaf);
+        let hash = leaf_hash(u64::from(self.index), leaf);
+        let mut acc = hash;
         for (depth, sibling) in self.siblings.iter().enumerate() {
             acc = if (index >> depth) & 1 == 0 {
                 node_hash(&acc, sibling)
@@ -168,7 +219,7 @@ impl MerkleProof {
                 node_hash(sibling, &acc)
             };
         }
-        acc == *root
+        (acc == *root).then_some(hash)
     }
 }
 

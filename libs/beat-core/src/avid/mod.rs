@@ -21,6 +21,12 @@
 //! shards it decodes from: a proposer that commits to shards that are not a codeword gets ⊥
 //! everywhere (amiller/HoneyBadgerBFT issue 65; protocol reference pitfall 6).
 //!
+//! Every shard's leaf hash is computed once: V2 and V3 keep the hash their proof check
+//! computed with the shard (`merkle::VerifiedLeaf`), and V5's root recomputation reuses it for
+//! each re-encoded shard equal to a verified one (all `k` decoded from, since the code is MDS),
+//! hashing only the other `n − k`. A replica's own ECHO is recorded with the hash its VAL
+//! check computed rather than verified a second time.
+//!
 //! # References
 //!
 //! Cachin, Tessaro, "Asynchronous verifiable information dispersal", SRDS 2005. Miller et al.,

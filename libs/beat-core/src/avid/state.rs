@@ -2,7 +2,11 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use beat_crypto::{Digest, erasure::ErasureCoder, merkle::MerkleProof};
+use beat_crypto::{
+    Digest,
+    erasure::ErasureCoder,
+    merkle::{MerkleProof, VerifiedLeaf},
+};
 use beat_types::{Committee, NodeId};
 use bytes::Bytes;
 
@@ -29,8 +33,9 @@ pub struct Avid {
     val: Option<Digest>,
     echo_sent: bool,
     ready_sent: bool,
-    /// Each replica's echoed shard (one per replica), by root.
-    echoes: BTreeMap<NodeId, (Digest, Bytes)>,
+    /// Each replica's echoed shard (one per replica) under its root, with the leaf hash its
+    /// proof check computed (reused when the tree is rebuilt on delivery).
+    echoes: BTreeMap<NodeId, (Digest, VerifiedLeaf)>,
     echo_counts: BTreeMap<Digest, usize>,
     readies: BTreeMap<NodeId, Digest>,
     ready_counts: BTreeMap<Digest, usize>,
@@ -117,8 +122,17 @@ impl Avid {
     }
 
     /// Checks that `shard` is leaf `index` under `root`.
-    fn valid_shard(&self, root: &Digest, proof: &MerkleProof, shard: &[u8], index: NodeId) -> bool {
-        proof.index == index.0 && proof.verify(root, shard, self.committee.n())
+    fn valid_shard(
+        &self,
+        root: &Digest,
+        proof: &MerkleProof,
+        shard: Bytes,
+        index: NodeId,
+    ) -> Option<VerifiedLeaf> {
+        if proof.index != index.0 {
+            return None;
+        }
+        proof.verify_leaf(root, shard, self.committee.n())
     }
 
     // V2
@@ -135,9 +149,9 @@ impl Avid {
         if shard.len() > self.max_shard_len {
             return Self::fault(sender, FaultKind::OversizedValue);
         }
-        if !self.valid_shard(&root, &proof, &shard, self.our_id) {
+        let Some(leaf) = self.valid_shard(&root, &proof, shard.clone(), self.our_id) else {
             return Self::fault(sender, FaultKind::InvalidShard);
-        }
+        };
         match self.val {
             Some(seen) if seen == root => return Step::default(),
             Some(_) => return Self::fault(sender, FaultKind::ConflictingVal),
@@ -146,12 +160,9 @@ impl Avid {
         let mut step = Step::default();
         if !self.echo_sent {
             self.echo_sent = true;
-            step.broadcast(Message::Echo {
-                root,
-                proof: proof.clone(),
-                shard: shard.clone(),
-            });
-            step.extend(self.on_echo(self.our_id, root, proof, shard));
+            step.broadcast(Message::Echo { root, proof, shard });
+            // Our own echo: its proof was just checked.
+            step.extend(self.record_echo(self.our_id, root, leaf));
         }
         step
     }
@@ -167,15 +178,20 @@ impl Avid {
         if shard.len() > self.max_shard_len {
             return Self::fault(sender, FaultKind::OversizedValue);
         }
-        if !self.valid_shard(&root, &proof, &shard, sender) {
+        let Some(leaf) = self.valid_shard(&root, &proof, shard, sender) else {
             return Self::fault(sender, FaultKind::InvalidShard);
-        }
+        };
+        self.record_echo(sender, root, leaf)
+    }
+
+    // V3, V4, for a shard whose proof verified.
+    fn record_echo(&mut self, sender: NodeId, root: Digest, leaf: VerifiedLeaf) -> AvidStep {
         match self.echoes.get(&sender) {
-            Some((r, s)) if *r == root && *s == shard => return Step::default(),
+            Some((r, l)) if *r == root && l.bytes() == leaf.bytes() => return Step::default(),
             Some(_) => return Self::fault(sender, FaultKind::ConflictingEcho),
             None => {}
         }
-        self.echoes.insert(sender, (root, shard));
+        self.echoes.insert(sender, (root, leaf));
         let count = self.echo_counts.entry(root).or_default();
         *count += 1;
         let count = *count;
@@ -225,14 +241,14 @@ impl Avid {
         {
             return step;
         }
-        let shards: Vec<(usize, &[u8])> = self
+        let leaves: Vec<&VerifiedLeaf> = self
             .echoes
-            .iter()
-            .filter(|(_, (r, _))| *r == root)
-            .map(|(id, (_, s))| (id.index(), s.as_ref()))
+            .values()
+            .filter(|(r, _)| *r == root)
+            .map(|(_, leaf)| leaf)
             .take(self.coder.k())
             .collect();
-        let output = match self.coder.decode_verified(&shards, &root) {
+        let output = match self.coder.decode_verified_leaves(&leaves, &root) {
             Ok(value) => AvidOutput::Value(Bytes::from(value)),
             Err(e) if e.is_proposer_fault() => {
                 step.fault(Fault::new(self.proposer, FaultKind::UndecodableValue));

@@ -14,6 +14,24 @@ fn pick<'a>(shards: &'a [Vec<u8>], subset: &[usize]) -> Vec<(usize, &'a [u8])> {
     subset.iter().map(|&i| (i, shards[i].as_slice())).collect()
 }
 
+/// The shards of `subset` as leaves verified against `root`.
+fn verified_leaves(
+    tree: &MerkleTree,
+    root: &Digest,
+    shards: &[Vec<u8>],
+    subset: &[usize],
+) -> Vec<VerifiedLeaf> {
+    subset
+        .iter()
+        .map(|&i| {
+            tree.proof(i)
+                .unwrap()
+                .verify_leaf(root, bytes::Bytes::from(shards[i].clone()), shards.len())
+                .expect("an honest proof verifies")
+        })
+        .collect()
+}
+
 fn payload(len: usize, seed: u64) -> Vec<u8> {
     (0..len)
         .map(|i| {
@@ -297,6 +315,9 @@ proptest! {
             let shards = pick(&enc.shards, &subset);
             prop_assert_eq!(&coder.decode(&shards).unwrap(), &p);
             prop_assert_eq!(&coder.decode_verified(&shards, &enc.root()).unwrap(), &p);
+            let leaves = verified_leaves(&enc.tree, &enc.root(), &enc.shards, &subset);
+            let leaves: Vec<&VerifiedLeaf> = leaves.iter().collect();
+            prop_assert_eq!(&coder.decode_verified_leaves(&leaves, &enc.root()).unwrap(), &p);
         }
         // More than k shards are fine too.
         let all: Vec<usize> = (0..n).collect();
@@ -355,6 +376,12 @@ proptest! {
                 matches!(err, ErasureError::RootMismatch { .. }),
                 "subset {:?}: {:?}", subset, err
             );
+            // Reusing the verified leaves' hashes reaches the same verdict, with the same
+            // computed root.
+            let leaves = verified_leaves(&tree, &root, &shards, &subset);
+            let leaves: Vec<&VerifiedLeaf> = leaves.iter().collect();
+            let reused = coder.decode_verified_leaves(&leaves, &root).unwrap_err();
+            prop_assert_eq!(&reused, &err);
             prop_assert!(err.is_proposer_fault());
         }
     }
