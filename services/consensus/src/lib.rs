@@ -15,8 +15,8 @@
 //! acknowledged to a client is still pending or committed.
 //!
 //! Three rings: [`component::Component`] (synchronous, testable without actix),
-//! [`actor::ConsensusActor`] (owns the component on its own arbiter thread), and the tonic and
-//! link shells ([`grpc`], [`link`], [`keystore`]).
+//! [`actor::ConsensusActor`] (owns the component, on the service's one runtime thread), and the
+//! tonic and link shells ([`grpc`], [`link`], [`keystore`]).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -38,7 +38,7 @@ use std::{
     time::Duration,
 };
 
-use actix::{Actor, Arbiter};
+use actix::Actor;
 use anyhow::Context;
 use beat_config::CommitteeFile;
 use beat_proto::consensus::v1::ordering_service_server::OrderingServiceServer;
@@ -107,7 +107,6 @@ pub async fn serve(
     let (link_tx, link_rx) = tokio::sync::mpsc::unbounded_channel();
     let (keystore_tx, keystore_rx) = tokio::sync::mpsc::unbounded_channel();
     let (committed, _) = broadcast::channel(1024);
-    let arbiter = Arbiter::new();
     let actor = ConsensusActor::new(
         component,
         link_tx,
@@ -116,7 +115,8 @@ pub async fn serve(
         metrics.clone(),
         Duration::from_millis(config.stall_catch_up_ms),
     );
-    let addr = ConsensusActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+    // On this thread, with the link and the servers: no cross-thread hop per message (actor.rs).
+    let addr = actor.start();
     addr.do_send(Recovered(recovered));
 
     let gateway_connected = Arc::new(AtomicBool::new(false));
@@ -181,8 +181,6 @@ pub async fn serve(
     shutdown.trigger();
     let _ = link_task.await;
     let _ = keystore_task.await;
-    arbiter.stop();
-    let _ = arbiter.join();
     ops_handle.stop(true).await;
     result.context("gRPC server failed")
 }
