@@ -34,9 +34,9 @@ where
     // between them, and every hop between runtime threads is a cross-thread wake-up. On the
     // 2-core bench machine a single thread per service cut the median commit latency at
     // 1,000 tx/s from 54 to 37 ms and raised saturation throughput from ~21k to ~24k tx/s
-    // (docs/benchmarks.md). The consensus core shares that thread too (it
-    // had an arbiter of its own until measured, docs/benchmarks.md); blocking work — WAL syncs,
-    // checkpoint writes — runs on threads of its own.
+    // (docs/benchmarks.md). The consensus core shares that thread too (it had an arbiter of
+    // its own until measured, docs/benchmarks.md); blocking work — WAL syncs, checkpoint
+    // writes — runs on threads of its own.
     install_crypto_provider();
     let threads = match std::env::var("BEAT_WORKER_THREADS") {
         Ok(v) => match v.parse::<usize>() {

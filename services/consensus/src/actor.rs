@@ -13,9 +13,10 @@
 //! a group. One flush (`fsync`) runs at a time on the blocking pool; when it completes, the
 //! group it covered is performed and the next flush starts with everything that arrived in the
 //! meantime. A group whose only effects are gateway acknowledgements lingers up to
-//! [`ACK_LINGER`] for an urgent one to share its flush. So the actor never waits for the disk, a burst of events shares one `fsync`, and
-//! no effect leaves the replica before its cause is on disk — which is what makes a restarted
-//! replica unable to contradict what it sent (the WAL replays to the same state).
+//! [`ACK_LINGER`] for an urgent one to share its flush. So the actor never waits for the disk,
+//! a burst of events shares one `fsync`, and no effect leaves the replica before its cause is
+//! on disk — which is what makes a restarted replica unable to contradict what it sent (the WAL
+//! replays to the same state).
 
 use std::sync::Arc;
 
@@ -44,8 +45,8 @@ use crate::{
 /// Flushing for them at once cost an `fdatasync` and several thread wake-ups each; on a fast
 /// disk the replica flushed for nearly every arriving peer batch (20 flushes per epoch at
 /// 1,000 tx/s, 14 with the linger). Lingering lets the next urgent effect's flush cover them.
-/// Nothing but those acknowledgements is delayed, and by at most
-/// this much (docs/benchmarks.md, "Fewer flushes and wake-ups per message delay").
+/// Nothing but those acknowledgements is delayed, and by at most this much (docs/benchmarks.md,
+/// "Fewer flushes and wake-ups per message delay").
 const ACK_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A client's receipts, released once durable.
