@@ -98,6 +98,8 @@ pub struct TorConfig {
     pub listen: Option<SocketAddr>,
     /// Deadline for establishing one connection (a first onion-service connection fetches a
     /// descriptor and builds a rendezvous circuit: seconds, more on the public network).
+    /// Through the embedded client, a dial still pending after a quarter of this gets a
+    /// second, independent attempt beside it (`transport::tor`).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Introduction requests per second the onion service asks its introduction points to

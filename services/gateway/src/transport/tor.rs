@@ -192,12 +192,32 @@ impl TorTransport {
         })
     }
 
+    /// One dial through the embedded client, on circuits of its own.
+    ///
+    /// arti runs each onion-service connection attempt as one task per (service, isolation),
+    /// and every `connect` with the same isolation waits on that task rather than starting
+    /// another. Dropping our `connect` at [`TorConfig::connect_timeout`] does not end the task:
+    /// when the service never completes the rendezvous, arti waits out its own rendezvous
+    /// timeout (derived from its circuit-build estimate, a minute or more on a young client)
+    /// and then tries the next introduction point, so one attempt can outlive several of our
+    /// timeouts, and every redial to that peer would only queue behind it. A fresh isolation
+    /// token per dial gives each redial its own attempt (new rendezvous point, new
+    /// introduction circuit); the abandoned one ends by arti's own timeouts, so at most
+    /// about one per `connect_timeout` per unreachable peer is ever pending. Peer links dial
+    /// rarely (once per link, then only after a loss), so not sharing circuits between dials
+    /// costs nothing measurable. Seen on the private test network (`e2e/tests/tor.rs`): the
+    /// C tor onion service never answered rendezvous through one particular relay, and each
+    /// gateway that picked it stayed unable to reach that replica.
     async fn dial_arti(
         client: &TorClient<PreferredRuntime>,
         endpoint: &str,
     ) -> Result<BoxConnection, TransportError> {
         let (host, port) = split_endpoint(endpoint)?;
-        let stream = client.connect((host, port)).await.map_err(dial_error)?;
+        let stream = client
+            .isolated_client()
+            .connect((host, port))
+            .await
+            .map_err(dial_error)?;
         Ok(Box::new(stream))
     }
 
@@ -225,7 +245,12 @@ impl Transport for TorTransport {
         Box::pin(async move {
             let attempt = async {
                 match &self.mode {
-                    Mode::Arti { client } => Self::dial_arti(client, endpoint).await,
+                    Mode::Arti { client } => {
+                        hedged(hedge_after(self.connect_timeout), || {
+                            Self::dial_arti(client, endpoint)
+                        })
+                        .await
+                    }
                     Mode::Socks5 { proxy } => Self::dial_socks5(proxy, endpoint).await,
                 }
             };
@@ -258,6 +283,47 @@ impl Transport for TorTransport {
                 }
             }
         })
+    }
+}
+
+/// When a dial through the embedded client starts a second attempt: a quarter of the connect
+/// timeout (15 s of the default 60 s). A first onion-service connection takes 0.5–3 s on the
+/// test network and a few seconds on the public one, so only an attempt that is stuck (see
+/// [`TorTransport::dial_arti`]) or very slow gets company.
+fn hedge_after(connect_timeout: Duration) -> Duration {
+    connect_timeout / 4
+}
+
+/// Runs `attempt()`; if it has not finished after `after`, runs a second, independent one
+/// beside it and returns whichever connects first, or an error only once both have failed.
+/// An attempt that fails before `after` is returned as it is (the dial loop backs off and
+/// redials); the caller's connect timeout bounds the whole.
+async fn hedged<F, Fut>(after: Duration, attempt: F) -> Result<BoxConnection, TransportError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<BoxConnection, TransportError>>,
+{
+    let first = attempt();
+    tokio::pin!(first);
+    tokio::select! {
+        r = &mut first => return r,
+        () = tokio::time::sleep(after) => {}
+    }
+    tracing::debug!(
+        after_ms = after.as_millis() as u64,
+        "dial slow, starting a second attempt"
+    );
+    let second = attempt();
+    tokio::pin!(second);
+    tokio::select! {
+        r = &mut first => match r {
+            Ok(c) => Ok(c),
+            Err(_) => second.await,
+        },
+        r = &mut second => match r {
+            Ok(c) => Ok(c),
+            Err(_) => first.await,
+        },
     }
 }
 

@@ -252,3 +252,97 @@ async fn external_mode_reports_an_unreachable_proxy() {
         .expect("refused");
     assert!(matches!(err, TransportError::Unavailable(_)), "{err}");
 }
+
+/// Attempts of a fake dial, in call order: each either connects at once, fails at once, fails
+/// after a delay, or never finishes (as an arti attempt whose rendezvous never completes).
+#[derive(Clone, Copy)]
+enum Fake {
+    Connects,
+    Fails,
+    FailsAfter(Duration),
+    Hangs,
+}
+
+fn fake_dials(
+    script: &[Fake],
+) -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    impl Fn() -> BoxFuture<'static, Result<BoxConnection, TransportError>> + use<>,
+) {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let script = script.to_vec();
+    let dial = move || -> BoxFuture<'static, Result<BoxConnection, TransportError>> {
+        let k = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let step = script[k];
+        Box::pin(async move {
+            match step {
+                Fake::Connects => Ok(Box::new(tokio::io::duplex(64).0) as BoxConnection),
+                Fake::Fails => Err(TransportError::Timeout),
+                Fake::FailsAfter(d) => {
+                    tokio::time::sleep(d).await;
+                    Err(TransportError::Timeout)
+                }
+                Fake::Hangs => futures::future::pending().await,
+            }
+        })
+    };
+    (calls, dial)
+}
+
+const HEDGE: Duration = Duration::from_millis(20);
+const BOUND: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_stuck_dial_gets_a_second_attempt_beside_it() {
+    let (calls, dial) = fake_dials(&[Fake::Hangs, Fake::Connects]);
+    let r = tokio::time::timeout(BOUND, hedged(HEDGE, dial)).await;
+    assert!(
+        matches!(r, Ok(Ok(_))),
+        "the second attempt's connection is returned"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_quick_answer_is_returned_without_a_second_attempt() {
+    let (calls, dial) = fake_dials(&[Fake::Connects, Fake::Connects]);
+    assert!(hedged(HEDGE, dial).await.is_ok());
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A quick failure goes back to the dial loop (which backs off) rather than being hedged.
+    let (calls, dial) = fake_dials(&[Fake::Fails, Fake::Connects]);
+    assert!(matches!(
+        hedged(HEDGE, dial).await,
+        Err(TransportError::Timeout)
+    ));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_hedged_dial_fails_only_when_both_attempts_have() {
+    // The first fails after the second has started: the second still connects.
+    let (_, dial) = fake_dials(&[Fake::FailsAfter(HEDGE * 3), Fake::Connects]);
+    let r = tokio::time::timeout(BOUND, hedged(HEDGE, dial)).await;
+    assert!(matches!(r, Ok(Ok(_))));
+
+    // The second fails first while the first still hangs: the dial keeps waiting on the
+    // first (here until the caller's bound), it does not report the second's error.
+    let (_, dial) = fake_dials(&[Fake::Hangs, Fake::Fails]);
+    let r = tokio::time::timeout(HEDGE * 10, hedged(HEDGE, dial)).await;
+    assert!(r.is_err(), "still waiting on the first attempt");
+
+    // Both fail: the error comes back.
+    let (calls, dial) = fake_dials(&[Fake::FailsAfter(HEDGE * 2), Fake::Fails]);
+    let r = tokio::time::timeout(BOUND, hedged(HEDGE, dial)).await;
+    assert!(matches!(r, Ok(Err(TransportError::Timeout))));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[test]
+fn the_second_attempt_starts_at_a_quarter_of_the_connect_timeout() {
+    assert_eq!(
+        hedge_after(TorConfig::default().connect_timeout),
+        Duration::from_secs(15)
+    );
+}
