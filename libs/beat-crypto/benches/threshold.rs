@@ -124,6 +124,12 @@ fn tdh2_benches(c: &mut Criterion) {
                 b.iter(|| pk.verify_ciphertext(black_box(&ct)))
             });
             g.throughput(Throughput::Elements(1));
+            // The validity proof alone (the body's digest given): what a replica checks per
+            // proposal once the digest is known.
+            let header = ct.header();
+            g.bench_function("verify_header", |b| {
+                b.iter(|| pk.verify_header(black_box(&header)))
+            });
             g.bench_function("decryption_share", |b| {
                 b.iter(|| sks[0].decryption_share(&pk, black_box(&ct), ct.label()))
             });

@@ -6,14 +6,14 @@ use chacha20poly1305::{
 };
 use curve25519_dalek::{
     RistrettoPoint, Scalar,
-    traits::{Identity, VartimeMultiscalarMul},
+    traits::{Identity, VartimePrecomputedMultiscalarMul as _},
 };
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{
     PublicKey, Tdh2Error,
-    hashing::{body_digest, g_bar, hash_to_scalar, key_commitment, key_mask},
+    hashing::{body_digest, g_bar_table, g_bar_vartime, hash_to_scalar, key_commitment, key_mask},
     keys::{Point, scalar_from_bytes},
 };
 use crate::dst;
@@ -347,12 +347,12 @@ impl PublicKey {
         rng.fill_bytes(key.as_mut());
         let mut r = Scalar::random(rng);
         let mut s = Scalar::random(rng);
-        let g_bar = g_bar();
+        let g_bar = g_bar_table();
 
         let u = Point::new(RistrettoPoint::mul_base(&r));
-        let u_bar = Point::new(r * g_bar);
+        let u_bar = Point::new(g_bar * &r);
         let w = RistrettoPoint::mul_base(&s);
-        let w_bar = s * g_bar;
+        let w_bar = g_bar * &s;
         let shared = r * self.h.point;
         let mask = key_mask(&u.bytes, &shared);
         let mut masked_key = [0u8; 32];
@@ -394,8 +394,9 @@ impl PublicKey {
     }
 
     /// Checks the ciphertext's validity proof (TDH2 `VerifyCt`): recomputes `w = g^f / u^e`,
-    /// `w̄ = ḡ^f / ū^e` and compares the challenge. Costs two double-scalar multiplications and
-    /// one pass of SHA-256 over the body.
+    /// `w̄ = ḡ^f / ū^e` and compares the challenge. Costs two double-scalar multiplications
+    /// (each with one fixed base, g or ḡ, from a precomputed table) and one pass of SHA-256 over
+    /// the body.
     pub fn verify_ciphertext(&self, ct: &Ciphertext) -> Result<(), Tdh2Error> {
         self.verify_header(&ct.header())
     }
@@ -431,7 +432,7 @@ impl PublicKey {
         let minus_e = -h.e;
         let w = RistrettoPoint::vartime_double_scalar_mul_basepoint(&minus_e, &h.u.point, &h.f);
         let w_bar =
-            RistrettoPoint::vartime_multiscalar_mul([h.f, minus_e], [*g_bar(), h.u_bar.point]);
+            g_bar_vartime().vartime_mixed_multiscalar_mul([h.f], [minus_e], [h.u_bar.point]);
         if w == RistrettoPoint::identity() || w_bar == RistrettoPoint::identity() {
             return Err(Tdh2Error::InvalidCiphertext);
         }

@@ -3,7 +3,11 @@
 
 use std::sync::OnceLock;
 
-use curve25519_dalek::{RistrettoPoint, Scalar};
+use curve25519_dalek::{
+    RistrettoPoint, Scalar,
+    ristretto::{RistrettoBasepointTable, VartimeRistrettoPrecomputation},
+    traits::VartimePrecomputedMultiscalarMul as _,
+};
 use sha2::{Digest as _, Sha512};
 
 use crate::{dst, hash::hash_parts};
@@ -23,6 +27,21 @@ pub(super) fn hash_to_scalar(dst: &[u8], parts: &[&[u8]]) -> Scalar {
 pub(super) fn g_bar() -> &'static RistrettoPoint {
     static G_BAR: OnceLock<RistrettoPoint> = OnceLock::new();
     G_BAR.get_or_init(|| RistrettoPoint::hash_from_bytes::<Sha512>(dst::TDH2_GENERATOR))
+}
+
+/// ḡ as a fixed base for secret scalars (encryption's `r·ḡ` and `s·ḡ`): the same constant-time
+/// windowed table dalek keeps for g, built once (about 30 KiB).
+pub(super) fn g_bar_table() -> &'static RistrettoBasepointTable {
+    static TABLE: OnceLock<RistrettoBasepointTable> = OnceLock::new();
+    TABLE.get_or_init(|| RistrettoBasepointTable::create(g_bar()))
+}
+
+/// ḡ as a fixed point of variable-time multiscalar multiplications with public scalars (the
+/// validity check's `ḡ^f · ū^(−e)`): precomputed odd multiples, so ḡ's half of the product
+/// costs what g's does in `vartime_double_scalar_mul_basepoint`.
+pub(super) fn g_bar_vartime() -> &'static VartimeRistrettoPrecomputation {
+    static TABLE: OnceLock<VartimeRistrettoPrecomputation> = OnceLock::new();
+    TABLE.get_or_init(|| VartimeRistrettoPrecomputation::new([*g_bar()]))
 }
 
 /// H1: the mask applied to the symmetric key, from `u` and the shared secret `h^r`.
