@@ -438,12 +438,64 @@ pub async fn wait_links(
         if missing.is_empty() {
             return Ok(started.elapsed());
         }
-        anyhow::ensure!(
-            started.elapsed() < timeout,
-            "{transport} links (replica, peer) {missing:?} not up after {timeout:?}"
-        );
+        if started.elapsed() >= timeout {
+            let mut why = String::new();
+            for &(i, peer) in &missing {
+                why.push_str(&format!(
+                    "\n  replica {i} → {peer}: {}",
+                    link_report(cluster, i, peer, transport).await
+                ));
+            }
+            anyhow::bail!(
+                "{transport} links (replica, peer) {missing:?} not up after {timeout:?}; the dialling gateways say:{why}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// What replica `i`'s gateway reports of its `transport` link to `peer` (its `Peers` RPC on
+/// the local socket): the dialled link's state, whether an inbound one is up, how often it
+/// connected, and the last error. Makes a link failure in CI readable without the kept logs.
+pub async fn link_report(cluster: &Cluster, i: usize, peer: usize, transport: &str) -> String {
+    use beat_proto::gateway::v1::{
+        LinkState, PeersRequest, gateway_service_client::GatewayServiceClient,
+    };
+    let endpoint = beat_provision::layout::Sockets::of(cluster.dir(), i)
+        .gateway
+        .endpoint();
+    let channel = match beat_telemetry::local::lazy_channel(&endpoint, Duration::from_secs(2), true)
+    {
+        Ok(c) => c,
+        Err(e) => return format!("no channel to {endpoint}: {e}"),
+    };
+    let peers = match GatewayServiceClient::new(channel)
+        .peers(PeersRequest {})
+        .await
+    {
+        Ok(r) => r.into_inner().peers,
+        Err(status) => return format!("Peers failed: {}", status.message()),
+    };
+    let Some(t) = peers
+        .iter()
+        .filter(|p| p.replica as usize == peer)
+        .flat_map(|p| p.transports.iter())
+        .find(|t| t.transport == transport)
+    else {
+        return format!("no {transport} link to {peer} listed");
+    };
+    let state = LinkState::try_from(t.state).map_or("?", |s| s.as_str_name());
+    format!(
+        "dialled link {state} (retry in {} ms), inbound {}, {} connects, last error: {}",
+        t.backoff_ms,
+        if t.inbound_up { "up" } else { "down" },
+        t.connects,
+        if t.last_error.is_empty() {
+            "none"
+        } else {
+            &t.last_error
+        }
+    )
 }
 
 /// Offers `rate` tx/s of 250-byte transactions to every replica, round-robin, for a 5 s
