@@ -188,6 +188,38 @@ pub async fn transport_spec(
     Ok(spec)
 }
 
+/// Puts replica `replica` of a [`transport_spec`] behind an operator's own tor, the gateway's
+/// external mode: its committee endpoint becomes the C tor client's first onion service, it
+/// dials through that client's SOCKS5 port, and it listens on `listen`, where the client
+/// forwards the onion service (`HiddenServicePort`). The other replicas keep embedded arti.
+pub fn behind_external_tor(
+    spec: &mut ClusterSpec,
+    replica: usize,
+    client: &crate::networks::TorClient,
+    listen: SocketAddr,
+) -> anyhow::Result<()> {
+    let onion = client
+        .onions
+        .first()
+        .context("the C tor client has no onion service")?
+        .clone();
+    let endpoints = spec.endpoints.as_mut().context("no endpoints")?;
+    endpoints.get_mut(replica).context("no such replica")?.tor = Some(onion);
+    let embedded = spec
+        .configure
+        .take()
+        .context("no transport configuration")?;
+    let socks = client.socks.clone();
+    spec.configure = Some(Configure(Arc::new(move |i, c| {
+        (embedded.0)(i, c);
+        if i == replica {
+            c.gateway.tor.socks5 = Some(socks.clone());
+            c.gateway.tor.listen = Some(listen);
+        }
+    })));
+    Ok(())
+}
+
 /// The ordered pairs `(replica, peer)` that both run `transport`.
 pub fn pairs_over(mixes: &[Mix], transport: &str) -> Vec<(usize, usize)> {
     all_pairs(mixes.len())

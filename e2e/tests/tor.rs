@@ -19,15 +19,14 @@
 //! Needs the `tor` binary (Debian package `tor`; `.ci/run` installs it). Without it the test
 //! prints a loud SKIPPED message and passes.
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::Context as _;
 use beat_e2e::{
     networks::{TorNet, tor_installed},
     scenario_dir,
-    transports::{Mix, steady, transport_spec, with_cluster},
+    transports::{Mix, behind_external_tor, steady, transport_spec, with_cluster},
 };
-use beat_testkit::cluster::Configure;
 
 const N: usize = 4;
 const TORNET_BASE_PORT: u16 = beat_e2e::ports::TOR_NET;
@@ -110,21 +109,8 @@ async fn n4_over_a_private_tor_network() -> anyhow::Result<()> {
     )
     .await?;
     spec.params.batch_size = 3000;
-    let endpoints = spec.endpoints.as_mut().context("no endpoints")?;
-    endpoints[N - 1].tor = Some(onion.clone());
-    let embedded = spec
-        .configure
-        .take()
-        .context("no transport configuration")?;
-    let socks = client.socks.clone();
     let listen = SocketAddr::from(([127, 0, 0, 1], EXTERNAL_LISTEN_PORT));
-    spec.configure = Some(Configure(Arc::new(move |i, c| {
-        (embedded.0)(i, c);
-        if i == N - 1 {
-            c.gateway.tor.socks5 = Some(socks.clone());
-            c.gateway.tor.listen = Some(listen);
-        }
-    })));
+    behind_external_tor(&mut spec, N - 1, &client, listen)?;
     eprintln!(
         "tor-external: replica {} dials through {} and is reached at {onion}",
         N - 1,

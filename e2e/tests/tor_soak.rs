@@ -1,52 +1,54 @@
-//! Soak (not part of `scripts/test`; ~5 min): the external-tor cluster of `tests/tor.rs`
-//! (replicas 0–2 on embedded arti, replica 3 behind the network's C tor) started afresh again
-//! and again on one private Tor network, checking each time that all 12 links come up.
+//! The external-tor cluster of `tests/tor.rs` (replicas 0–2 on embedded arti, replica 3 behind
+//! the network's C tor) started afresh again and again on one private Tor network, checking
+//! each time that all 12 links come up within 90 s. CI runs 5 clusters (about a minute with
+//! the network); `BEAT_SOAK_CLUSTERS` runs more.
 //!
 //! It measures how long a fresh cluster takes to reach a full mesh over onion services, and
 //! it is how the stuck-rendezvous redial bug was found and its fix measured
 //! (docs/transports.md, "Known limits"): before the fix, 5 of 62 clusters never had all links
-//! within 90 s; after it, every cluster did. Run it with
+//! within 90 s; after it, every cluster did. The soak that measured it:
 //!
 //! ```text
-//! BEAT_SOAK_CLUSTERS=45 cargo test -p beat-e2e --test tor_soak -- --ignored --nocapture
+//! BEAT_SOAK_CLUSTERS=45 cargo test -p beat-e2e --test tor_soak -- --nocapture
 //! ```
 //!
-//! Needs the `tor` binary, as `tests/tor.rs` does.
+//! Needs the `tor` binary, as `tests/tor.rs` does; without it the test says SKIPPED and passes.
 
-use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::Context as _;
 use beat_e2e::{
     networks::{TorNet, tor_installed},
     scenario_dir,
-    transports::{Mix, pairs_over, transport_spec, wait_links},
+    transports::{Mix, behind_external_tor, pairs_over, transport_spec, wait_links},
 };
-use beat_testkit::cluster::{Cluster, Configure};
+use beat_testkit::cluster::Cluster;
 
 const N: usize = 4;
 const LINKS_TIMEOUT: Duration = Duration::from_secs(90);
+/// Clusters per run in CI (about 5 s each once the network is up). Before the fix about one
+/// cluster in twelve missed the bound, so a regression fails this run about a third of the
+/// time; `BEAT_SOAK_CLUSTERS=45` is the soak that measured the fix.
+const DEFAULT_CLUSTERS: usize = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "soak of several minutes; run with --ignored (see the module docs)"]
 async fn fresh_external_tor_clusters_reach_a_full_mesh() -> anyhow::Result<()> {
-    anyhow::ensure!(
-        tor_installed(),
-        "no `tor` binary: install the Debian package `tor`"
-    );
+    if !tor_installed() {
+        eprintln!(
+            "\n*** SKIPPED fresh_external_tor_clusters_reach_a_full_mesh: no `tor`/`tor-gencert` \
+             binary (Debian package `tor`; .ci/run installs it).\n"
+        );
+        return Ok(());
+    }
     let beat = Path::new(env!("CARGO_BIN_EXE_beat-e2e"));
     let clusters: usize = std::env::var("BEAT_SOAK_CLUSTERS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(DEFAULT_CLUSTERS);
     let net_dir = scenario_dir("tornet-soak");
     let forward = beat_e2e::ports::TOR_ONION_FORWARD;
     let net = TorNet::up_with_client(&net_dir, beat_e2e::ports::TOR_NET, &[(7000, forward)])?;
     let client = net.client.clone().context("no C tor client")?;
-    let onion = client
-        .onions
-        .first()
-        .context("the C tor client has no onion service")?
-        .clone();
     let mixes = [Mix::TOR; N];
     let pairs = pairs_over(&mixes, "tor");
     let mut times = Vec::new();
@@ -66,21 +68,12 @@ async fn fresh_external_tor_clusters_reach_a_full_mesh() -> anyhow::Result<()> {
             "{},beat_gateway::link=debug,beat_gateway::transport=debug",
             spec.log_filter
         );
-        let endpoints = spec.endpoints.as_mut().context("no endpoints")?;
-        endpoints[N - 1].tor = Some(onion.clone());
-        let embedded = spec
-            .configure
-            .take()
-            .context("no transport configuration")?;
-        let socks = client.socks.clone();
-        let listen = SocketAddr::from(([127, 0, 0, 1], forward));
-        spec.configure = Some(Configure(Arc::new(move |i, c| {
-            (embedded.0)(i, c);
-            if i == N - 1 {
-                c.gateway.tor.socks5 = Some(socks.clone());
-                c.gateway.tor.listen = Some(listen);
-            }
-        })));
+        behind_external_tor(
+            &mut spec,
+            N - 1,
+            &client,
+            SocketAddr::from(([127, 0, 0, 1], forward)),
+        )?;
         let dir = spec.dir.clone();
         let mut cluster = Cluster::prepare(spec)?;
         cluster.start_all()?;
