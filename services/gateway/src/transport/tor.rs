@@ -201,9 +201,9 @@ impl TorTransport {
     /// timeout (derived from its circuit-build estimate, a minute or more on a young client)
     /// and then tries the next introduction point, so one attempt can outlive several of our
     /// timeouts, and every redial to that peer would only queue behind it. A fresh isolation
-    /// token per dial gives each redial its own attempt (new rendezvous point, new
-    /// introduction circuit); the abandoned one ends by arti's own timeouts, so at most
-    /// about one per `connect_timeout` per unreachable peer is ever pending. Peer links dial
+    /// token per call gives each attempt its own rendezvous point and introduction circuit
+    /// (and lets [`hedged`] run two at once); abandoned ones end by arti's own timeouts, so
+    /// at most two per `connect_timeout` per unreachable peer are started. Peer links dial
     /// rarely (once per link, then only after a loss), so not sharing circuits between dials
     /// costs nothing measurable. Seen on the private test network (`e2e/tests/tor.rs`): the
     /// C tor onion service never answered rendezvous through one particular relay, and each
